@@ -1,0 +1,90 @@
+"""The documents that travel on Kafka topics: one frozen model per topic.
+
+Plain JSON a person can read with kcat, each with ``schema_version``; no
+framework envelope. Decoding failures raise :class:`pydantic.ValidationError`,
+which the agents treat as a poison message (dead-lettered, never retried).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class TopicMessage(BaseModel):
+    """Base of every topic message."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class EmailPending(TopicMessage):
+    """``emails.pending``: an email the poller took on (key: message_id)."""
+
+    message_id: str = Field(min_length=1)
+    from_address: str | None = None
+    subject: str | None = None
+    received_at: datetime | None = None
+
+
+class EditRequested(TopicMessage):
+    """``edits.requested``: the person asked for a new draft (key: message_id)."""
+
+    message_id: str = Field(min_length=1)
+    instructions: str = Field(min_length=1)
+    iteration: int = Field(ge=1)
+
+
+class DraftReady(TopicMessage):
+    """``drafts.ready``: a draft waits to be presented (key: message_id)."""
+
+    message_id: str = Field(min_length=1)
+    iteration: int = Field(ge=0)
+
+
+class InboundSms(TopicMessage):
+    """``sms.inbound``: an SMS from the person's phone (key: phone number, so
+    one person's commands are handled in the order sent)."""
+
+    sms_id: str = Field(min_length=1)
+    phone_number: str = Field(min_length=1)
+    text: str
+    received_at: datetime | None = None
+
+
+class ReplyApproved(TopicMessage):
+    """``replies.approved``: the person approved the draft (key: message_id)."""
+
+    message_id: str = Field(min_length=1)
+
+
+class WorkflowEvent(TopicMessage):
+    """``workflow.events``: one won state transition (key: message_id)."""
+
+    message_id: str
+    from_state: str | None
+    to_state: str
+    reason: str
+    error: str | None = None
+    at: datetime
+
+
+class DeadLetter(TopicMessage):
+    """``deadletter``: a message the orchestrator gave up on, with why."""
+
+    source_topic: str
+    key: str | None
+    value: str
+    error: str
+    error_kind: Literal["poison", "permanent", "exhausted"]
+    stage: str
+    attempts: int
+    at: datetime

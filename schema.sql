@@ -1,0 +1,194 @@
+-- Email Auto-Reply Orchestrator: database schema.
+--
+-- Idempotent: safe on a fresh database, on one where the Email Monitor already
+-- created processed_emails, and on one holding the deployed orchestrator's
+-- workflow_state / workflow_audit_log (upgraded in place, no row lost).
+-- Apply with `orchestrator db init` (which runs it in one transaction under an
+-- advisory lock, so workers starting together do not race) or `psql -f`.
+
+-- ---------------------------------------------------------------------------
+-- processed_emails: owned by the Email Monitor (CONTRACTS.md §1). Created here
+-- only when missing, for development and tests. The monitor writes 'pending';
+-- the orchestrator writes orchestrating / sent / ignored / failed / timeout.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS processed_emails (
+    id              SERIAL PRIMARY KEY,
+    message_id      VARCHAR(255) UNIQUE NOT NULL,
+    subject         TEXT,
+    from_address    VARCHAR(255) NOT NULL,
+    to_addresses    TEXT[],
+    received_at     TIMESTAMPTZ NOT NULL,
+    processed_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    status          VARCHAR(50) NOT NULL DEFAULT 'pending',
+    reply_draft     TEXT,
+    error_message   TEXT,
+    thread_id       VARCHAR(255),
+    in_reply_to     VARCHAR(255),
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+ALTER TABLE processed_emails ADD COLUMN IF NOT EXISTS body_text TEXT;
+ALTER TABLE processed_emails ADD COLUMN IF NOT EXISTS body_html TEXT;
+
+-- The poller's sweep: pending emails, oldest first.
+CREATE INDEX IF NOT EXISTS processed_emails_pending_idx
+    ON processed_emails (received_at, id) WHERE status = 'pending';
+
+-- ---------------------------------------------------------------------------
+-- workflow_state: one row per email the orchestrator took on. A superset of
+-- the deployed service's columns. Every change of current_state is a
+-- compare-and-set (UPDATE ... WHERE current_state = expected) paired with a
+-- workflow_audit_log row in the same transaction.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS workflow_state (
+    id                      SERIAL PRIMARY KEY,
+    message_id              VARCHAR(255) NOT NULL UNIQUE
+                            REFERENCES processed_emails (message_id) ON DELETE CASCADE,
+    email_subject           TEXT,
+    email_from              VARCHAR(255),
+    email_to                TEXT,
+    email_body_preview      TEXT,
+    current_state           VARCHAR(50) NOT NULL DEFAULT 'pending',
+    previous_state          VARCHAR(50),
+    ai_reply_text           TEXT,
+    ai_reply_generated_at   TIMESTAMPTZ,
+    sms_message_id          VARCHAR(255),
+    sms_sent_at             TIMESTAMPTZ,
+    sms_phone_number        VARCHAR(32),
+    user_command            VARCHAR(50),
+    user_edit_instructions  TEXT,
+    user_responded_at       TIMESTAMPTZ,
+    edit_iteration          INTEGER NOT NULL DEFAULT 0,
+    reply_sent_at           TIMESTAMPTZ,
+    reply_message_id        VARCHAR(255),
+    error_message           TEXT,
+    retry_count             INTEGER NOT NULL DEFAULT 0,
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    timeout_at              TIMESTAMPTZ
+);
+
+-- Columns this service adds to the deployed table (ADD ... IF NOT EXISTS keeps
+-- an upgrade in place).
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS email_received_at TIMESTAMPTZ;
+-- Every (instructions, draft) pair so far: the generator is stateless, so each
+-- regeneration is sent the whole history.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS edit_history JSONB NOT NULL DEFAULT '[]'::jsonb;
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS ai_draft_id VARCHAR(64);
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS ai_model_version VARCHAR(100);
+-- The stage a failed workflow failed in (draft / notify / send), for retries.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS failed_stage VARCHAR(20);
+-- Set, with reply_message_id, before the SMTP call: a workflow found in
+-- user_approved with this set crashed mid-send and must not be resent blindly.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS send_attempted_at TIMESTAMPTZ;
+
+-- The deployed service may have used timestamps without time zone; they held
+-- UTC. Convert in place so every timestamp is absolute.
+DO $$
+DECLARE col record;
+BEGIN
+    FOR col IN
+        SELECT table_name, column_name FROM information_schema.columns
+        WHERE table_schema = current_schema()
+          AND table_name IN ('workflow_state', 'workflow_audit_log')
+          AND data_type = 'timestamp without time zone'
+    LOOP
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE TIMESTAMPTZ USING %I AT TIME ZONE ''UTC''',
+                       col.table_name, col.column_name, col.column_name);
+    END LOOP;
+END $$;
+
+CREATE INDEX IF NOT EXISTS workflow_state_state_idx ON workflow_state (current_state, created_at);
+CREATE INDEX IF NOT EXISTS workflow_state_timeout_idx
+    ON workflow_state (timeout_at) WHERE current_state = 'awaiting_user';
+CREATE INDEX IF NOT EXISTS workflow_state_created_idx ON workflow_state (created_at);
+
+-- ---------------------------------------------------------------------------
+-- workflow_audit_log: every won transition, in order (id is monotonic).
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS workflow_audit_log (
+    id                  BIGSERIAL PRIMARY KEY,
+    message_id          VARCHAR(255) NOT NULL
+                        REFERENCES processed_emails (message_id) ON DELETE CASCADE,
+    from_state          VARCHAR(50),
+    to_state            VARCHAR(50) NOT NULL,
+    transition_reason   TEXT,
+    error_details       TEXT,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS workflow_audit_log_message_idx ON workflow_audit_log (message_id, id);
+
+-- ---------------------------------------------------------------------------
+-- inbound_sms: every SMS the webhook accepted, keyed by the gateway's
+-- payload.messageId, so a redelivered webhook is recognised and dropped
+-- (INSERT ... ON CONFLICT DO NOTHING). handled_at is set by the command agent
+-- in the same transaction as the command's effect: a redelivered Kafka
+-- message finds it set and does nothing.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS inbound_sms (
+    sms_id          VARCHAR(255) PRIMARY KEY,
+    phone_number    VARCHAR(32) NOT NULL,
+    body            TEXT NOT NULL,
+    received_at     TIMESTAMPTZ,
+    accepted_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    handled_at      TIMESTAMPTZ,
+    outcome         VARCHAR(50),
+    message_id      VARCHAR(255)
+);
+
+-- ---------------------------------------------------------------------------
+-- phone_conversation: the one draft on the person's phone. Commands carry no
+-- reference, so only the most recently presented draft may be answered; the
+-- next waiting draft is presented when this one reaches a decision. The row
+-- lock (SELECT ... FOR UPDATE) serialises presenters across workers.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS phone_conversation (
+    phone_number    VARCHAR(32) PRIMARY KEY,
+    message_id      VARCHAR(255) REFERENCES processed_emails (message_id) ON DELETE SET NULL,
+    presented_at    TIMESTAMPTZ,
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- kafka_outbox: messages to publish, written in the same transaction as the
+-- state change that causes them (transactional outbox). The relay publishes
+-- them in id order with an idempotent producer, then deletes them, so a crash
+-- between a commit and a publish loses nothing. topic is the logical name,
+-- without KAFKA_TOPIC_PREFIX.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS kafka_outbox (
+    id              BIGSERIAL PRIMARY KEY,
+    topic           VARCHAR(100) NOT NULL,
+    message_key     TEXT,
+    payload         TEXT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- Instant wake-ups: a new pending email wakes the poller, a new outbox row
+-- wakes the relay. The sweep every POLL_INTERVAL covers anything missed.
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION orchestrator_notify_pending() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('orchestrator_pending_email', NEW.message_id);
+    RETURN NEW;
+END $$;
+
+DROP TRIGGER IF EXISTS orchestrator_pending_email ON processed_emails;
+CREATE TRIGGER orchestrator_pending_email
+    AFTER INSERT OR UPDATE OF status ON processed_emails
+    FOR EACH ROW WHEN (NEW.status = 'pending')
+    EXECUTE FUNCTION orchestrator_notify_pending();
+
+CREATE OR REPLACE FUNCTION orchestrator_notify_outbox() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('orchestrator_outbox', '');
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS orchestrator_outbox ON kafka_outbox;
+CREATE TRIGGER orchestrator_outbox
+    AFTER INSERT ON kafka_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_notify_outbox();

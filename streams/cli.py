@@ -1,0 +1,80 @@
+"""The ``orchestrator`` command.
+
+    orchestrator worker          agents, poller, timers and web server in one process
+    orchestrator db init         apply schema.sql (idempotent)
+    orchestrator topics create   create the Kafka topics (idempotent)
+
+A configuration problem stops the command with exit status 2 and one line per
+offending variable, before anything connects anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from .settings import ConfigError, DatabaseSettings, Settings, load_settings
+
+
+def _db_init(_: argparse.Namespace) -> int:
+    from .database import apply_schema, schema_file
+
+    settings = load_settings(DatabaseSettings)
+    asyncio.run(apply_schema(settings.conninfo))
+    print(f"orchestrator: applied {schema_file()}")
+    return 0
+
+
+def _topics_create(_: argparse.Namespace) -> int:
+    from .topics import create_topics
+
+    settings = load_settings(Settings)
+    created = create_topics(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_topic_prefix,
+        settings.kafka_topic_partitions,
+        settings.kafka_replication_factor,
+    )
+    print(f"orchestrator: created {len(created)} topic(s): {', '.join(created) or 'none needed'}")
+    return 0
+
+
+def _worker(_: argparse.Namespace) -> int:
+    settings = load_settings(Settings)
+    from .worker import run_worker
+
+    return run_worker(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("worker", help="run the orchestrator").set_defaults(run=_worker)
+    db = commands.add_parser("db", help="database commands").add_subparsers(
+        dest="db_command", required=True, metavar="SUBCOMMAND"
+    )
+    db.add_parser("init", help="apply schema.sql (idempotent)").set_defaults(run=_db_init)
+    topics = commands.add_parser("topics", help="Kafka topic commands").add_subparsers(
+        dest="topics_command", required=True, metavar="SUBCOMMAND"
+    )
+    topics.add_parser("create", help="create the topics (idempotent)").set_defaults(run=_topics_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"orchestrator: configuration error: {line}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Configuration: every variable of CONTRACTS.md §6 plus this service's own,
+read from the environment and ``.env``, validated once at start-up.
+
+:func:`load_settings` turns a validation failure into :class:`ConfigError`,
+whose message names each offending variable in one line, so a misconfigured
+deployment stops with something a person can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from psycopg.conninfo import make_conninfo
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+SmtpSecurity = Literal["ssl", "starttls", "plain"]
+Tone = Literal["professional", "casual", "technical", "friendly"]
+
+
+_S = TypeVar("_S", bound="DatabaseSettings")
+
+
+class ConfigError(Exception):
+    """The configuration is missing or malformed; the message names the variables."""
+
+
+class DatabaseSettings(BaseSettings):
+    """What the database commands need (``orchestrator db init``)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Database: DATABASE_URL wins over DB_*
+    database_url: SecretStr | None = None
+    db_host: str = "localhost"
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = "email_auto_reply"
+    db_user: str | None = None
+    db_password: SecretStr | None = None
+    db_pool_max_size: int = Field(default=10, ge=2)
+
+    @model_validator(mode="after")
+    def _database_configured(self) -> DatabaseSettings:
+        if self.database_url is None and self.db_user is None:
+            raise ValueError("DATABASE_URL or DB_USER (with DB_PASSWORD) must be set")
+        return self
+
+    @property
+    def conninfo(self) -> str:
+        """A libpq connection string (DATABASE_URL when set, else DB_*)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return make_conninfo(
+            host=self.db_host,
+            port=self.db_port,
+            dbname=self.db_name,
+            user=self.db_user,
+            password=self.db_password.get_secret_value() if self.db_password else None,
+        )
+
+
+class Settings(DatabaseSettings):
+    """All configuration. Field names are the environment variables, upper-cased."""
+
+    # Peers (CONTRACTS.md §2, §3)
+    ai_reply_generator_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8002")
+    sms_gateway_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8000")
+    ai_reply_tone: Tone = "professional"
+    ai_reply_max_length: int | None = Field(default=None, gt=0)
+    http_timeout: float = Field(default=60.0, gt=0, description="seconds per peer request")
+
+    # Gmail SMTP (CONTRACTS.md §4)
+    gmail_smtp_server: str = "smtp.gmail.com"
+    gmail_smtp_port: int = Field(default=465, ge=1, le=65535)
+    smtp_security: SmtpSecurity | None = None
+    smtp_ca_file: Path | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    email_address: str
+    email_password: SecretStr
+
+    # The person's phone (CONTRACTS.md §5)
+    your_phone_number: str
+
+    # Workflow
+    poll_interval: float = Field(default=120.0, gt=0)
+    user_response_timeout: float = Field(default=86400.0, gt=0)
+    timeout_check_interval: float = Field(default=30.0, gt=0)
+    max_retry_attempts: int = Field(default=3, ge=1)
+    retry_backoff_base: float = Field(default=1.0, gt=0)
+    retry_backoff_max: float = Field(default=60.0, gt=0)
+    max_edit_iterations: int = Field(default=10, ge=0)
+    sms_format: Literal["condensed", "full"] = "condensed"
+
+    # Web
+    orchestrator_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8003")
+    host: str = "0.0.0.0"
+    port: int = Field(default=8003, ge=1, le=65535)
+    sms_webhook_signing_key: SecretStr | None = None
+    api_token: SecretStr | None = None
+    draft_link_secret: SecretStr | None = None
+
+    # Kafka
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_topic_prefix: str = "email-orchestrator."
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    data_dir: Path = Path("/tmp/email-orchestrator")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("your_phone_number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        compact = re.sub(r"[\s\-().]", "", value)
+        if not E164.match(compact):
+            raise ValueError("must be an E.164 phone number such as +15551234567")
+        return compact
+
+    @field_validator("email_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in value or value.startswith("@") or value.endswith("@"):
+            raise ValueError("must be an email address such as you@gmail.com")
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers or any(not re.match(r"^[\w.\-\[\]:]+:\d+$", s) for s in servers):
+            raise ValueError("must be a comma-separated host:port list such as kafka:9092")
+        return ",".join(servers)
+
+    @field_validator("kafka_topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9._\-]*$", value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    # ---------------------------------------------------------------- derived
+
+    @property
+    def smtp_security_mode(self) -> SmtpSecurity:
+        """SMTP_SECURITY, or what the port implies (465 implicit TLS, 587 STARTTLS)."""
+        if self.smtp_security is not None:
+            return self.smtp_security
+        return {465: "ssl", 587: "starttls"}.get(self.gmail_smtp_port, "plain")  # type: ignore[return-value]
+
+    @property
+    def app_id(self) -> str:
+        """The faust app id, which is also the Kafka consumer group."""
+        return f"{self.kafka_topic_prefix}orchestrator"
+
+    @property
+    def draft_link_key(self) -> bytes:
+        """The HMAC key for draft links: DRAFT_LINK_SECRET, else derived from a secret we have."""
+        secret = self.draft_link_secret or self.email_password
+        return b"draft-link:" + secret.get_secret_value().encode()
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    return str(loc[0]).upper() if loc else "configuration"
+
+
+def load_settings(cls: type[_S] = Settings, **overrides: Any) -> _S:  # type: ignore[assignment]
+    """Read and validate the configuration, or raise :class:`ConfigError`.
+
+    The error message has one line per offending variable, e.g.
+    ``YOUR_PHONE_NUMBER: must be an E.164 phone number such as +15551234567``.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "missing":
+                message = "is required but not set"
+            lines.append(f"{_variable(error['loc'])}: {message}")
+        raise ConfigError("\n".join(lines)) from None

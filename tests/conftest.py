@@ -1,0 +1,99 @@
+"""Shared fixtures: real Kafka and PostgreSQL, isolated per test.
+
+Every test that touches PostgreSQL gets a database of its own, cloned from a
+template that already holds ``schema.sql``; every test that touches Kafka gets
+a topic prefix (and so a consumer group) of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from handlers.clock import OffsetClock
+from streams.database import apply_schema, create_pool
+from streams.repository import Pool, WorkflowRepository
+
+from .services import Endpoints, provide
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    with provide() as found:
+        yield found
+
+
+def with_dbname(conninfo: str, dbname: str) -> str:
+    params = conninfo_to_dict(conninfo)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def _admin(conninfo: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(endpoints: Endpoints) -> Iterator[str]:
+    """A database holding schema.sql, cloned by :func:`database` for each test."""
+    name = f"orch_tpl_{uuid.uuid4().hex[:10]}"
+    with _admin(endpoints.database_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    conninfo = with_dbname(endpoints.database_url, name)
+    asyncio.run(apply_schema(conninfo))
+    yield name
+    with _admin(endpoints.database_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database(endpoints: Endpoints) -> Iterator[str]:
+    """The conninfo of a new, empty database, dropped after the test."""
+    name = f"orch_t_{uuid.uuid4().hex[:12]}"
+    with _admin(endpoints.database_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield with_dbname(endpoints.database_url, name)
+    with _admin(endpoints.database_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(endpoints: Endpoints, template_database: str) -> Iterator[str]:
+    """The conninfo of a new database with the schema applied, dropped after the test."""
+    name = f"orch_t_{uuid.uuid4().hex[:12]}"
+    with _admin(endpoints.database_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield with_dbname(endpoints.database_url, name)
+    with _admin(endpoints.database_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def clock() -> OffsetClock:
+    return OffsetClock()
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[Pool]:
+    p = create_pool(database, max_size=25)
+    await p.open(wait=True)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+async def repo(pool: Pool, clock: OffsetClock) -> WorkflowRepository:
+    return WorkflowRepository(pool, clock)

@@ -1,0 +1,53 @@
+"""Test data: rows as the Email Monitor writes them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+_counter = 0
+
+
+def new_message_id(local: str = "") -> str:
+    return f"<{local or uuid.uuid4().hex[:12]}@mail.example>"
+
+
+async def insert_email(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    message_id: str | None = None,
+    subject: str | None = "Meeting tomorrow at 2pm?",
+    from_address: str = "John Smith <john@example.com>",
+    to_addresses: list[str] | None = None,
+    body_text: str | None = "Hi, are we still on for tomorrow at 2pm?\n\nJohn",
+    body_html: str | None = None,
+    received_at: datetime | None = None,
+    status: str = "pending",
+    in_reply_to: str | None = None,
+) -> str:
+    """Insert one ``processed_emails`` row and commit; returns its message_id."""
+    global _counter
+    _counter += 1
+    message_id = message_id or new_message_id()
+    received_at = received_at or (datetime.now(UTC) - timedelta(minutes=10) + timedelta(milliseconds=_counter))
+    await conn.execute(
+        "INSERT INTO processed_emails (message_id, subject, from_address, to_addresses,"
+        " received_at, status, body_text, body_html, in_reply_to)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            message_id,
+            subject,
+            from_address,
+            to_addresses or ["me@example.com"],
+            received_at,
+            status,
+            body_text,
+            body_html,
+            in_reply_to,
+        ),
+    )
+    await conn.commit()
+    return message_id

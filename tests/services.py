@@ -1,0 +1,68 @@
+"""Where the tests' Kafka and PostgreSQL come from.
+
+In order: KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL from the environment; else
+testcontainers when a Docker engine answers; else ``scripts/services up`` (a
+KRaft broker from Maven Central jars and a Debian PostgreSQL cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kafka_bootstrap_servers: str
+    database_url: str
+
+
+def _docker_available() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _from_script() -> dict[str, str]:
+    subprocess.run([str(ROOT / "scripts" / "services"), "up"], check=True)
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "services"), "env"], check=True, capture_output=True, text=True
+    ).stdout
+    env = {}
+    for line in out.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = shlex.split(value)[0]
+    return env
+
+
+@contextmanager
+def provide() -> Iterator[Endpoints]:
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    database = os.environ.get("DATABASE_URL")
+    with ExitStack() as stack:
+        if (not kafka or not database) and _docker_available():
+            from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
+            from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+
+            if not kafka:
+                container = stack.enter_context(KafkaContainer("apache/kafka:4.1.1").with_kraft())
+                kafka = container.get_bootstrap_server()
+            if not database:
+                pg = stack.enter_context(PostgresContainer("postgres:15", driver=None))
+                database = pg.get_connection_url()
+        if not kafka or not database:
+            env = _from_script()
+            kafka = kafka or env["KAFKA_BOOTSTRAP_SERVERS"]
+            database = database or env["DATABASE_URL"]
+        yield Endpoints(kafka_bootstrap_servers=kafka, database_url=database)
