@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -33,7 +34,7 @@ async def apply_schema(conninfo: str, path: Path | None = None) -> None:
             await conn.execute(sql.encode())  # several statements: simple query protocol
 
 
-def create_pool(conninfo: str, max_size: int = 10) -> AsyncConnectionPool[psycopg.AsyncConnection[dict[str, object]]]:
+def create_pool(conninfo: str, max_size: int = 10) -> AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]:
     """A pool of dict-row connections; open it with ``await pool.open(wait=True)``."""
     return AsyncConnectionPool(
         conninfo,

@@ -142,6 +142,8 @@ class Transaction:
     def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]], clock: Clock) -> None:
         self.conn = conn
         self.clock = clock
+        #: SMS texts for the person, to send once this transaction has committed.
+        self.sms_after_commit: list[str] = []
 
     async def get(self, message_id: str, *, for_update: bool = False) -> Workflow | None:
         """The workflow of ``message_id``; ``for_update`` locks the row until commit."""

@@ -97,3 +97,16 @@ async def pool(database: str) -> AsyncIterator[Pool]:
 @pytest.fixture
 async def repo(pool: Pool, clock: OffsetClock) -> WorkflowRepository:
     return WorkflowRepository(pool, clock)
+
+
+@pytest.fixture
+async def pipeline(database: str, endpoints: Endpoints, topic_prefix: str, tmp_path: Any) -> AsyncIterator[Any]:
+    """A running ``orchestrator worker`` with stub peers; see tests/harness.py."""
+    from .harness import Pipeline
+
+    p = Pipeline(database, endpoints.kafka_bootstrap_servers, topic_prefix, tmp_path)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()

@@ -1,0 +1,156 @@
+"""What the person reads on the phone: draft SMS, help, confirmations.
+
+Segments are counted as carriers count them: GSM-7 (160 characters alone,
+153 per part when concatenated; ``^{}\\[~]|€`` take two) unless any character is
+outside GSM-7, then UCS-2 (70 / 67). Typographic punctuation is folded to
+plain ASCII first, so one curly quote in a draft does not halve the room. The
+email itself keeps the original text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+#: The gateway's limit (CONTRACTS.md §3).
+MAX_SMS_CHARS = 1600
+#: The generator calls a draft SMS-friendly up to this length (CONTRACTS.md §2).
+SMS_FRIENDLY_CHARS = 300
+
+_FOLD = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+        "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-", "\u2010": "-", "\u2011": "-",
+        "\u2026": "...", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u200b": "",
+        "\u2022": "-", "\t": " ",
+    }
+)
+
+COMMAND_HINT = "1=Send 2=Edit 3=Ignore"
+
+
+def fold_typography(text: str) -> str:
+    """Replace typographic quotes, dashes, ellipses and odd spaces by plain ones."""
+    return text.translate(_FOLD)
+
+
+@dataclass(frozen=True)
+class SegmentCount:
+    encoding: Literal["GSM-7", "UCS-2"]
+    units: int
+    segments: int
+
+
+def count_segments(text: str) -> SegmentCount:
+    """How many SMS segments ``text`` takes, as a carrier counts them."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text):
+        units = sum(2 if ch in GSM7_EXTENDED else 1 for ch in text)
+        single, part = 160, 153
+        encoding: Literal["GSM-7", "UCS-2"] = "GSM-7"
+    else:
+        units = len(text.encode("utf-16-le")) // 2  # astral characters take two
+        single, part = 70, 67
+        encoding = "UCS-2"
+    segments = 1 if units <= single else math.ceil(units / part)
+    return SegmentCount(encoding, units, segments)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 3)].rstrip() + "..."
+
+
+@dataclass(frozen=True)
+class DraftSms:
+    """The inputs of a draft notification."""
+
+    sender: str
+    subject: str | None
+    preview: str
+    draft: str
+    waiting: int
+    link: str
+
+
+def _waiting_line(waiting: int) -> str:
+    return f" (+{waiting} waiting)" if waiting else ""
+
+
+def render_draft_sms(draft: DraftSms, fmt: Literal["condensed", "full"]) -> str:
+    """The SMS that presents a draft; a draft too long for the format goes as a link.
+
+    ``condensed``: sender, a short preview, the draft and the command hint, in
+    one segment where the draft allows (the preview shrinks first), otherwise
+    up to the SMS-friendly length. ``full``: sender, subject, preview and the
+    whole draft, up to the gateway's 1,600 characters.
+    """
+    body = fold_typography(draft.draft.strip())
+    sender = fold_typography(_shorten(draft.sender, 30))
+    topic = fold_typography(draft.subject or draft.preview or "(no subject)")
+    footer = f"{COMMAND_HINT}{_waiting_line(draft.waiting)}"
+    if fmt == "full":
+        text = (
+            f"From: {sender}\nSubject: {fold_typography(_shorten(draft.subject or '(none)', 120))}\n"
+            f"{fold_typography(_shorten(draft.preview, 160))}\n---\nDraft:\n{body}\n{footer}"
+        )
+        if len(text) <= MAX_SMS_CHARS:
+            return text
+        return (
+            f"From: {sender}\nSubject: {fold_typography(_shorten(draft.subject or '(none)', 120))}\n"
+            f"Draft ({len(body)} chars): {_shorten(body, 200)}\nRead it all: {draft.link}\n{footer}"
+        )
+
+    def condensed(preview_len: int) -> str:
+        return f"{sender}: {_shorten(topic, preview_len)}\nDraft: {body}\n{footer}"
+
+    for preview_len in (60, 40, 25, 15):
+        text = condensed(preview_len)
+        if count_segments(text).segments == 1:
+            return text
+    if len(body) <= SMS_FRIENDLY_CHARS:
+        return condensed(40)
+    return f"{sender}: {_shorten(topic, 40)}\nDraft: {_shorten(body, 80)}\nFull: {draft.link}\n{footer}"
+
+
+HELP_SMS = (
+    "Reply 1 to send the draft, 2 <what to change> to edit it "
+    "(e.g. 2 make it shorter), 3 to ignore the email."
+)
+NOTHING_WAITING_SMS = "No draft is waiting for your answer right now."
+
+
+def _next_line(next_sender: str | None, waiting: int) -> str:
+    if next_sender is None:
+        return " Nothing else waiting."
+    more = f" ({waiting - 1} more after it)" if waiting > 1 else ""
+    return f" Next: {fold_typography(_shorten(next_sender, 30))}{more}."
+
+
+def render_sent_sms(recipient: str, next_sender: str | None, waiting: int) -> str:
+    return f"Sent to {fold_typography(_shorten(recipient, 40))} \u2713{_next_line(next_sender, waiting)}"
+
+
+def render_ignored_sms(sender: str, next_sender: str | None, waiting: int) -> str:
+    return f"Ignored the email from {fold_typography(_shorten(sender, 40))}.{_next_line(next_sender, waiting)}"
+
+
+def render_edit_limit_sms(limit: int) -> str:
+    return f"Edit limit ({limit}) reached for this email. Reply 1 to send the draft or 3 to ignore it."
+
+
+def render_failed_sms(sender: str, subject: str | None, reason: str) -> str:
+    return (
+        f"Gave up on the email from {fold_typography(_shorten(sender, 30))} "
+        f"({fold_typography(_shorten(subject or 'no subject', 40))}): {_shorten(reason, 120)}. "
+        "It can be retried from the orchestrator."
+    )

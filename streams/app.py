@@ -1,0 +1,61 @@
+"""The faust application: agents, the web views, and the runtime's lifetime."""
+
+from __future__ import annotations
+
+import faust
+
+from . import agents, web
+from .runtime import Runtime
+from .settings import Settings
+
+
+class OrchestratorApp(faust.App):
+    """A faust App that opens the runtime before any agent starts and closes it last."""
+
+    runtime: Runtime
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        await self.runtime.open()
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        self.runtime.ready = True
+
+    async def on_stop(self) -> None:
+        self.runtime.ready = False
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        await self.runtime.close()
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> OrchestratorApp:
+    runtime = runtime or Runtime(settings)
+    servers = settings.kafka_bootstrap_servers.split(",")
+    app = OrchestratorApp(
+        settings.app_id,
+        broker=[f"kafka://{s}" for s in servers],
+        datadir=str(settings.data_dir / settings.app_id),
+        web_port=settings.port,
+        web_bind=settings.host,
+        web_host="localhost",
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.kafka_topic_partitions,
+        topic_replication_factor=settings.kafka_replication_factor,
+        topic_allow_declare=False,
+        producer_acks=-1,
+        # faust's own pages expose internals: off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+    )
+    app.runtime = runtime
+    agents.register(app, runtime)
+    web.attach(app.web, runtime)
+    return app
+
+

@@ -1,0 +1,109 @@
+"""The outbox relay: publishes ``kafka_outbox`` rows to Kafka, then deletes them.
+
+Rows are written in the same transaction as the state change that causes them,
+so nothing is published for a change that rolled back and nothing is lost for
+one that committed. One relay publishes at a time (a transaction-scoped
+advisory lock), in id order, with confluent-kafka's idempotent producer
+(acks=all); rows are deleted only after every delivery in the batch is
+confirmed. A crash in between republishes the batch: consumers are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import psycopg
+from confluent_kafka import KafkaError, Message, Producer
+
+from .repository import Pool
+from .topics import full_name
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_ID = 0x0E4A12
+BATCH = 500
+
+
+def new_producer(bootstrap_servers: str) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "message.timeout.ms": 30000,
+            "client.id": "orchestrator-outbox",
+        }
+    )
+
+
+class OutboxRelay:
+    """Drains the outbox whenever woken (NOTIFY) and at least every ``interval`` s."""
+
+    def __init__(self, pool: Pool, conninfo: str, producer: Producer, prefix: str, interval: float = 1.0) -> None:
+        self.pool = pool
+        self.conninfo = conninfo
+        self.producer = producer
+        self.prefix = prefix
+        self.interval = interval
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self.published = 0
+
+    async def run(self) -> None:
+        """Relay until cancelled; survives database and broker outages."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as listener:
+                    await listener.execute("LISTEN orchestrator_outbox")
+                    while True:
+                        while await self.drain_once():
+                            pass
+                        async for _ in listener.notifies(timeout=self.interval, stop_after=1):
+                            pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any outage: note it, back off, go on
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay: %s; retrying in 1s", self.last_error)
+                await asyncio.sleep(1.0)
+
+    async def drain_once(self) -> bool:
+        """Publish one batch; True when a full batch went (there may be more)."""
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS locked", (RELAY_LOCK_ID,))
+                row = await cur.fetchone()
+                if not row or not row["locked"]:
+                    return False
+                cur = await conn.execute(
+                    "SELECT id, topic, message_key, payload FROM kafka_outbox ORDER BY id LIMIT %s",
+                    (BATCH,),
+                )
+                rows = await cur.fetchall()
+                if rows:
+                    await self._publish(rows)
+                    await conn.execute("DELETE FROM kafka_outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
+                    self.published += len(rows)
+        self.last_success = time.time()
+        self.last_error = None
+        return len(rows) == BATCH
+
+    async def _publish(self, rows: list[dict[str, Any]]) -> None:
+        errors: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, _: Message) -> None:
+            if err is not None:
+                errors.append(err)
+
+        for row in rows:
+            key = row["message_key"].encode() if row["message_key"] is not None else None
+            self.producer.produce(
+                full_name(self.prefix, row["topic"]), row["payload"].encode(), key, on_delivery=delivered
+            )
+        remaining = await asyncio.to_thread(self.producer.flush, 30.0)
+        if remaining or errors:
+            raise RuntimeError(f"Kafka delivery failed ({remaining} undelivered): {errors[:1]}")

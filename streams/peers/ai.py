@@ -1,0 +1,65 @@
+"""The AI Reply Generator (CONTRACTS.md §2): ``POST /generate-reply``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from handlers.errors import PermanentError, TransientError
+
+PEER = "AI Reply Generator"
+
+
+class GeneratedDraft(BaseModel):
+    draft_id: str
+    full_draft: str
+    short_summary: str | None = None
+    length: int
+    is_sms_friendly: bool
+    tokens_used: int
+    model_version: str
+    generated_at: datetime
+
+
+class AiReplyGenerator:
+    """Asks for drafts. Raises :class:`PermanentError` on 404 (unknown email)
+    and other 4xx, :class:`TransientError` on 5xx, timeouts, refused
+    connections and unreadable answers. Blocks for as long as a generation
+    takes (seconds), up to the client's timeout."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        self.client = client
+        self.url = base_url.rstrip("/") + "/generate-reply"
+
+    async def generate(
+        self,
+        email_message_id: str,
+        *,
+        tone: str,
+        max_length: int | None = None,
+        context_instructions: str | None = None,
+    ) -> GeneratedDraft:
+        body: dict[str, object] = {"email_message_id": email_message_id, "tone": tone}
+        if max_length is not None:
+            body["max_length"] = max_length
+        if context_instructions:
+            body["context_instructions"] = context_instructions
+        try:
+            response = await self.client.post(self.url, json=body)
+        except httpx.HTTPError as exc:
+            raise TransientError(PEER, f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 404:
+            raise PermanentError(PEER, "404: the generator does not know this email")
+        if response.status_code >= 500:
+            raise TransientError(PEER, f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise PermanentError(PEER, f"HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            draft = GeneratedDraft.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise TransientError(PEER, f"unreadable response: {exc.error_count()} problem(s)") from exc
+        if not draft.full_draft.strip():
+            raise TransientError(PEER, "empty draft")
+        return draft

@@ -1,0 +1,46 @@
+"""The SMS Gateway (CONTRACTS.md §3): ``POST /sms/send``."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from handlers.errors import PermanentError, TransientError
+from handlers.sms_text import MAX_SMS_CHARS
+
+PEER = "SMS Gateway"
+
+
+class _SendResult(BaseModel):
+    success: bool
+    message_id: str | None = None
+    error: str | None = None
+
+
+class SmsGateway:
+    """Sends SMS. Returns the gateway's message id. HTTP 200 with
+    ``success: false`` is a failed send (:class:`TransientError`), as are 5xx,
+    timeouts and refused connections; other 4xx are :class:`PermanentError`."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        self.client = client
+        self.url = base_url.rstrip("/") + "/sms/send"
+
+    async def send(self, to: str, message: str) -> str | None:
+        if not 1 <= len(message) <= MAX_SMS_CHARS:
+            raise PermanentError(PEER, f"message length {len(message)} outside 1..{MAX_SMS_CHARS}")
+        try:
+            response = await self.client.post(self.url, json={"to": to, "message": message})
+        except httpx.HTTPError as exc:
+            raise TransientError(PEER, f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(PEER, f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise PermanentError(PEER, f"HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            result = _SendResult.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise TransientError(PEER, "unreadable response") from exc
+        if not result.success:
+            raise TransientError(PEER, f"send failed: {result.error or 'no reason given'}")
+        return result.message_id

@@ -1,0 +1,98 @@
+"""Gmail SMTP (CONTRACTS.md §4): implicit TLS (465), STARTTLS (587) or plain
+for local relays; an extra CA file may be trusted, certificate checks are
+never turned off."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Literal
+
+from handlers.errors import OutcomeUnknownError, PermanentError, TransientError
+
+PEER = "SMTP"
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+class SmtpSender:
+    """Sends one message per call, in a thread (smtplib blocks).
+
+    Errors before the message is handed over (connect, TLS, login, a 4xx/5xx
+    answer) are :class:`TransientError` (4xx, network) or
+    :class:`PermanentError` (5xx, bad credentials): the server did not accept
+    it. A connection lost while handing it over is :class:`OutcomeUnknownError`.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        security: Literal["ssl", "starttls", "plain"],
+        username: str,
+        password: str,
+        ca_file: Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password = username, password
+        self.context = tls_context(ca_file)
+        self.timeout = timeout
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._send, message)
+
+    def _connect(self) -> smtplib.SMTP:
+        try:
+            if self.security == "ssl":
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self.context
+                )
+            else:
+                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                if self.security == "starttls":
+                    client.starttls(context=self.context)
+            if self.username and (self.security != "plain" or client.has_extn("auth")):
+                client.login(self.username, self.password)
+            return client
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentError(PEER, f"login refused ({exc.smtp_code})") from exc
+        except smtplib.SMTPResponseException as exc:
+            raise self._classify(exc) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise PermanentError(PEER, f"certificate not trusted: {exc.verify_message}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(PEER, f"{type(exc).__name__}: {exc}") from exc
+
+    def _send(self, message: EmailMessage) -> None:
+        client = self._connect()
+        try:
+            client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            kind = TransientError if all(400 <= c < 500 for c in codes) else PermanentError
+            raise kind(PEER, f"recipients refused {codes}") from exc
+        except smtplib.SMTPResponseException as exc:
+            raise self._classify(exc) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise OutcomeUnknownError(PEER, f"connection lost while sending: {exc}") from exc
+        finally:
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
+
+    @staticmethod
+    def _classify(exc: smtplib.SMTPResponseException) -> Exception:
+        text = f"{exc.smtp_code} {exc.smtp_error!r}"
+        if 400 <= exc.smtp_code < 500:
+            return TransientError(PEER, text)
+        return PermanentError(PEER, text)

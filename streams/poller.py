@@ -1,0 +1,89 @@
+"""The poller: takes pending emails from ``processed_emails`` into workflows.
+
+Instant pickup through LISTEN/NOTIFY (schema.sql's trigger) plus a sweep every
+POLL_INTERVAL, oldest first, with no time window: nothing pending is ever
+forgotten. Claiming uses SKIP LOCKED and the workflow row is unique, so two
+workers never take the same email. The ``emails.pending`` message goes
+through the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import psycopg
+
+from handlers.emails import body_preview
+from handlers.messages import EmailPending
+
+from . import topics
+from .repository import WorkflowRepository
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+
+
+class EmailPoller:
+    def __init__(self, repo: WorkflowRepository, conninfo: str, interval: float) -> None:
+        self.repo = repo
+        self.conninfo = conninfo
+        self.interval = interval
+        self.last_poll_at: float | None = None
+        self.last_error: str | None = None
+        self.taken = 0
+
+    async def run(self) -> None:
+        """Poll until cancelled; survives database outages."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as listener:
+                    await listener.execute("LISTEN orchestrator_pending_email")
+                    while True:
+                        await self.poll_once()
+                        async for _ in listener.notifies(timeout=self.interval, stop_after=1):
+                            pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any outage: note it, back off, go on
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("poller: %s; retrying in 1s", self.last_error)
+                await asyncio.sleep(1.0)
+
+    async def poll_once(self) -> int:
+        """Take every pending email now; return how many."""
+        taken = 0
+        while True:
+            async with self.repo.transaction() as tx:
+                emails = await tx.claim_pending_emails(BATCH)
+                for email in emails:
+                    created = await tx.create_workflow(
+                        email,
+                        body_preview=body_preview(email.body_text, email.body_html),
+                        reason="picked up by the poller",
+                    )
+                    if not created:
+                        log.warning("email %s is pending again but has a workflow; left as it is",
+                                    email.message_id)
+                        continue
+                    await tx.publish(
+                        topics.EMAILS_PENDING,
+                        email.message_id,
+                        EmailPending(
+                            message_id=email.message_id,
+                            from_address=email.from_address,
+                            subject=email.subject,
+                            received_at=email.received_at,
+                        ),
+                    )
+                    taken += 1
+            if len(emails) < BATCH:
+                break
+        self.last_poll_at = time.time()
+        self.last_error = None
+        self.taken += taken
+        if taken:
+            log.info("took %d pending email(s)", taken)
+        return taken

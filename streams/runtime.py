@@ -1,0 +1,110 @@
+"""Everything a worker holds: the pool, the peers, the stages and the loops
+that are not agents (poller, outbox relay, timeout sweep)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from handlers.clock import Clock, SystemClock
+
+from .database import apply_schema, create_pool
+from .outbox import OutboxRelay, new_producer
+from .peers.ai import AiReplyGenerator
+from .peers.sms import SmsGateway
+from .peers.smtp import SmtpSender
+from .poller import EmailPoller
+from .repository import WorkflowRepository
+from .settings import Settings
+from .stages import Stages
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.pool = create_pool(settings.conninfo, settings.db_pool_max_size)
+        self.repo = WorkflowRepository(self.pool, self.clock)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.http_timeout, connect=5.0))
+        self.stages = Stages(
+            settings=settings,
+            repo=self.repo,
+            ai=AiReplyGenerator(self.http, str(settings.ai_reply_generator_url)),
+            sms=SmsGateway(self.http, str(settings.sms_gateway_url)),
+            smtp=SmtpSender(
+                settings.gmail_smtp_server, settings.gmail_smtp_port, settings.smtp_security_mode,
+                settings.email_address, settings.email_password.get_secret_value(),
+                settings.smtp_ca_file, settings.smtp_timeout,
+            ),
+            clock=self.clock,
+        )
+        self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval)
+        self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings.kafka_bootstrap_servers),
+                                 settings.kafka_topic_prefix)
+        self.started_at = time.time()
+        self.ready = False
+        self.last_timeout_sweep: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self) -> None:
+        """Apply the schema, open the pool, start the loops."""
+        try:
+            await apply_schema(self.settings.conninfo)
+        except Exception as exc:  # noqa: BLE001 - a read/write-only role may not run DDL
+            log.warning("could not apply schema.sql (%s); assuming it is in place", exc)
+        await self.pool.open(wait=True, timeout=60)
+        self._tasks = [
+            asyncio.create_task(self.relay.run(), name="outbox-relay"),
+            asyncio.create_task(self.poller.run(), name="poller"),
+            asyncio.create_task(self._timeout_loop(), name="timeouts"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.http.aclose()
+        await self.pool.close()
+
+    async def _timeout_loop(self) -> None:
+        """Driven from the database: a worker that was down catches up at once."""
+        while True:
+            try:
+                expired = await self.stages.expire_timeouts()
+                if expired:
+                    log.info("timed out %d workflow(s)", expired)
+                self.last_timeout_sweep = time.time()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a sweep that fails must not stop the worker
+                log.warning("timeout sweep failed: %s", exc)
+            await asyncio.sleep(self.settings.timeout_check_interval)
+
+    async def health(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        try:
+            async with self.pool.connection(timeout=5) as conn:
+                cur = await conn.execute(
+                    "SELECT current_state, count(*) AS n FROM workflow_state GROUP BY current_state")
+                counts = {str(row["current_state"]): int(row["n"]) for row in await cur.fetchall()}
+            checks["database"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        checks["kafka"] = {"ok": self.relay.last_error is None, "error": self.relay.last_error,
+                           "published": self.relay.published}
+        checks["poller"] = {"ok": self.poller.last_error is None, "last_poll_at": self.poller.last_poll_at,
+                            "error": self.poller.last_error}
+        ok = self.ready and all(check["ok"] for check in checks.values())
+        return {
+            "status": "ok" if ok else ("starting" if not self.ready else "unhealthy"),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "checks": checks,
+            "workflows": counts,
+        }

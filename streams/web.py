@@ -1,0 +1,142 @@
+"""HTTP views on faust's aiohttp server: the SMS webhook, draft pages, health.
+
+Views answer quickly and leave the work to the agents. Errors are JSON
+``{"error": reason}`` with the right status; never a stack trace.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, verify_signature
+from handlers.links import token_matches
+from handlers.messages import InboundSms
+
+from . import topics
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BODY = 16 * 1024
+
+
+def error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+def _is_json(request: web.Request) -> bool:
+    if "Content-Type" not in request.headers:
+        return True
+    ctype = request.content_type
+    return ctype == "application/json" or ctype.endswith("+json")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The raw body, or a 413 response when it is larger than ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        return error(413, f"body larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        return error(413, f"body larger than {limit} bytes")
+    return body
+
+
+def routes(runtime: Runtime) -> list[web.RouteDef]:
+    settings = runtime.settings
+
+    async def sms_response(request: web.Request) -> web.Response:
+        if not _is_json(request):
+            return error(415, "Content-Type must be application/json")
+        body = await read_body(request, MAX_WEBHOOK_BODY)
+        if isinstance(body, web.Response):
+            return body
+        if settings.sms_webhook_signing_key is not None:
+            try:
+                verify_signature(settings.sms_webhook_signing_key.get_secret_value().encode(), body,
+                                 request.headers.get("X-Timestamp"), request.headers.get("X-Signature"),
+                                 time.time())
+            except SignatureError as exc:
+                log.warning("webhook refused from %s: %s", request.remote, exc)
+                return error(401, str(exc))
+        try:
+            sms = parse_webhook(body)
+        except InvalidWebhook as exc:
+            return error(400, str(exc))
+        if sms.event != "sms:received":
+            return web.json_response({"status": "ignored", "reason": f"event {sms.event!r} is not handled"})
+        own = sms.phone_number == settings.your_phone_number
+        async with runtime.repo.transaction() as tx:
+            cur = await tx.conn.execute(
+                "INSERT INTO inbound_sms (sms_id, phone_number, body, received_at, handled_at, outcome)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sms_id) DO NOTHING RETURNING sms_id",
+                (sms.sms_id, sms.phone_number, sms.text, sms.received_at,
+                 None if own else runtime.clock.now(), None if own else "foreign_number"),
+            )
+            fresh = await cur.fetchone() is not None
+            if fresh and own:
+                await tx.publish(topics.SMS_INBOUND, sms.phone_number, InboundSms(
+                    sms_id=sms.sms_id, phone_number=sms.phone_number, text=sms.text,
+                    received_at=sms.received_at))
+        if not own:
+            log.warning("ignored an SMS from %s: not YOUR_PHONE_NUMBER", sms.phone_number)
+            return web.json_response({"status": "ignored", "reason": "sender is not the configured phone"})
+        if not fresh:
+            return web.json_response({"status": "duplicate", "sms_id": sms.sms_id})
+        return web.json_response({"status": "accepted", "sms_id": sms.sms_id})
+
+    async def draft_page(request: web.Request) -> web.Response:
+        message_id = unquote(request.match_info["message_id"])
+        token = request.query.get("t", "")
+        if not token or not token_matches(settings.draft_link_key, message_id, token):
+            return error(404, "no such draft")
+        wf = await runtime.repo.get(message_id)
+        if wf is None or not wf.ai_reply_text:
+            return error(404, "no such draft")
+        page = _DRAFT_PAGE.format(
+            subject=html.escape(wf.email_subject or "(no subject)"),
+            sender=html.escape(wf.email_from or ""),
+            state=html.escape(wf.current_state.value),
+            draft=html.escape(wf.ai_reply_text),
+        )
+        return web.Response(text=page, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+    async def health(request: web.Request) -> web.Response:
+        report = await runtime.health()
+        return web.json_response(report, status=200 if report["status"] == "ok" else 503,
+                                 dumps=lambda o: json.dumps(o, default=str))
+
+    return [
+        web.post("/orchestrator/sms-response", sms_response),
+        web.get("/drafts/{message_id}", draft_page),
+        web.get("/health", health),
+    ]
+
+
+_DRAFT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Draft reply: {subject}</title>
+<style>body{{font:17px/1.5 system-ui,sans-serif;max-width:40em;margin:1.5em auto;padding:0 1em}}
+pre{{white-space:pre-wrap;font:inherit;background:#f4f4f4;padding:1em;border-radius:6px}}
+.meta{{color:#555}}</style></head>
+<body><h1>Re: {subject}</h1>
+<p class="meta">To: {sender} &middot; state: {state}</p>
+<pre>{draft}</pre>
+<p>Reply to the SMS with <b>1</b> to send, <b>2 &lt;what to change&gt;</b> to edit, <b>3</b> to ignore.</p>
+</body></html>
+"""
+
+
+def attach(app_web: Any, runtime: Runtime) -> None:
+    """Add the views to faust's aiohttp application."""
+    app_web.web_app.add_routes(routes(runtime))

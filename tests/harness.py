@@ -1,0 +1,211 @@
+"""The end-to-end harness: ``orchestrator worker`` as a real process, wired to
+real Kafka, a database of the test's own, stub peers and a TLS SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from .factories import insert_email
+from .peers import AiGeneratorStub, SmsGatewayStub, SmtpServer, free_port
+
+T = TypeVar("T")
+PHONE = "+15551234567"
+ORCHESTRATOR = Path(sys.executable).with_name("orchestrator")
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last  # type: ignore[no-any-return]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class Worker:
+    """One ``orchestrator worker`` process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([str(ORCHESTRATOR), "worker"], env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Pipeline:
+    """A running orchestrator and its peers, with helpers to drive it like a user."""
+
+    def __init__(self, database: str, kafka: str, prefix: str, tmp: Path, **overrides: str) -> None:
+        self.database = database
+        self.kafka = kafka
+        self.prefix = prefix
+        self.ai = AiGeneratorStub()
+        self.sms = SmsGatewayStub()
+        self.smtp = SmtpServer(tmp, "me@example.com", "app-password")
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KAFKA_", "SMTP_"))}
+        self.env.update({
+            "AI_REPLY_GENERATOR_URL": self.ai.url,
+            "SMS_GATEWAY_URL": self.sms.url,
+            "GMAIL_SMTP_SERVER": "127.0.0.1",
+            "GMAIL_SMTP_PORT": str(self.smtp.port),
+            "SMTP_SECURITY": "ssl",
+            "SMTP_CA_FILE": str(self.smtp.ca_file),
+            "EMAIL_ADDRESS": "me@example.com",
+            "EMAIL_PASSWORD": "app-password",
+            "YOUR_PHONE_NUMBER": PHONE,
+            "DATABASE_URL": database,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "KAFKA_TOPIC_PREFIX": prefix,
+            "KAFKA_TOPIC_PARTITIONS": "2",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "ORCHESTRATOR_BASE_URL": self.base_url,
+            "POLL_INTERVAL": "5",
+            "RETRY_BACKOFF_BASE": "0.05",
+            "RETRY_BACKOFF_MAX": "0.2",
+            "TIMEOUT_CHECK_INTERVAL": "0.5",
+            "DATA_DIR": str(tmp / "data"),
+            "LOG_LEVEL": "info",
+        })
+        self.env.update(overrides)
+        self.worker = Worker(self.env, tmp / "worker.log")
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=10)
+        self._sms_counter = 0
+
+    async def start(self) -> None:
+        await self.ai.start()
+        await self.sms.start()
+        self.smtp.start()
+        self.worker.start()
+        await self.wait_healthy()
+
+    async def wait_healthy(self, timeout: float = 90) -> None:
+        async def healthy() -> bool:
+            assert self.worker.proc is not None
+            if self.worker.proc.poll() is not None:
+                raise AssertionError(f"worker exited:\n{self.worker.log_tail()}")
+            try:
+                return (await self.http.get("/health")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            await eventually(healthy, timeout, "GET /health = 200")
+        except AssertionError:
+            print(self.worker.log_tail(), file=sys.stderr)
+            raise
+
+    async def stop(self) -> None:
+        self.worker.stop()
+        await self.http.aclose()
+        await self.ai.stop()
+        await self.sms.stop()
+        self.smtp.stop()
+
+    # ------------------------------------------------------------ as a user
+
+    async def new_email(self, **fields: Any) -> str:
+        async with await psycopg.AsyncConnection.connect(self.database) as conn:
+            return await insert_email(conn, **fields)
+
+    def webhook_body(self, text: str, phone: str = PHONE, sms_id: str | None = None) -> dict[str, Any]:
+        self._sms_counter += 1
+        return {
+            "deviceId": "dev-1", "event": "sms:received", "id": f"evt-{uuid.uuid4().hex[:8]}",
+            "webhookId": "wh-1",
+            "payload": {"messageId": sms_id or f"m-{uuid.uuid4().hex[:10]}", "message": text,
+                        "phoneNumber": phone, "simNumber": 1,
+                        "receivedAt": "2026-11-24T10:15:00.000+00:00"},
+        }
+
+    async def reply_sms(self, text: str, phone: str = PHONE, sms_id: str | None = None,
+                        key: str | None = None) -> httpx.Response:
+        body = json.dumps(self.webhook_body(text, phone, sms_id)).encode()
+        headers = {"Content-Type": "application/json"}
+        if key:
+            ts = str(int(time.time()))
+            headers |= {"X-Timestamp": ts,
+                        "X-Signature": hmac.new(key.encode(), body + ts.encode(), hashlib.sha256).hexdigest()}
+        return await self.http.post("/orchestrator/sms-response", content=body, headers=headers)
+
+    async def sms_count(self, n: int, timeout: float = 30) -> list[str]:
+        async def enough() -> list[str] | None:
+            return self.sms.messages if len(self.sms.messages) >= n else None
+
+        return await eventually(enough, timeout, f"{n} SMS at the gateway (have {self.sms.messages})")
+
+    async def emails(self, n: int, timeout: float = 30) -> list[Any]:
+        async def enough() -> list[Any] | None:
+            return self.smtp.messages if len(self.smtp.messages) >= n else None
+
+        return await eventually(enough, timeout, f"{n} email(s) at the SMTP server")
+
+    async def query(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        async with await psycopg.AsyncConnection.connect(self.database, row_factory=dict_row) as conn:
+            cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+            return await cur.fetchall()
+
+    async def state(self, message_id: str) -> str | None:
+        rows = await self.query("SELECT current_state FROM workflow_state WHERE message_id = %s", message_id)
+        return rows[0]["current_state"] if rows else None
+
+    async def reaches(self, message_id: str, state: str, timeout: float = 30) -> None:
+        async def there() -> bool:
+            return await self.state(message_id) == state
+
+        await eventually(there, timeout, f"{message_id} in {state} (now {await self.state(message_id)})")
+
+    async def email_status(self, message_id: str) -> str:
+        rows = await self.query("SELECT status FROM processed_emails WHERE message_id = %s", message_id)
+        return str(rows[0]["status"])
+
+    async def trail(self, message_id: str) -> list[tuple[str | None, str]]:
+        rows = await self.query(
+            "SELECT from_state, to_state FROM workflow_audit_log WHERE message_id = %s ORDER BY id", message_id)
+        return [(r["from_state"], r["to_state"]) for r in rows]
+
+    def draft_path(self, message_id: str) -> str:
+        return f"/drafts/{quote(message_id, safe='')}"

@@ -1,0 +1,188 @@
+"""Stand-ins for the orchestrator's peers, as real servers on loopback.
+
+They speak the contracts of CONTRACTS.md exactly and record what they were
+sent, so tests assert on what a peer saw, not on the orchestrator's database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import trustme
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _HttpStub:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app())
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+async def _health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def default_draft(body: dict[str, Any], n: int) -> str:
+    if body.get("context_instructions"):
+        last = body["context_instructions"].strip().splitlines()[-1]
+        return f"Revised draft {n} ({last})"
+    return f"Thanks for your email. Yes, that works for me. (draft {n})"
+
+
+class AiGeneratorStub(_HttpStub):
+    """``POST /generate-reply``. ``failures`` answers (status codes) come first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[dict[str, Any]] = []
+        self.failures: list[int] = []
+        self.unknown: set[str] = set()
+        self.draft_for: Callable[[dict[str, Any], int], str] = default_draft
+        self.delay = 0.0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/generate-reply", self.generate)
+        app.router.add_get("/health", _health)
+        return app
+
+    async def generate(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.failures:
+            return web.json_response({"detail": "injected"}, status=self.failures.pop(0))
+        if body["email_message_id"] in self.unknown:
+            return web.json_response({"detail": "Email not found"}, status=404)
+        draft = self.draft_for(body, len(self.requests))
+        return web.json_response({
+            "draft_id": f"d{len(self.requests)}",
+            "full_draft": draft,
+            "short_summary": None,
+            "length": len(draft),
+            "is_sms_friendly": len(draft) <= 300,
+            "tokens_used": 42,
+            "model_version": "stub-1",
+            "generated_at": datetime.now(UTC).isoformat(),
+        })
+
+    def for_email(self, message_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["email_message_id"] == message_id]
+
+
+class SmsGatewayStub(_HttpStub):
+    """``POST /sms/send``. ``failures`` answers ``success: false`` first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[dict[str, str]] = []
+        self.failures = 0
+        self.attempts = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/sms/send", self.send)
+        app.router.add_get("/health", _health)
+        return app
+
+    async def send(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.attempts += 1
+        assert set(body) == {"to", "message"}, body
+        assert 1 <= len(body["message"]) <= 1600
+        if self.failures:
+            self.failures -= 1
+            return web.json_response({"success": False, "message_id": None, "error": "modem busy"})
+        self.sent.append(body)
+        return web.json_response({"success": True, "message_id": f"sms-{len(self.sent)}", "error": None})
+
+    @property
+    def messages(self) -> list[str]:
+        return [s["message"] for s in self.sent]
+
+
+@dataclass
+class _Inbox:
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.messages.append(msg)  # type: ignore[arg-type]
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+class SmtpServer:
+    """A real SMTP server with implicit TLS (a throwaway CA) and AUTH."""
+
+    def __init__(self, directory: Path, username: str, password: str) -> None:
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = directory / "smtp-ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        self.inbox = _Inbox()
+        self.port = free_port()
+        self.logins: list[str] = []
+
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+            ok = isinstance(data, LoginPassword) and data.login.decode() == username \
+                and data.password.decode() == password
+            if ok:
+                self.logins.append(username)
+            return AuthResult(success=ok)
+
+        self.controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=self.port, ssl_context=context,
+            authenticator=authenticate, auth_require_tls=False,
+        )
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        with self.inbox.lock:
+            return list(self.inbox.messages)
