@@ -193,8 +193,10 @@ class Stages:
         return await tx.get(row["message_id"]) if row else None
 
     async def _count_ready(self, tx: Transaction, exclude: str | None = None) -> int:
+        """How many emails wait for the phone: drafted or still being drafted."""
         cur = await tx.conn.execute(
-            "SELECT count(*) AS n FROM workflow_state WHERE current_state = 'ai_generated'"
+            "SELECT count(*) AS n FROM workflow_state"
+            " WHERE current_state IN ('pending', 'ai_generating', 'ai_generated')"
             " AND message_id IS DISTINCT FROM %s",
             (exclude,),
         )

@@ -27,6 +27,7 @@ async def insert_email(
     received_at: datetime | None = None,
     status: str = "pending",
     in_reply_to: str | None = None,
+    commit: bool = True,
 ) -> str:
     """Insert one ``processed_emails`` row and commit; returns its message_id."""
     global _counter
@@ -49,5 +50,6 @@ async def insert_email(
             in_reply_to,
         ),
     )
-    await conn.commit()
+    if commit:
+        await conn.commit()
     return message_id

@@ -140,6 +140,7 @@ class Pipeline:
 
     async def stop(self) -> None:
         self.worker.stop()
+        print(f"--- worker log ({self.worker.log_path}) ---\n{self.worker.log_tail(150)}")
         await self.http.aclose()
         await self.ai.stop()
         await self.sms.stop()
@@ -150,6 +151,13 @@ class Pipeline:
     async def new_email(self, **fields: Any) -> str:
         async with await psycopg.AsyncConnection.connect(self.database) as conn:
             return await insert_email(conn, **fields)
+
+    async def new_emails(self, *emails: dict[str, Any]) -> list[str]:
+        """Several emails arriving together (one transaction)."""
+        async with await psycopg.AsyncConnection.connect(self.database) as conn:
+            ids = [await insert_email(conn, commit=False, **fields) for fields in emails]
+            await conn.commit()
+            return ids
 
     def webhook_body(self, text: str, phone: str = PHONE, sms_id: str | None = None) -> dict[str, Any]:
         self._sms_counter += 1
