@@ -27,7 +27,9 @@ class Command:
 APPROVE_WORDS = frozenset({"1", "send", "approve", "yes", "ok"})
 IGNORE_WORDS = frozenset({"3", "ignore", "skip", "no"})
 # "2 make it shorter", "edit: make it shorter"; a bare "2" / "edit" is not an edit.
-_EDIT = re.compile(r"^(?:2|edit)(?:\s*[:,.\-]\s*|\s+)(?P<instructions>\S.*)$", re.IGNORECASE | re.DOTALL)
+# Only a colon or comma glued to the command word is a separator; after a
+# blank, everything is wording ("2 :)" keeps its smiley; "2.5" is no command).
+_EDIT = re.compile(r"^(?:2|edit)(?:[:,]\s*|\s+)(?P<instructions>\S.*)$", re.IGNORECASE | re.DOTALL)
 # A lone word may carry closing punctuation from the phone's keyboard ("Ok!", "yes.").
 _TRAILING = re.compile(r"[\s.!?]+$")
 

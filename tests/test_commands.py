@@ -30,13 +30,15 @@ def test_ignore(text: str) -> None:
         ("EDIT: shorter", "shorter"),
         ("2, mention the invoice #42", "mention the invoice #42"),
         ("2 first line\nsecond line", "first line\nsecond line"),
+        ("2 :0", ":0"),
+        ("2 - bullet style", "- bullet style"),
     ],
 )
 def test_edit_keeps_the_instructions_as_written(text: str, instructions: str) -> None:
     assert parse_command(text) == Command(K.EDIT, instructions)
 
 
-@pytest.mark.parametrize("text", ["2", " edit ", "edit:", "", "   ", "12", "2make it short", "hello", "1 2", "sent", "yes please"])
+@pytest.mark.parametrize("text", ["2", " edit ", "edit:", "", "   ", "12", "2make it short", "hello", "1 2", "sent", "yes please", "2.5 hours", "2-3 days"])
 def test_unknown(text: str) -> None:
     assert parse_command(text).kind is K.UNKNOWN
 
