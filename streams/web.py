@@ -11,8 +11,9 @@ import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
+import psycopg
+import psycopg_pool
 from aiohttp import web
 
 from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, verify_signature
@@ -94,7 +95,7 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
         return web.json_response({"status": "accepted", "sms_id": sms.sms_id})
 
     async def draft_page(request: web.Request) -> web.Response:
-        message_id = unquote(request.match_info["message_id"])
+        message_id = request.match_info["message_id"]  # aiohttp decoded it once
         token = request.query.get("t", "")
         if not token or not token_matches(settings.draft_link_key, message_id, token):
             return error(404, "no such draft")
@@ -117,7 +118,7 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
 
     return [
         web.post("/orchestrator/sms-response", sms_response),
-        web.get("/drafts/{message_id}", draft_page),
+        web.get("/drafts/{message_id:.+}", draft_page),
         web.get("/health", health),
     ]
 
@@ -137,6 +138,32 @@ pre{{white-space:pre-wrap;font:inherit;background:#f4f4f4;padding:1em;border-rad
 """
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error as ``{"error": reason}``; never a stack trace; 503 while the database is away."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason)
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+        return error(503, "database unavailable")
+    except Exception:  # noqa: BLE001 - logged with its trace, answered without it
+        log.exception("%s %s failed", request.method, request.path)
+        return error(500, "internal error")
+
+
 def attach(app_web: Any, runtime: Runtime) -> None:
-    """Add the views to faust's aiohttp application."""
-    app_web.web_app.add_routes(routes(runtime))
+    """Add the views and middlewares to faust's aiohttp application."""
+    from . import api, openapi
+
+    document = openapi.document()
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    web_app = app_web.web_app
+    web_app.middlewares.extend([json_errors, api.auth_middleware(runtime)])
+    web_app.add_routes(routes(runtime) + api.routes(runtime) + [web.get("/openapi.json", openapi_json)])

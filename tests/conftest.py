@@ -100,13 +100,26 @@ async def repo(pool: Pool, clock: OffsetClock) -> WorkflowRepository:
 
 
 @pytest.fixture
-async def pipeline(database: str, endpoints: Endpoints, topic_prefix: str, tmp_path: Any) -> AsyncIterator[Any]:
-    """A running ``orchestrator worker`` with stub peers; see tests/harness.py."""
+async def make_pipeline(
+    database: str, endpoints: Endpoints, topic_prefix: str, tmp_path: Any
+) -> AsyncIterator[Any]:
+    """Start a pipeline with extra settings: ``await make_pipeline(API_TOKEN="x")``."""
     from .harness import Pipeline
 
-    p = Pipeline(database, endpoints.kafka_bootstrap_servers, topic_prefix, tmp_path)
-    await p.start()
-    try:
-        yield p
-    finally:
+    started: list[Pipeline] = []
+
+    async def make(**overrides: str) -> Pipeline:
+        p = Pipeline(database, endpoints.kafka_bootstrap_servers, topic_prefix, tmp_path, **overrides)
+        started.append(p)
+        await p.start()
+        return p
+
+    yield make
+    for p in started:
         await p.stop()
+
+
+@pytest.fixture
+async def pipeline(make_pipeline: Any) -> Any:
+    """A running ``orchestrator worker`` with stub peers; see tests/harness.py."""
+    return await make_pipeline()

@@ -6,6 +6,8 @@ server received) as well as the database.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from .harness import Pipeline, eventually
@@ -76,26 +78,19 @@ async def test_edit_then_ignore(pipeline: Pipeline) -> None:
     assert pipeline.smtp.messages == []
 
 
-async def test_edit_limit(database: str, endpoints: object, topic_prefix: str, tmp_path: object) -> None:
-    from .harness import Pipeline as P
-
-    p = P(database, endpoints.kafka_bootstrap_servers, topic_prefix, tmp_path,  # type: ignore[attr-defined]
-          MAX_EDIT_ITERATIONS="1")
-    await p.start()
-    try:
-        mid = await present_first(p)
-        await p.reply_sms("2 shorter")
-        await p.sms_count(2)
-        await p.reaches(mid, "awaiting_user")
-        await p.reply_sms("2 even shorter")
-        msgs = await p.sms_count(3)
-        assert msgs[2] == "Edit limit (1) reached for this email. Reply 1 to send the draft or 3 to ignore it."
-        assert await p.state(mid) == "awaiting_user"
-        assert len(p.ai.for_email(mid)) == 2
-        await p.reply_sms("1")
-        await p.reaches(mid, "reply_sent")
-    finally:
-        await p.stop()
+async def test_edit_limit(make_pipeline: Any) -> None:
+    p = await make_pipeline(MAX_EDIT_ITERATIONS="1")
+    mid = await present_first(p)
+    await p.reply_sms("2 shorter")
+    await p.sms_count(2)
+    await p.reaches(mid, "awaiting_user")
+    await p.reply_sms("2 even shorter")
+    msgs = await p.sms_count(3)
+    assert msgs[2] == "Edit limit (1) reached for this email. Reply 1 to send the draft or 3 to ignore it."
+    assert await p.state(mid) == "awaiting_user"
+    assert len(p.ai.for_email(mid)) == 2
+    await p.reply_sms("1")
+    await p.reaches(mid, "reply_sent")
 
 
 async def test_three_emails_one_conversation_at_a_time(pipeline: Pipeline) -> None:
