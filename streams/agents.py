@@ -82,9 +82,10 @@ def register(app: Any, runtime: Runtime) -> None:
                 await _dead_letter(runtime, name, key, raw, f"{type(exc).__name__}: {exc}", "permanent")
                 return
 
-    async def run(stream: AsyncIterator[Any], act: Callable[[Any], Awaitable[None]]) -> None:
+    async def run(name: str, stream: AsyncIterator[Any], act: Callable[[Any], Awaitable[None]]) -> None:
         async for event in stream.events():  # type: ignore[attr-defined]
             await process(event, act)
+            runtime.progress.tick(name)
 
     async def draft(message: EmailPending | EditRequested) -> None:
         await stages.draft(message.message_id)
@@ -102,11 +103,12 @@ def register(app: Any, runtime: Runtime) -> None:
 
     def agent(name: str, act: Callable[[Any], Awaitable[None]], *sources: str) -> None:
         async def body(stream: AsyncIterator[Any]) -> None:
-            await run(stream, act)
+            await run(name, stream, act)
 
         body.__name__ = body.__qualname__ = f"{name}_agent"
         # concurrency=1: faust may commit past in-flight messages otherwise (faust#606).
         app.agent(topic(*sources), name=name, concurrency=1)(body)
+        runtime.progress.register(name, sources)
 
     agent("draft", draft, topics.EMAILS_PENDING, topics.EDITS_REQUESTED)
     agent("notify", notify, topics.DRAFTS_READY, topics.WORKFLOW_EVENTS)

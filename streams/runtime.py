@@ -13,6 +13,7 @@ import httpx
 from handlers.clock import Clock, SystemClock
 
 from .database import apply_schema, create_pool
+from .health import AgentProgress, HealthReporter
 from .outbox import OutboxRelay, new_producer
 from .peers.ai import AiReplyGenerator
 from .peers.sms import SmsGateway
@@ -47,6 +48,8 @@ class Runtime:
         self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings.kafka_bootstrap_servers),
                                  settings.kafka_topic_prefix)
+        self.progress = AgentProgress()
+        self.reporter = HealthReporter(self)
         self.started_at = time.time()
         self.ready = False
         self.last_timeout_sweep: float | None = None
@@ -62,7 +65,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
             asyncio.create_task(self.poller.run(), name="poller"),
-            asyncio.create_task(self._timeout_loop(), name="timeouts"),
+            asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
         ]
 
     async def close(self) -> None:
@@ -72,39 +75,22 @@ class Runtime:
         await self.http.aclose()
         await self.pool.close()
 
-    async def _timeout_loop(self) -> None:
-        """Driven from the database: a worker that was down catches up at once."""
+    async def _housekeeping_loop(self) -> None:
+        """Timeouts, driven from the database (a worker that was down catches up
+        at once), and a present() that re-offers the phone: if a nudge was ever
+        lost, the next waiting draft still goes out."""
         while True:
             try:
                 expired = await self.stages.expire_timeouts()
                 if expired:
                     log.info("timed out %d workflow(s)", expired)
+                await self.stages.present()
                 self.last_timeout_sweep = time.time()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a sweep that fails must not stop the worker
-                log.warning("timeout sweep failed: %s", exc)
+                log.warning("housekeeping failed: %s", exc)
             await asyncio.sleep(self.settings.timeout_check_interval)
 
     async def health(self) -> dict[str, Any]:
-        checks: dict[str, Any] = {}
-        counts: dict[str, int] = {}
-        try:
-            async with self.pool.connection(timeout=5) as conn:
-                cur = await conn.execute(
-                    "SELECT current_state, count(*) AS n FROM workflow_state GROUP BY current_state")
-                counts = {str(row["current_state"]): int(row["n"]) for row in await cur.fetchall()}
-            checks["database"] = {"ok": True}
-        except Exception as exc:  # noqa: BLE001
-            checks["database"] = {"ok": False, "error": type(exc).__name__}
-        checks["kafka"] = {"ok": self.relay.last_error is None, "error": self.relay.last_error,
-                           "published": self.relay.published}
-        checks["poller"] = {"ok": self.poller.last_error is None, "last_poll_at": self.poller.last_poll_at,
-                            "error": self.poller.last_error}
-        ok = self.ready and all(check["ok"] for check in checks.values())
-        return {
-            "status": "ok" if ok else ("starting" if not self.ready else "unhealthy"),
-            "uptime_seconds": round(time.time() - self.started_at, 1),
-            "checks": checks,
-            "workflows": counts,
-        }
+        return await self.reporter.report()

@@ -98,6 +98,7 @@ class Settings(DatabaseSettings):
     poll_interval: float = Field(default=120.0, gt=0)
     user_response_timeout: float = Field(default=86400.0, gt=0)
     timeout_check_interval: float = Field(default=30.0, gt=0)
+    agent_stall_timeout: float = Field(default=300.0, gt=0)
     max_retry_attempts: int = Field(default=3, ge=1)
     retry_backoff_base: float = Field(default=1.0, gt=0)
     retry_backoff_max: float = Field(default=60.0, gt=0)
