@@ -164,13 +164,13 @@ class Stages:
                     lambda: self.sms.send(self.phone, text), self.policy, "draft SMS")
             except (Exhausted, PermanentError) as exc:
                 await self._fail_in(tx, candidate, S.SMS_SENDING, "notify", exc, topics.DRAFTS_READY)
-                return
-            now = self.clock.now()
-            await tx.transition(
-                candidate.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
-                sms_message_id=sms_id, sms_sent_at=now,
-                timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
-            )
+            else:
+                now = self.clock.now()
+                await tx.transition(
+                    candidate.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
+                    sms_message_id=sms_id, sms_sent_at=now,
+                    timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
+                )
         await self._after_failure_sms(tx)
 
     async def _lock_slot(self, tx: Transaction) -> Workflow | None:

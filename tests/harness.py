@@ -215,5 +215,23 @@ class Pipeline:
             "SELECT from_state, to_state FROM workflow_audit_log WHERE message_id = %s ORDER BY id", message_id)
         return [(r["from_state"], r["to_state"]) for r in rows]
 
+    def dead_letters(self, at_least: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+        """The records on the dead-letter topic (read with a throwaway consumer group)."""
+        from confluent_kafka import Consumer
+
+        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": f"dlq-{uuid.uuid4().hex}",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer.subscribe([f"{self.prefix}deadletter"])
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and len(found) < at_least:
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    found.append(json.loads(msg.value()))
+        finally:
+            consumer.close()
+        return found
+
     def draft_path(self, message_id: str) -> str:
         return f"/drafts/{quote(message_id, safe='')}"

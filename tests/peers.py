@@ -141,8 +141,15 @@ class _Inbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Answers to give instead of accepting, first come first served (e.g. "451 try later").
+    refusals: list[str] = field(default_factory=list)
+    attempts: int = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.attempts += 1
+            if self.refusals:
+                return self.refusals.pop(0)
         msg = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
             self.messages.append(msg)  # type: ignore[arg-type]

@@ -1,0 +1,125 @@
+"""Failing peers and bad input: retried, recorded, dead-lettered, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from confluent_kafka import Producer
+
+from .harness import Pipeline, eventually
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_agent_goes_on(pipeline: Pipeline) -> None:
+    producer = Producer({"bootstrap.servers": pipeline.kafka})
+    producer.produce(f"{pipeline.prefix}emails.pending", b"{this is not json", b"<poison@x>")
+    producer.produce(f"{pipeline.prefix}sms.inbound", b'{"schema_version": 1}', b"+15551234567")
+    producer.flush(10)
+    mid = await pipeline.new_email()
+    await pipeline.reaches(mid, "awaiting_user")
+    letters = await asyncio.to_thread(pipeline.dead_letters, 2)
+    by_topic = {d["source_topic"]: d for d in letters}
+    assert by_topic["emails.pending"]["error_kind"] == "poison"
+    assert by_topic["emails.pending"]["value"] == "{this is not json"
+    assert by_topic["emails.pending"]["key"] == "<poison@x>"
+    assert "undecodable" in by_topic["emails.pending"]["error"]
+    assert "sms_id" in by_topic["sms.inbound"]["error"]
+
+
+async def test_sms_gateway_failing_twice_is_retried(pipeline: Pipeline) -> None:
+    pipeline.sms.failures = 2
+    mid = await pipeline.new_email()
+    await pipeline.reaches(mid, "awaiting_user")
+    assert pipeline.sms.attempts == 3 and len(pipeline.sms.sent) == 1
+    [row] = await pipeline.query("SELECT sms_message_id FROM workflow_state WHERE message_id = %s", mid)
+    assert row["sms_message_id"] == "sms-1"
+
+
+async def test_sms_gateway_failing_past_the_budget_fails_the_workflow(make_pipeline: Any) -> None:
+    p: Pipeline = await make_pipeline(MAX_RETRY_ATTEMPTS="3")
+    p.sms.failures = 3
+    mid = await p.new_email()
+    await p.reaches(mid, "failed")
+    [row] = await p.query("SELECT failed_stage, error_message, retry_count FROM workflow_state"
+                          " WHERE message_id = %s", mid)
+    assert row["failed_stage"] == "notify"
+    assert "modem busy" in row["error_message"] and row["retry_count"] == 2
+    assert await p.email_status(mid) == "failed"
+    [letter] = await asyncio.to_thread(p.dead_letters, 1)
+    assert (letter["stage"], letter["attempts"], letter["error_kind"]) == ("notify", 3, "exhausted")
+    [failure_sms] = await p.sms_count(1)  # the gateway is back for the give-up notice
+    assert failure_sms.startswith("Gave up on the email from John Smith (Meeting tomorrow at 2pm?)")
+    assert failure_sms.endswith("It can be retried from the orchestrator.")
+    # The retry endpoint puts the same draft back on the phone, without a new generation.
+    await p.http.post("/workflow/" + mid.replace("<", "%3C").replace(">", "%3E").replace("@", "%40") + "/retry")
+    await p.reaches(mid, "awaiting_user")
+    assert len(p.ai.for_email(mid)) == 1
+
+
+async def test_generator_5xx_is_retried_and_404_is_not(pipeline: Pipeline) -> None:
+    pipeline.ai.failures = [503, 500]
+    mid = await pipeline.new_email()
+    await pipeline.reaches(mid, "awaiting_user")
+    assert len(pipeline.ai.for_email(mid)) == 3
+    pipeline.ai.unknown.add("<gone@x>")
+    gone = await pipeline.new_email(message_id="<gone@x>")
+    await pipeline.reaches(gone, "failed")
+    assert len(pipeline.ai.for_email(gone)) == 1
+    [row] = await pipeline.query("SELECT failed_stage, error_message FROM workflow_state WHERE message_id = %s", gone)
+    assert row == {"failed_stage": "draft",
+                   "error_message": "AI Reply Generator: 404: the generator does not know this email"}
+
+
+async def test_generator_down_then_back(make_pipeline: Any) -> None:
+    p: Pipeline = await make_pipeline(MAX_RETRY_ATTEMPTS="12", RETRY_BACKOFF_BASE="0.5", RETRY_BACKOFF_MAX="2")
+    await p.ai.stop()
+    mid = await p.new_email()
+
+    async def reports_ai_down() -> bool:
+        body = (await p.http.get("/health")).json()
+        return body["checks"]["ai_reply_generator"]["ok"] is False and body["status"] == "ok"
+
+    await eventually(reports_ai_down, 10, "/health reporting the generator down (but the worker fine)")
+    await asyncio.sleep(4)
+    assert await p.state(mid) == "ai_generating"
+    await p.ai.start()
+    await p.reaches(mid, "awaiting_user", timeout=30)
+
+
+async def test_smtp_4xx_is_retried_and_sent_once(pipeline: Pipeline) -> None:
+    pipeline.smtp.inbox.refusals = ["451 4.3.0 try again later"]
+    mid = await pipeline.new_email()
+    await pipeline.reaches(mid, "awaiting_user")
+    await pipeline.reply_sms("1")
+    await pipeline.reaches(mid, "reply_sent")
+    assert pipeline.smtp.inbox.attempts == 2 and len(pipeline.smtp.messages) == 1
+
+
+async def test_smtp_5xx_fails_and_retry_sends_with_the_same_message_id(pipeline: Pipeline) -> None:
+    pipeline.smtp.inbox.refusals = ["554 5.7.1 rejected"]
+    mid = await pipeline.new_email()
+    await pipeline.reaches(mid, "awaiting_user")
+    await pipeline.reply_sms("1")
+    await pipeline.reaches(mid, "failed")
+    [row] = await pipeline.query("SELECT failed_stage, send_attempted_at, reply_message_id FROM workflow_state"
+                                 " WHERE message_id = %s", mid)
+    assert row["failed_stage"] == "send" and row["send_attempted_at"] is None
+    assert pipeline.smtp.inbox.attempts == 1 and pipeline.smtp.messages == []
+    response = await pipeline.http.post("/workflow/%3C" + mid[1:-1].replace("@", "%40") + "%3E/retry")
+    assert response.json()["state"] == "user_approved"
+    await pipeline.reaches(mid, "reply_sent")
+    [email] = pipeline.smtp.messages
+    assert email["Message-ID"] == row["reply_message_id"]
+
+
+async def test_an_unanswered_draft_times_out_and_the_next_is_presented(make_pipeline: Any) -> None:
+    p: Pipeline = await make_pipeline(USER_RESPONSE_TIMEOUT="1.5")
+    first, second = await p.new_emails({"subject": "first"}, {"subject": "second"})
+    [sms] = await p.sms_count(1)
+    shown, other = (first, second) if "first" in sms else (second, first)
+    await p.reaches(shown, "timeout", timeout=15)
+    assert await p.email_status(shown) == "timeout"
+    await p.reaches(other, "awaiting_user")
+    await p.reply_sms("1")  # answers the draft now on the phone, not the timed-out one
+    await p.reaches(other, "reply_sent")
+    assert [m["In-Reply-To"] for m in await p.emails(1)] == [other]
