@@ -46,6 +46,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Orchestrat
         topic_replication_factor=settings.kafka_replication_factor,
         topic_allow_declare=False,
         producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),
         # faust's own pages expose internals: off.
         web_router_enabled=False,
         web_tables_enabled=False,

@@ -118,6 +118,8 @@ class Settings(DatabaseSettings):
     kafka_topic_prefix: str = "email-orchestrator."
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # How soon a crashed worker's partitions go to a live one (faust's default is 60 s).
+    kafka_session_timeout: float = Field(default=10.0, ge=6.0, le=300.0)
     data_dir: Path = Path("/tmp/email-orchestrator")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
