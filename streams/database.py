@@ -43,5 +43,8 @@ def create_pool(conninfo: str, max_size: int = 10) -> AsyncConnectionPool[psycop
         open=False,
         kwargs={"row_factory": dict_row, "autocommit": False},
         check=AsyncConnectionPool.check_connection,
+        # Fail fast while the database is away: views answer 503 at once and
+        # agents back off and retry (PoolTimeout counts as infrastructure).
+        timeout=5.0,
         name="orchestrator",
     )

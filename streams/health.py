@@ -49,9 +49,16 @@ class AgentProgress:
 class HealthReporter:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        s = runtime.settings
-        self.admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
+        self._admin: AdminClient | None = None
         self._lag: tuple[float, dict[str, int]] | None = None
+
+    @property
+    def admin(self) -> AdminClient:
+        # Built lazily and dropped after any error: a client that lived through
+        # a broker outage can keep timing out after the broker is back.
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.runtime.settings.kafka_bootstrap_servers})
+        return self._admin
 
     def _topic_lag_blocking(self) -> dict[str, int]:
         """Lag per logical topic for this worker's consumer group (blocks)."""
@@ -84,7 +91,11 @@ class HealthReporter:
     async def topic_lag(self) -> dict[str, int]:
         now = time.time()
         if self._lag is None or now - self._lag[0] > LAG_CACHE_SECONDS:
-            self._lag = (now, await asyncio.to_thread(self._topic_lag_blocking))
+            try:
+                self._lag = (now, await asyncio.to_thread(self._topic_lag_blocking))
+            except Exception:
+                self._admin = None
+                raise
         return self._lag[1]
 
     async def _peer(self, url: str) -> dict[str, Any]:
