@@ -127,7 +127,7 @@ CREATE INDEX IF NOT EXISTS workflow_audit_log_message_idx ON workflow_audit_log 
 -- ---------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS inbound_sms (
     sms_id          VARCHAR(255) PRIMARY KEY,
-    phone_number    VARCHAR(32) NOT NULL,
+    phone_number    VARCHAR(40) NOT NULL,  -- as the gateway sent it (normalised), ours or not
     body            TEXT NOT NULL,
     received_at     TIMESTAMPTZ,
     accepted_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -143,7 +143,7 @@ CREATE TABLE IF NOT EXISTS inbound_sms (
 -- lock (SELECT ... FOR UPDATE) serialises presenters across workers.
 -- ---------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS phone_conversation (
-    phone_number    VARCHAR(32) PRIMARY KEY,
+    phone_number    VARCHAR(40) PRIMARY KEY,
     message_id      VARCHAR(255) REFERENCES processed_emails (message_id) ON DELETE SET NULL,
     presented_at    TIMESTAMPTZ,
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()

@@ -12,7 +12,8 @@ def draft_token(key: bytes, message_id: str) -> str:
 
 
 def token_matches(key: bytes, message_id: str, token: str) -> bool:
-    return hmac.compare_digest(draft_token(key, message_id), token)
+    """Constant-time check; any string is a fair input (non-ASCII simply fails)."""
+    return hmac.compare_digest(draft_token(key, message_id).encode(), token.encode("utf-8", "replace"))
 
 
 def draft_url(base_url: str, key: bytes, message_id: str) -> str:

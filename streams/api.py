@@ -155,14 +155,17 @@ def _restart_message(topic: str, wf: Workflow) -> TopicMessage:
     return ReplyApproved(message_id=wf.message_id)
 
 
+MAX_OFFSET = 1_000_000_000
+
+
 def _page_args(request: web.Request) -> tuple[int, int] | web.Response:
     try:
         limit = int(request.query.get("limit", "50"))
         offset = int(request.query.get("offset", "0"))
     except ValueError:
         return fail(400, "limit and offset must be integers")
-    if not 1 <= limit <= 500 or offset < 0:
-        return fail(400, "limit must be 1..500 and offset >= 0")
+    if not 1 <= limit <= 500 or not 0 <= offset <= MAX_OFFSET:
+        return fail(400, f"limit must be 1..500 and offset 0..{MAX_OFFSET}")
     return limit, offset
 
 

@@ -32,7 +32,7 @@ MESSAGE_ID = {"name": "message_id", "in": "path", "required": True,
 PAGE = [{"name": "limit", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
         {"name": "offset", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 0, "default": 0}}]
+         "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0}}]
 MANAGEMENT: list[dict[str, list[str]]] = [{"bearerAuth": []}, {}]
 
 WEBHOOK_BODY = {

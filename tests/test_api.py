@@ -54,7 +54,7 @@ async def test_lists_status_and_pagination(pipeline: Pipeline) -> None:
     status = (await pipeline.http.get("/workflow/status")).json()
     assert status["total"] == 4 and status["failed"] == 3 and status["awaiting_user"] == 1
     assert status["by_state"] == {"failed": 3, "awaiting_user": 1}
-    for bad in ({"limit": "x"}, {"limit": 0}, {"limit": 501}, {"offset": -1}):
+    for bad in ({"limit": "x"}, {"limit": 0}, {"limit": 501}, {"offset": -1}, {"offset": 10**30}):
         response = await pipeline.http.get("/workflow/pending", params=bad)
         assert response.status_code == 400 and "limit" in response.json()["error"]
 

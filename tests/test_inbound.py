@@ -101,3 +101,9 @@ def test_a_valid_signature_over_another_body_is_refused() -> None:
     sig = expected_signature(KEY, b'{"other": 1}', ts)
     with pytest.raises(SignatureError, match="does not match"):
         verify_signature(KEY, BODY, ts, sig, 1795600000)
+
+
+def test_a_long_sender_fits_what_is_stored() -> None:
+    body = {"from": "0" * 39, "message": "", "device_id": "", "timestamp": ""}
+    sms = parse_webhook(json.dumps(body).encode())
+    assert len(sms.phone_number) <= 40 and sms.received_at is None

@@ -97,3 +97,12 @@ def test_any_draft_renders_within_the_gateway_limit(body: str, subject: str, fmt
     sms = render_draft_sms(draft(body, subject=subject, waiting=waiting), fmt)  # type: ignore[arg-type]
     assert 1 <= len(sms) <= MAX_SMS_CHARS
     assert "1=Send 2=Edit 3=Ignore" in sms
+
+
+def test_draft_tokens_accept_any_string() -> None:
+    from handlers.links import draft_token, token_matches
+
+    key = b"k"
+    assert token_matches(key, "<a@b>", draft_token(key, "<a@b>"))
+    assert not token_matches(key, "<a@b>", "Ïò¾¸\x9c")
+    assert not token_matches(key, "<a@b>", "")

@@ -1,0 +1,116 @@
+"""Benchmark: end-to-end latencies and webhook throughput of a real worker.
+
+    scripts/services up && eval "$(scripts/services env)" && .venv/bin/python -m bench.pipeline
+
+Starts `orchestrator worker` against the local Kafka and PostgreSQL with stub
+peers on loopback (tests/harness.py), then measures, with bounded loops:
+  - email row inserted -> draft SMS at the gateway (poller + outbox + draft + notify)
+  - "1" posted to the webhook -> reply accepted by the SMTP server
+  - webhook requests per second and latency (10 concurrent clients)
+  - the worker's resident memory
+and prints the figures. Traffic goes only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from tests.harness import Pipeline, eventually
+
+EMAILS = int(os.environ.get("BENCH_EMAILS", "30"))
+WEBHOOKS = int(os.environ.get("BENCH_WEBHOOKS", "400"))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def line(name: str, values: list[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return (f"{name:<34} n={len(ms):<4} p50={pct(ms, .5):7.1f} ms  p95={pct(ms, .95):7.1f} ms  "
+            f"max={max(ms):7.1f} ms  mean={statistics.mean(ms):7.1f} ms")
+
+
+async def main() -> None:
+    base = os.environ["DATABASE_URL"]
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = psycopg.conninfo.conninfo_to_dict(base)
+    params["dbname"] = name
+    database = psycopg.conninfo.make_conninfo(**params)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    p = Pipeline(database, os.environ["KAFKA_BOOTSTRAP_SERVERS"], f"bench{uuid.uuid4().hex[:6]}.", tmp,
+                 LOG_LEVEL="warning")
+    t0 = time.monotonic()
+    await p.start()
+    startup = time.monotonic() - t0
+    try:
+        to_sms, to_email = [], []
+        for i in range(EMAILS):
+            before = len(p.sms.sent)
+            start = time.monotonic()
+            mid = await p.new_email(subject=f"bench {i}")
+            await p.sms_count(before + 1, timeout=30)
+            to_sms.append(time.monotonic() - start)
+            await p.reaches(mid, "awaiting_user")
+            start = time.monotonic()
+            await p.reply_sms("1")
+            await p.emails(i + 1, timeout=30)
+            to_email.append(time.monotonic() - start)
+            await p.sms_count(before + 2)  # the confirmation, before the next round
+
+        latencies: list[float] = []
+        sent = 0
+
+        async def client() -> None:
+            nonlocal sent
+            while sent < WEBHOOKS:
+                sent += 1
+                start = time.monotonic()
+                r = await p.reply_sms("hello?")  # unknown command: recorded, published, help SMS
+                assert r.status_code == 200
+                latencies.append(time.monotonic() - start)
+
+        start = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(10)))
+        webhook_elapsed = time.monotonic() - start
+
+        async def all_handled() -> bool:
+            rows = await p.query("SELECT count(*) AS n FROM inbound_sms WHERE handled_at IS NULL")
+            return rows[0]["n"] == 0
+
+        await eventually(all_handled, 120, "every webhook SMS handled")
+        drained = time.monotonic() - start
+        assert p.worker.proc is not None
+        rss = next(l for l in Path(f"/proc/{p.worker.proc.pid}/status").read_text().splitlines()
+                   if l.startswith("VmRSS"))
+        print(f"worker start to /health 200: {startup:.1f} s")
+        print(line("email inserted -> draft SMS", to_sms))
+        print(line("'1' posted -> email at SMTP", to_email))
+        print(line("webhook request (10 clients)", latencies))
+        print(f"webhook throughput: {WEBHOOKS / webhook_elapsed:.0f} req/s; all {WEBHOOKS} commands "
+              f"handled by the agent after {drained:.1f} s ({WEBHOOKS / drained:.0f} commands/s incl. help SMS)")
+        print(f"worker memory: {rss.split(':')[1].strip()}")
+    finally:
+        p.worker.stop()
+        await p.http.aclose()
+        await p.ai.stop()
+        await p.sms.stop()
+        p.smtp.stop()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
