@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioTopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from .topics import full_name
 
@@ -47,55 +48,63 @@ class AgentProgress:
 
 
 class HealthReporter:
+    """Builds the /health report. Kafka lag is read with aiokafka clients that
+    live as long as the worker: pure Python, they reconnect on their own after
+    a broker outage (re-creating librdkafka clients with requests in flight
+    crashed the process in testing)."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._admin: AdminClient | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
         self._lag: tuple[float, dict[str, int]] | None = None
 
-    @property
-    def admin(self) -> AdminClient:
-        # Built lazily and dropped after any error: a client that lived through
-        # a broker outage can keep timing out after the broker is back.
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.runtime.settings.kafka_bootstrap_servers})
-        return self._admin
+    async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        if self._admin is None or self._offsets is None:
+            servers = self.runtime.settings.kafka_bootstrap_servers
+            admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="orchestrator-health")
+            offsets = AIOKafkaConsumer(bootstrap_servers=servers, client_id="orchestrator-health",
+                                       enable_auto_commit=False)
+            await admin.start()
+            try:
+                await offsets.start()
+            except BaseException:
+                await admin.close()
+                raise
+            self._admin, self._offsets = admin, offsets
+        return self._admin, self._offsets
 
-    def _topic_lag_blocking(self) -> dict[str, int]:
-        """Lag per logical topic for this worker's consumer group (blocks)."""
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+        if self._offsets is not None:
+            await self._offsets.stop()
+
+    async def _topic_lag(self) -> dict[str, int]:
+        """Lag per logical topic for this worker's consumer group."""
         s = self.runtime.settings
-        names = {t for sources in self.runtime.progress.topics.values() for t in sources}
-        metadata = self.admin.list_topics(timeout=5)
-        partitions = [TopicPartition(full_name(s.kafka_topic_prefix, t), p)
-                      for t in names if full_name(s.kafka_topic_prefix, t) in metadata.topics
-                      for p in metadata.topics[full_name(s.kafka_topic_prefix, t)].partitions]
+        admin, offsets = await self._clients()
+        names = sorted({full_name(s.kafka_topic_prefix, t)
+                        for sources in self.runtime.progress.topics.values() for t in sources})
+        partitions = [AioTopicPartition(topic["topic"], p["partition"])
+                      for topic in await admin.describe_topics(names) if topic["error_code"] == 0
+                      for p in topic["partitions"]]
         if not partitions:
             return {}
-        ends = {
-            (tp.topic, tp.partition): info.offset
-            for tp, fut in self.admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions},  # type: ignore[no-untyped-call]
-                                                   request_timeout=5).items()
-            for info in [fut.result(timeout=5)]
-        }
-        group = ConsumerGroupTopicPartitions(s.app_id, partitions)
-        committed = {
-            (tp.topic, tp.partition): max(tp.offset, 0)
-            for tp in self.admin.list_consumer_group_offsets([group], request_timeout=5)[s.app_id]
-            .result(timeout=5).topic_partitions
-        }
+        ends = await offsets.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(s.app_id, partitions=partitions)
         lag: dict[str, int] = {}
-        for (topic, partition), end in ends.items():
-            logical = topic.removeprefix(s.kafka_topic_prefix)
-            lag[logical] = lag.get(logical, 0) + max(0, end - committed.get((topic, partition), 0))
+        for tp, end in ends.items():
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else 0
+            logical = tp.topic.removeprefix(s.kafka_topic_prefix)
+            lag[logical] = lag.get(logical, 0) + max(0, end - position)
         return lag
 
     async def topic_lag(self) -> dict[str, int]:
         now = time.time()
         if self._lag is None or now - self._lag[0] > LAG_CACHE_SECONDS:
-            try:
-                self._lag = (now, await asyncio.to_thread(self._topic_lag_blocking))
-            except Exception:
-                self._admin = None
-                raise
+            self._lag = (now, await asyncio.wait_for(self._topic_lag(), timeout=5))
         return self._lag[1]
 
     async def _peer(self, url: str) -> dict[str, Any]:

@@ -15,9 +15,9 @@ import logging
 import time
 from typing import Any
 
-import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
+from .database import run_on_notify
 from .repository import Pool
 from .topics import full_name
 
@@ -55,21 +55,15 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay until cancelled; survives database and broker outages."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as listener:
-                    await listener.execute("LISTEN orchestrator_outbox")
-                    while True:
-                        while await self.drain_once():
-                            pass
-                        async for _ in listener.notifies(timeout=self.interval, stop_after=1):
-                            pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any outage: note it, back off, go on
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox relay: %s; retrying in 1s", self.last_error)
-                await asyncio.sleep(1.0)
+        await run_on_notify(self.conninfo, "orchestrator_outbox", self.interval, self._drain,
+                            self._failed, "outbox relay")
+
+    async def _drain(self) -> None:
+        while await self.drain_once():
+            pass
+
+    def _failed(self, error: str) -> None:
+        self.last_error = error
 
     async def drain_once(self) -> bool:
         """Publish one batch; True when a full batch went (there may be more)."""

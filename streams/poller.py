@@ -9,16 +9,14 @@ through the outbox in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-
-import psycopg
 
 from handlers.emails import body_preview
 from handlers.messages import EmailPending
 
 from . import topics
+from .database import run_on_notify
 from .repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
@@ -37,20 +35,11 @@ class EmailPoller:
 
     async def run(self) -> None:
         """Poll until cancelled; survives database outages."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as listener:
-                    await listener.execute("LISTEN orchestrator_pending_email")
-                    while True:
-                        await self.poll_once()
-                        async for _ in listener.notifies(timeout=self.interval, stop_after=1):
-                            pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any outage: note it, back off, go on
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("poller: %s; retrying in 1s", self.last_error)
-                await asyncio.sleep(1.0)
+        await run_on_notify(self.conninfo, "orchestrator_pending_email", self.interval, self.poll_once,
+                            self._failed, "poller")
+
+    def _failed(self, error: str) -> None:
+        self.last_error = error
 
     async def poll_once(self) -> int:
         """Take every pending email now; return how many."""

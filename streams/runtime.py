@@ -72,6 +72,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.reporter.close()
         await self.http.aclose()
         await self.pool.close()
 

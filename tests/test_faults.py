@@ -123,3 +123,24 @@ async def test_an_unanswered_draft_times_out_and_the_next_is_presented(make_pipe
     await p.reply_sms("1")  # answers the draft now on the phone, not the timed-out one
     await p.reaches(other, "reply_sent")
     assert [m["In-Reply-To"] for m in await p.emails(1)] == [other]
+
+
+async def test_health_reports_an_agent_with_lag_and_no_progress(make_pipeline: Any) -> None:
+    p: Pipeline = await make_pipeline(AGENT_STALL_TIMEOUT="2", HTTP_TIMEOUT="30")
+    p.ai.delay = 8.0  # the draft agent sits on one message while others queue behind it
+    await p.new_emails({"subject": "one"}, {"subject": "two"}, {"subject": "three"})
+
+    async def stalled() -> dict[str, Any] | None:
+        response = await p.http.get("/health")
+        body = response.json()
+        draft = body["agents"]["draft"]
+        return body if response.status_code == 503 and not draft["ok"] and draft["lag"] > 0 else None
+
+    body = await eventually(stalled, 20, "/health = 503 naming the draft agent")
+    assert body["status"] == "unhealthy" and body["agents"]["command"]["ok"]
+    p.ai.delay = 0.0
+
+    async def recovered() -> bool:
+        return (await p.http.get("/health")).status_code == 200
+
+    await eventually(recovered, 60, "/health = 200 once the agent moves again")

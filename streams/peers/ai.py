@@ -9,6 +9,8 @@ from pydantic import BaseModel, ValidationError
 
 from handlers.errors import PermanentError, TransientError
 
+from .http import post_json
+
 PEER = "AI Reply Generator"
 
 
@@ -46,16 +48,9 @@ class AiReplyGenerator:
             body["max_length"] = max_length
         if context_instructions:
             body["context_instructions"] = context_instructions
-        try:
-            response = await self.client.post(self.url, json=body)
-        except httpx.HTTPError as exc:
-            raise TransientError(PEER, f"{type(exc).__name__}: {exc}") from exc
+        response = await post_json(self.client, self.url, body, PEER)
         if response.status_code == 404:
             raise PermanentError(PEER, "404: the generator does not know this email")
-        if response.status_code >= 500:
-            raise TransientError(PEER, f"HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise PermanentError(PEER, f"HTTP {response.status_code}: {response.text[:200]}")
         try:
             draft = GeneratedDraft.model_validate_json(response.content)
         except ValidationError as exc:

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ValidationError
 from handlers.errors import PermanentError, TransientError
 from handlers.sms_text import MAX_SMS_CHARS
 
+from .http import post_json
+
 PEER = "SMS Gateway"
 
 
@@ -29,12 +31,7 @@ class SmsGateway:
     async def send(self, to: str, message: str) -> str | None:
         if not 1 <= len(message) <= MAX_SMS_CHARS:
             raise PermanentError(PEER, f"message length {len(message)} outside 1..{MAX_SMS_CHARS}")
-        try:
-            response = await self.client.post(self.url, json={"to": to, "message": message})
-        except httpx.HTTPError as exc:
-            raise TransientError(PEER, f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(PEER, f"HTTP {response.status_code}")
+        response = await post_json(self.client, self.url, {"to": to, "message": message}, PEER)
         if response.status_code != 200:
             raise PermanentError(PEER, f"HTTP {response.status_code}: {response.text[:200]}")
         try:
