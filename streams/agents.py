@@ -57,7 +57,7 @@ def register(app: Any, runtime: Runtime) -> None:
     def logical(kafka_topic: str) -> str:
         return kafka_topic.removeprefix(prefix)
 
-    async def process(event: Any, act: Callable[[Any], Awaitable[None]]) -> None:
+    async def process(agent: str, event: Any, act: Callable[[Any], Awaitable[None]]) -> None:
         name = logical(event.message.topic)
         raw: bytes = event.value or b""
         key = event.key.decode("utf-8", "replace") if event.key else None
@@ -80,11 +80,17 @@ def register(app: Any, runtime: Runtime) -> None:
             except Exception as exc:  # noqa: BLE001 - nothing may escape an agent
                 log.exception("%s: giving up on a message", name)
                 await _dead_letter(runtime, name, key, raw, f"{type(exc).__name__}: {exc}", "permanent")
+                message_id = getattr(message, "message_id", None)
+                if message_id:
+                    try:
+                        await stages.fail_unexpected(message_id, agent, exc)
+                    except Exception:  # noqa: BLE001 - the dead letter already records it
+                        log.exception("%s: could not mark %s failed", name, message_id)
                 return
 
     async def run(name: str, stream: AsyncIterator[Any], act: Callable[[Any], Awaitable[None]]) -> None:
         async for event in stream.events():  # type: ignore[attr-defined]
-            await process(event, act)
+            await process(name, event, act)
             runtime.progress.tick(name)
 
     async def draft(message: EmailPending | EditRequested) -> None:

@@ -347,6 +347,14 @@ class Stages:
             await self._fail_in(tx, wf, expected, stage, error, source_topic, **fields)
         await self._after_failure_sms(tx)
 
+    async def fail_unexpected(self, message_id: str, stage: str, error: Exception) -> None:
+        """A bug, not a peer, stopped ``message_id``: fail it (if it is still live)
+        so it is visible, retryable and not silently stuck mid-stage."""
+        wf = await self.repo.get(message_id)
+        if wf is None or is_terminal(wf.current_state) or wf.current_state is S.AWAITING_USER:
+            return
+        await self.fail(wf, wf.current_state, stage, error, stage)
+
     async def _fail_in(self, tx: Transaction, wf: Workflow, expected: WorkflowState, stage: str,
                        error: Exception, source_topic: str, **fields: Any) -> None:
         attempts = error.attempts if isinstance(error, Exhausted) else 1

@@ -144,3 +144,18 @@ async def test_health_reports_an_agent_with_lag_and_no_progress(make_pipeline: A
         return (await p.http.get("/health")).status_code == 200
 
     await eventually(recovered, 60, "/health = 200 once the agent moves again")
+
+
+async def test_an_unexpected_error_fails_the_workflow_instead_of_stranding_it(pipeline: Pipeline) -> None:
+    pipeline.ai.draft_for = lambda body, n: "Sure\x00thing"  # PostgreSQL cannot store NUL in text
+    mid = await pipeline.new_email()
+    await pipeline.reaches(mid, "failed")
+    [row] = await pipeline.query("SELECT failed_stage, error_message FROM workflow_state WHERE message_id = %s", mid)
+    assert row["failed_stage"] == "draft" and "NUL" in row["error_message"]
+    letters = await asyncio.to_thread(pipeline.dead_letters, 2)
+    assert {(d["source_topic"], d["error_kind"]) for d in letters} >= {("emails.pending", "permanent")}
+    [sms] = await pipeline.sms_count(1)
+    assert sms.startswith("Gave up on the email from John Smith")
+    pipeline.ai.draft_for = lambda body, n: "Sure thing"
+    await pipeline.http.post("/workflow/" + mid.replace("<", "%3C").replace(">", "%3E").replace("@", "%40") + "/retry")
+    await pipeline.reaches(mid, "awaiting_user")
