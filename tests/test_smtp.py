@@ -79,12 +79,6 @@ async def test_an_untrusted_certificate_is_refused(starttls_server: tuple[_Inbox
     assert inbox.messages == []
 
 
-async def test_wrong_password_is_permanent(starttls_server: tuple[_Inbox, int], ca: tuple[trustme.CA, Path]) -> None:
-    _, port = starttls_server
-    with pytest.raises(PermanentError, match="login refused"):
-        await SmtpSender("127.0.0.1", port, "starttls", "me@example.com", "nope", ca_file=ca[1]).send(reply())
-
-
 async def test_plain_local_relay(plain_server: tuple[_Inbox, int]) -> None:
     inbox, port = plain_server
     await SmtpSender("127.0.0.1", port, "plain", "", "").send(reply())
