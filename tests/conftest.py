@@ -8,6 +8,7 @@ a topic prefix (and so a consumer group) of its own.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -39,6 +40,19 @@ def _admin(conninfo: str) -> psycopg.Connection[Any]:
     return psycopg.connect(conninfo, autocommit=True)
 
 
+def _drop(conninfo: str, name: str) -> None:
+    """Drop a test database; a backend we may not end (autovacuum) gets a moment to leave."""
+    for attempt in range(20):
+        try:
+            with _admin(conninfo) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
+
+
 @pytest.fixture(scope="session")
 def template_database(endpoints: Endpoints) -> Iterator[str]:
     """A database holding schema.sql, cloned by :func:`database` for each test."""
@@ -48,8 +62,7 @@ def template_database(endpoints: Endpoints) -> Iterator[str]:
     conninfo = with_dbname(endpoints.database_url, name)
     asyncio.run(apply_schema(conninfo))
     yield name
-    with _admin(endpoints.database_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _drop(endpoints.database_url, name)
 
 
 @pytest.fixture
@@ -59,8 +72,7 @@ def empty_database(endpoints: Endpoints) -> Iterator[str]:
     with _admin(endpoints.database_url) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield with_dbname(endpoints.database_url, name)
-    with _admin(endpoints.database_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _drop(endpoints.database_url, name)
 
 
 @pytest.fixture
@@ -70,8 +82,7 @@ def database(endpoints: Endpoints, template_database: str) -> Iterator[str]:
     with _admin(endpoints.database_url) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield with_dbname(endpoints.database_url, name)
-    with _admin(endpoints.database_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _drop(endpoints.database_url, name)
 
 
 @pytest.fixture
