@@ -33,11 +33,13 @@ class _Model(BaseModel):
 
 
 class AuditEntryView(_Model):
+    """One ``workflow_audit_log`` row."""
+
     from_state: str | None
     to_state: str
-    reason: str | None
-    error: str | None
-    at: datetime
+    transition_reason: str | None
+    error_details: str | None
+    created_at: datetime
 
 
 class EditView(_Model):
@@ -46,13 +48,15 @@ class EditView(_Model):
 
 
 class WorkflowSummary(_Model):
+    """A workflow in a list; field names are the ``workflow_state`` columns."""
+
     message_id: str
-    state: str
-    subject: str | None
-    sender: str | None
-    received_at: datetime | None
+    current_state: str
+    email_subject: str | None
+    email_from: str | None
+    email_received_at: datetime | None
     edit_iteration: int
-    error: str | None
+    error_message: str | None
     failed_stage: str | None
     retry_count: int
     created_at: datetime | None
@@ -61,20 +65,22 @@ class WorkflowSummary(_Model):
 
 
 class WorkflowDetail(WorkflowSummary):
+    """One workflow with its draft, every edit and its audit trail."""
+
     previous_state: str | None
-    to: str | None
-    body_preview: str | None
-    draft: str | None
-    draft_generated_at: datetime | None
-    edits: list[EditView]
-    last_instructions: str | None
+    email_to: str | None
+    email_body_preview: str | None
+    ai_reply_text: str | None
+    ai_reply_generated_at: datetime | None
+    edit_history: list[EditView]
+    user_edit_instructions: str | None
     user_command: str | None
     user_responded_at: datetime | None
     sms_message_id: str | None
     sms_sent_at: datetime | None
     reply_message_id: str | None
     reply_sent_at: datetime | None
-    audit: list[AuditEntryView]
+    audit_trail: list[AuditEntryView]
 
 
 class WorkflowPage(_Model):
@@ -95,7 +101,7 @@ class WorkflowStatus(_Model):
 
 class ActionResult(_Model):
     message_id: str
-    state: str
+    current_state: str
     detail: str
 
 
@@ -105,9 +111,9 @@ class ErrorBody(_Model):
 
 def summary(wf: Workflow) -> WorkflowSummary:
     return WorkflowSummary(
-        message_id=wf.message_id, state=wf.current_state.value, subject=wf.email_subject,
-        sender=wf.email_from, received_at=wf.email_received_at, edit_iteration=wf.edit_iteration,
-        error=wf.error_message, failed_stage=wf.failed_stage, retry_count=wf.retry_count,
+        message_id=wf.message_id, current_state=wf.current_state.value, email_subject=wf.email_subject,
+        email_from=wf.email_from, email_received_at=wf.email_received_at, edit_iteration=wf.edit_iteration,
+        error_message=wf.error_message, failed_stage=wf.failed_stage, retry_count=wf.retry_count,
         created_at=wf.created_at, updated_at=wf.updated_at, timeout_at=wf.timeout_at,
     )
 
@@ -115,16 +121,17 @@ def summary(wf: Workflow) -> WorkflowSummary:
 def detail(wf: Workflow, trail: list[AuditEntry]) -> WorkflowDetail:
     return WorkflowDetail(
         **summary(wf).model_dump(),
-        previous_state=wf.previous_state, to=wf.email_to, body_preview=wf.email_body_preview,
-        draft=wf.ai_reply_text, draft_generated_at=wf.ai_reply_generated_at,
-        edits=[EditView(instructions=str(e.get("instructions", "")), draft=str(e.get("draft", "")))
-               for e in wf.edit_history],
-        last_instructions=wf.user_edit_instructions, user_command=wf.user_command,
+        previous_state=wf.previous_state, email_to=wf.email_to, email_body_preview=wf.email_body_preview,
+        ai_reply_text=wf.ai_reply_text, ai_reply_generated_at=wf.ai_reply_generated_at,
+        edit_history=[EditView(instructions=str(e.get("instructions", "")), draft=str(e.get("draft", "")))
+                      for e in wf.edit_history],
+        user_edit_instructions=wf.user_edit_instructions, user_command=wf.user_command,
         user_responded_at=wf.user_responded_at, sms_message_id=wf.sms_message_id,
         sms_sent_at=wf.sms_sent_at, reply_message_id=wf.reply_message_id,
         reply_sent_at=wf.reply_sent_at,
-        audit=[AuditEntryView(from_state=a.from_state, to_state=a.to_state, reason=a.transition_reason,
-                              error=a.error_details, at=a.created_at) for a in trail],
+        audit_trail=[AuditEntryView(from_state=a.from_state, to_state=a.to_state,
+                                    transition_reason=a.transition_reason, error_details=a.error_details,
+                                    created_at=a.created_at) for a in trail],
     )
 
 
@@ -237,8 +244,8 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
             await tx.transition(message_id, wf.current_state, target, "retry requested over the API",
                                 error_message=None, send_attempted_at=None)
             await tx.publish(topic, message_id, _restart_message(topic, wf))
-        return respond(ActionResult(message_id=message_id, state=target.value,
-                                    detail=f"restarted at {target.value}"), 202)
+        return respond(ActionResult(message_id=message_id, current_state=target.value,
+                                    detail=f"restarted at {target.value}"))
 
     async def timeout(request: web.Request) -> web.Response:
         message_id = request.match_info["message_id"]
@@ -248,7 +255,7 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
         if not await repo.transition(message_id, S.AWAITING_USER, S.TIMEOUT, "timed out over the API"):
             return fail(409, f"only a workflow awaiting the user can be timed out; this one is "
                              f"{wf.current_state.value}")
-        return respond(ActionResult(message_id=message_id, state=S.TIMEOUT.value, detail="timed out"))
+        return respond(ActionResult(message_id=message_id, current_state=S.TIMEOUT.value, detail="timed out"))
 
     return [
         web.get("/workflow/status", status),

@@ -92,7 +92,7 @@ def document() -> dict[str, Any]:
             "/workflow/{message_id}/retry": {"post": {
                 "summary": "Restart a failed or timed-out workflow at the stage that failed",
                 "security": MANAGEMENT, "parameters": [MESSAGE_ID],
-                "responses": {"202": _json(ActionResult, "Restarted"), **_errors(401, 403, 404, 409)}}},
+                "responses": {"200": _json(ActionResult, "Restarted"), **_errors(401, 403, 404, 409)}}},
             "/workflow/timeout/{message_id}": {"post": {
                 "summary": "Time out a workflow awaiting the person", "security": MANAGEMENT,
                 "parameters": [MESSAGE_ID],

@@ -24,11 +24,13 @@ async def test_one_workflow_with_awkward_message_ids(pipeline: Pipeline) -> None
     await pipeline.reaches(mid, "awaiting_user")
     body = (await pipeline.http.get(path(odd))).json()
     assert body["message_id"] == odd
-    assert body["state"] == "awaiting_user"
-    assert body["subject"] == "Odd"
-    assert body["draft"] == "Revised draft 2 (1. shorter please)"
-    assert body["edits"] == [{"instructions": "shorter please", "draft": "Revised draft 2 (1. shorter please)"}]
-    assert [a["to_state"] for a in body["audit"]] == [
+    assert body["current_state"] == "awaiting_user"
+    assert body["email_subject"] == "Odd"
+    assert body["ai_reply_text"] == "Revised draft 2 (1. shorter please)"
+    assert body["edit_history"] == [{"instructions": "shorter please", "draft": "Revised draft 2 (1. shorter please)"}]
+    assert body["user_edit_instructions"] == "shorter please" and body["edit_iteration"] == 1
+    assert body["audit_trail"][0]["transition_reason"] == "picked up by the poller"
+    assert [a["to_state"] for a in body["audit_trail"]] == [
         "pending", "ai_generating", "ai_generated", "sms_sending", "awaiting_user",
         "user_edit_requested", "ai_generating", "ai_generated", "sms_sending", "awaiting_user"]
     missing = await pipeline.http.get(path("<nope@x>"))
@@ -48,7 +50,7 @@ async def test_lists_status_and_pagination(pipeline: Pipeline) -> None:
     rest = (await pipeline.http.get("/workflow/failed", params={"limit": 2, "offset": 2})).json()
     assert {i["message_id"] for i in page["items"] + rest["items"]} == {"<u1@x>", "<u2@x>", "<u3@x>"}
     assert rest["items"][0]["failed_stage"] == "draft"
-    assert "404" in rest["items"][0]["error"]
+    assert "404" in rest["items"][0]["error_message"]
     pending = (await pipeline.http.get("/workflow/pending")).json()
     assert [i["message_id"] for i in pending["items"]] == [ok]
     status = (await pipeline.http.get("/workflow/status")).json()
@@ -66,8 +68,8 @@ async def test_retry_restarts_a_failed_draft(pipeline: Pipeline) -> None:
     assert any("Gave up on the email from John Smith" in m for m in await pipeline.sms_count(1))
     pipeline.ai.unknown.clear()  # the generator has caught up with the email
     response = await pipeline.http.post(path(mid) + "/retry")
-    assert response.status_code == 202
-    assert response.json() == {"message_id": mid, "state": "pending", "detail": "restarted at pending"}
+    assert response.status_code == 200
+    assert response.json() == {"message_id": mid, "current_state": "pending", "detail": "restarted at pending"}
     await pipeline.reaches(mid, "awaiting_user")
     await pipeline.reply_sms("1")
     await pipeline.reaches(mid, "reply_sent")
@@ -81,13 +83,13 @@ async def test_manual_timeout_presents_the_next_draft(pipeline: Pipeline) -> Non
     [sms] = await pipeline.sms_count(1)
     shown, other = (first, second) if "first" in sms else (second, first)
     response = await pipeline.http.post("/workflow/timeout/" + quote(shown, safe=""))
-    assert response.status_code == 200 and response.json()["state"] == "timeout"
+    assert response.status_code == 200 and response.json()["current_state"] == "timeout"
     assert await pipeline.email_status(shown) == "timeout"
     await pipeline.reaches(other, "awaiting_user")
     again = await pipeline.http.post("/workflow/timeout/" + quote(shown, safe=""))
     assert again.status_code == 409
     # A timed-out draft can be put back on the phone.
-    assert (await pipeline.http.post(path(shown) + "/retry")).json()["state"] == "ai_generated"
+    assert (await pipeline.http.post(path(shown) + "/retry")).json()["current_state"] == "ai_generated"
     await pipeline.reply_sms("3")
     await pipeline.reaches(shown, "awaiting_user")
 

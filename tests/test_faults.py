@@ -110,7 +110,7 @@ async def test_smtp_5xx_fails_and_retry_sends_with_the_same_message_id(pipeline:
     assert row["failed_stage"] == "send" and row["send_attempted_at"] is None
     assert pipeline.smtp.inbox.attempts == 1 and pipeline.smtp.messages == []
     response = await pipeline.http.post("/workflow/%3C" + mid[1:-1].replace("@", "%40") + "%3E/retry")
-    assert response.json()["state"] == "user_approved"
+    assert response.json()["current_state"] == "user_approved"
     await pipeline.reaches(mid, "reply_sent")
     [email] = pipeline.smtp.messages
     assert email["Message-ID"] == row["reply_message_id"]

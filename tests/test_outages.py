@@ -1,8 +1,9 @@
 """The broker and the database go away mid-run and come back: every workflow
 completes without a manual step, and /health tells the truth meanwhile.
 
-These stop and restart the shared services, so they run only when the test
-run owns them (scripts/test sets ORCH_SERVICES_MANAGED; CI always does).
+These stop and restart the shared services, so they run only against the
+services scripts/services runs (scripts/test sets ORCH_SERVICES_MANAGED then;
+in CI it always is).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .services import ROOT
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ORCH_SERVICES_MANAGED") != "1",
-    reason="stops shared services: only when scripts/test started them (always so in CI)")
+    reason="stops the services: only against those scripts/services runs (always so in CI)")
 
 
 def services(*args: str) -> None:
