@@ -43,7 +43,7 @@ from . import topics
 from .peers.ai import AiReplyGenerator
 from .peers.sms import SmsGateway
 from .peers.smtp import SmtpSender
-from .repository import Transaction, Workflow, WorkflowRepository
+from .repository import Email, Transaction, Workflow, WorkflowRepository
 from .retrying import Exhausted, call_with_retries
 from .settings import Settings
 
@@ -262,20 +262,17 @@ class Stages:
 
     # ------------------------------------------------------------------- send
 
-    async def send(self, message_id: str) -> None:
-        """Send the approved reply, at most once."""
+    async def _claim_send(self, message_id: str) -> tuple[Workflow, Email, str] | None:
+        """Record the intent to send (our Message-ID, ``send_attempted_at``)
+        before any SMTP traffic. Returns what the send needs, or None when
+        there is nothing to send: not approved (a redelivery), or a previous
+        attempt was cut off mid-send, which fails the workflow as "outcome
+        unknown" for a person to resolve."""
         async with self.repo.transaction() as tx:
             wf = await tx.get(message_id, for_update=True)
             if wf is None or wf.current_state is not S.USER_APPROVED:
-                return  # a redelivery, or not approved
-            if wf.send_attempted_at is not None:
-                unknown = OutcomeUnknownError(
-                    "SMTP", "a worker stopped while this reply was being sent; it may or may not "
-                    "have gone out. Check the Sent folder, then retry to send it again")
-                await self._fail_in(tx, wf, S.USER_APPROVED, "send", unknown, topics.REPLIES_APPROVED)
-                failed = True
-            else:
-                failed = False
+                return None
+            if wf.send_attempted_at is None:
                 reply_id = wf.reply_message_id or new_message_id(self.settings.email_address)
                 await tx.conn.execute(
                     "UPDATE workflow_state SET reply_message_id = %s, send_attempted_at = %s"
@@ -283,10 +280,21 @@ class Stages:
                     (reply_id, self.clock.now(), message_id),
                 )
                 email = await tx.email(message_id)
-        if failed:
-            await self._after_failure_sms(tx)
+                assert email is not None  # workflow_state references processed_emails
+                return wf, email, reply_id
+            unknown = OutcomeUnknownError(
+                "SMTP", "a worker stopped while this reply was being sent; it may or may not "
+                "have gone out. Check the Sent folder, then retry to send it again")
+            await self._fail_in(tx, wf, S.USER_APPROVED, "send", unknown, topics.REPLIES_APPROVED)
+        await self._after_failure_sms(tx)
+        return None
+
+    async def send(self, message_id: str) -> None:
+        """Send the approved reply, at most once."""
+        claimed = await self._claim_send(message_id)
+        if claimed is None:
             return
-        assert email is not None
+        wf, email, reply_id = claimed
         body = wf.ai_reply_text or ""
         message = build_reply(Reply(
             from_address=self.settings.email_address,
