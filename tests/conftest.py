@@ -111,6 +111,32 @@ async def repo(pool: Pool, clock: OffsetClock) -> WorkflowRepository:
 
 
 @pytest.fixture
+async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: str) -> AsyncIterator[Any]:
+    """In-process stages over the test database; peers unreachable unless given:
+    ``make_stages(smtp=SmtpSender(...), retry_backoff_base=0.01)``."""
+    import httpx
+
+    from streams.peers.ai import AiReplyGenerator
+    from streams.peers.sms import SmsGateway
+    from streams.peers.smtp import SmtpSender
+    from streams.settings import Settings
+    from streams.stages import Stages
+
+    from .peers import free_port
+
+    async with httpx.AsyncClient() as http:
+        def make(smtp: SmtpSender | None = None, **settings: Any) -> Stages:
+            config = Settings(database_url=database, email_address="me@example.com",  # type: ignore[arg-type]
+                              email_password="pw", your_phone_number="+15551234567", **settings)
+            nowhere = f"http://127.0.0.1:{free_port()}"
+            return Stages(settings=config, repo=repo, clock=clock,
+                          ai=AiReplyGenerator(http, nowhere), sms=SmsGateway(http, nowhere),
+                          smtp=smtp or SmtpSender("127.0.0.1", free_port(), "plain", "", ""))
+
+        yield make
+
+
+@pytest.fixture
 async def make_pipeline(
     database: str, endpoints: Endpoints, topic_prefix: str, tmp_path: Any
 ) -> AsyncIterator[Any]:

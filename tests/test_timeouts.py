@@ -5,28 +5,15 @@ a day catches up on its first sweep."""
 from __future__ import annotations
 
 from datetime import timedelta
-
-import httpx
-import pytest
+from typing import Any
 
 from handlers.clock import OffsetClock
 from handlers.workflow import WorkflowState
-from streams.peers.ai import AiReplyGenerator
-from streams.peers.sms import SmsGateway
-from streams.peers.smtp import SmtpSender
 from streams.repository import Pool, WorkflowRepository
-from streams.settings import Settings
-from streams.stages import Stages
 
 from .test_repository import start_workflow
 
 S = WorkflowState
-
-
-@pytest.fixture
-def settings(database: str) -> Settings:
-    return Settings(database_url=database, email_address="me@example.com",  # type: ignore[arg-type]
-                    email_password="pw", your_phone_number="+15551234567")
 
 
 async def awaiting(repo: WorkflowRepository, pool: Pool, clock: OffsetClock, **email: object) -> str:
@@ -40,33 +27,27 @@ async def awaiting(repo: WorkflowRepository, pool: Pool, clock: OffsetClock, **e
 
 
 async def test_a_day_later_the_draft_times_out(repo: WorkflowRepository, pool: Pool, clock: OffsetClock,
-                                               settings: Settings) -> None:
-    async with httpx.AsyncClient() as http:
-        stages = Stages(settings=settings, repo=repo, clock=clock,
-                        ai=AiReplyGenerator(http, "http://127.0.0.1:9"), sms=SmsGateway(http, "http://127.0.0.1:9"),
-                        smtp=SmtpSender("127.0.0.1", 9, "plain", "", ""))
-        mid = await awaiting(repo, pool, clock)
-        clock.advance(timedelta(hours=23, minutes=59))
-        assert await stages.expire_timeouts() == 0
-        assert (await repo.get(mid)).current_state is S.AWAITING_USER  # type: ignore[union-attr]
-        clock.advance(timedelta(minutes=1))
-        assert await stages.expire_timeouts() == 1
-        wf = await repo.get(mid)
-        assert wf is not None and wf.current_state is S.TIMEOUT
-        trail = await repo.audit_trail(mid)
-        assert (trail[-1].from_state, trail[-1].to_state, trail[-1].transition_reason) == (
-            "awaiting_user", "timeout", "no answer within 86400s")
-        assert await stages.expire_timeouts() == 0  # once
+                                               make_stages: Any) -> None:
+    stages = make_stages()
+    mid = await awaiting(repo, pool, clock)
+    clock.advance(timedelta(hours=23, minutes=59))
+    assert await stages.expire_timeouts() == 0
+    assert (await repo.get(mid)).current_state is S.AWAITING_USER  # type: ignore[union-attr]
+    clock.advance(timedelta(minutes=1))
+    assert await stages.expire_timeouts() == 1
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.TIMEOUT
+    trail = await repo.audit_trail(mid)
+    assert (trail[-1].from_state, trail[-1].to_state, trail[-1].transition_reason) == (
+        "awaiting_user", "timeout", "no answer within 86400s")
+    assert await stages.expire_timeouts() == 0  # once
 
 
 async def test_a_worker_down_for_days_catches_up_at_once(repo: WorkflowRepository, pool: Pool,
-                                                         clock: OffsetClock, settings: Settings) -> None:
-    async with httpx.AsyncClient() as http:
-        stages = Stages(settings=settings, repo=repo, clock=clock,
-                        ai=AiReplyGenerator(http, "http://127.0.0.1:9"), sms=SmsGateway(http, "http://127.0.0.1:9"),
-                        smtp=SmtpSender("127.0.0.1", 9, "plain", "", ""))
-        ids = [await awaiting(repo, pool, clock) for _ in range(5)]
-        clock.advance(timedelta(days=3))
-        assert await stages.expire_timeouts() == 5
-        for mid in ids:
-            assert (await repo.get(mid)).current_state is S.TIMEOUT  # type: ignore[union-attr]
+                                                         clock: OffsetClock, make_stages: Any) -> None:
+    stages = make_stages()
+    ids = [await awaiting(repo, pool, clock) for _ in range(5)]
+    clock.advance(timedelta(days=3))
+    assert await stages.expire_timeouts() == 5
+    for mid in ids:
+        assert (await repo.get(mid)).current_state is S.TIMEOUT  # type: ignore[union-attr]
