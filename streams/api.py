@@ -277,10 +277,11 @@ def auth_middleware(runtime: Runtime) -> Any:
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not given:
-                return web.json_response({"error": "Authorization: Bearer <API_TOKEN> required"}, status=401,
-                                         headers={"WWW-Authenticate": "Bearer"})
+                response = fail(401, "Authorization: Bearer <API_TOKEN> required")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
             if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
-                return web.json_response({"error": "invalid API token"}, status=403)
+                return fail(403, "invalid API token")
         return await handler(request)
 
     return middleware

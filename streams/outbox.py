@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -49,7 +48,6 @@ class OutboxRelay:
         self.producer = producer
         self.prefix = prefix
         self.interval = interval
-        self.last_success: float | None = None
         self.last_error: str | None = None
         self.published = 0
 
@@ -82,7 +80,6 @@ class OutboxRelay:
                     await self._publish(rows)
                     await conn.execute("DELETE FROM kafka_outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
                     self.published += len(rows)
-        self.last_success = time.time()
         self.last_error = None
         return len(rows) == BATCH
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from handlers.errors import TransientError
 from handlers.retry import RetryPolicy
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Exhausted(Exception, Generic[T]):
+class Exhausted(Exception):
     """Every attempt failed transiently; ``last`` is the final error."""
 
     last: TransientError

@@ -52,7 +52,6 @@ class Runtime:
         self.reporter = HealthReporter(self)
         self.started_at = time.time()
         self.ready = False
-        self.last_timeout_sweep: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
@@ -86,7 +85,6 @@ class Runtime:
                 if expired:
                     log.info("timed out %d workflow(s)", expired)
                 await self.stages.present()
-                self.last_timeout_sweep = time.time()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a sweep that fails must not stop the worker

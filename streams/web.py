@@ -20,7 +20,8 @@ from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, veri
 from handlers.links import token_matches
 from handlers.messages import InboundSms
 
-from . import topics
+from . import api, openapi, topics
+from .api import fail
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BODY = 16 * 1024
-
-
-def error(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
 
 
 def _is_json(request: web.Request) -> bool:
@@ -44,10 +41,10 @@ def _is_json(request: web.Request) -> bool:
 async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
     """The raw body, or a 413 response when it is larger than ``limit``."""
     if request.content_length is not None and request.content_length > limit:
-        return error(413, f"body larger than {limit} bytes")
+        return fail(413, f"body larger than {limit} bytes")
     body = await request.content.read(limit + 1)
     if len(body) > limit:
-        return error(413, f"body larger than {limit} bytes")
+        return fail(413, f"body larger than {limit} bytes")
     return body
 
 
@@ -56,7 +53,7 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
 
     async def sms_response(request: web.Request) -> web.Response:
         if not _is_json(request):
-            return error(415, "Content-Type must be application/json")
+            return fail(415, "Content-Type must be application/json")
         body = await read_body(request, MAX_WEBHOOK_BODY)
         if isinstance(body, web.Response):
             return body
@@ -67,11 +64,11 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
                                  time.time())
             except SignatureError as exc:
                 log.warning("webhook refused from %s: %s", request.remote, exc)
-                return error(401, str(exc))
+                return fail(401, str(exc))
         try:
             sms = parse_webhook(body)
         except InvalidWebhook as exc:
-            return error(400, str(exc))
+            return fail(400, str(exc))
         if sms.event != "sms:received":
             return web.json_response({"status": "ignored", "reason": f"event {sms.event!r} is not handled"})
         own = sms.phone_number == settings.your_phone_number
@@ -98,10 +95,10 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
         message_id = request.match_info["message_id"]  # aiohttp decoded it once
         token = request.query.get("t", "")
         if not token or not token_matches(settings.draft_link_key, message_id, token):
-            return error(404, "no such draft")
+            return fail(404, "no such draft")
         wf = await runtime.repo.get(message_id)
         if wf is None or not wf.ai_reply_text:
-            return error(404, "no such draft")
+            return fail(404, "no such draft")
         page = _DRAFT_PAGE.format(
             subject=html.escape(wf.email_subject or "(no subject)"),
             sender=html.escape(wf.email_from or ""),
@@ -147,18 +144,16 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error(exc.status, exc.reason)
+        return fail(exc.status, exc.reason)
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-        return error(503, "database unavailable")
+        return fail(503, "database unavailable")
     except Exception:  # noqa: BLE001 - logged with its trace, answered without it
         log.exception("%s %s failed", request.method, request.path)
-        return error(500, "internal error")
+        return fail(500, "internal error")
 
 
 def attach(app_web: Any, runtime: Runtime) -> None:
     """Add the views and middlewares to faust's aiohttp application."""
-    from . import api, openapi
-
     document = openapi.document()
 
     async def openapi_json(request: web.Request) -> web.Response:
