@@ -233,5 +233,10 @@ class Pipeline:
             consumer.close()
         return found
 
+    @staticmethod
+    def workflow_path(message_id: str, action: str = "") -> str:
+        """``/workflow/{URL-encoded message_id}[/action]``."""
+        return f"/workflow/{quote(message_id, safe='')}" + (f"/{action}" if action else "")
+
     def draft_path(self, message_id: str) -> str:
         return f"/drafts/{quote(message_id, safe='')}"

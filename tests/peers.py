@@ -39,11 +39,14 @@ class _HttpStub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def app(self) -> web.Application:
+    def routes(self) -> list[web.RouteDef]:
+        """The peer's own endpoints; ``GET /health`` is added for every peer."""
         raise NotImplementedError
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app())
+        app = web.Application()
+        app.add_routes([*self.routes(), web.get("/health", _health)])
+        self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
@@ -74,11 +77,8 @@ class AiGeneratorStub(_HttpStub):
         self.draft_for: Callable[[dict[str, Any], int], str] = default_draft
         self.delay = 0.0
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/generate-reply", self.generate)
-        app.router.add_get("/health", _health)
-        return app
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/generate-reply", self.generate)]
 
     async def generate(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -114,11 +114,8 @@ class SmsGatewayStub(_HttpStub):
         self.failures = 0
         self.attempts = 0
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/sms/send", self.send)
-        app.router.add_get("/health", _health)
-        return app
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/sms/send", self.send)]
 
     async def send(self, request: web.Request) -> web.Response:
         body = await request.json()

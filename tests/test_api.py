@@ -11,8 +11,7 @@ from aiohttp import web
 from .harness import Pipeline
 
 
-def path(message_id: str) -> str:
-    return "/workflow/" + quote(message_id, safe="")
+path = Pipeline.workflow_path
 
 
 async def test_one_workflow_with_awkward_message_ids(pipeline: Pipeline) -> None:
@@ -67,15 +66,15 @@ async def test_retry_restarts_a_failed_draft(pipeline: Pipeline) -> None:
     await pipeline.reaches(mid, "failed")
     assert any("Gave up on the email from John Smith" in m for m in await pipeline.sms_count(1))
     pipeline.ai.unknown.clear()  # the generator has caught up with the email
-    response = await pipeline.http.post(path(mid) + "/retry")
+    response = await pipeline.http.post(path(mid, "retry"))
     assert response.status_code == 200
     assert response.json() == {"message_id": mid, "current_state": "pending", "detail": "restarted at pending"}
     await pipeline.reaches(mid, "awaiting_user")
     await pipeline.reply_sms("1")
     await pipeline.reaches(mid, "reply_sent")
-    again = await pipeline.http.post(path(mid) + "/retry")
+    again = await pipeline.http.post(path(mid, "retry"))
     assert again.status_code == 409 and "reply_sent" in again.json()["error"]
-    assert (await pipeline.http.post(path("<nope@x>") + "/retry")).status_code == 404
+    assert (await pipeline.http.post(path("<nope@x>", "retry"))).status_code == 404
 
 
 async def test_manual_timeout_presents_the_next_draft(pipeline: Pipeline) -> None:
@@ -89,7 +88,7 @@ async def test_manual_timeout_presents_the_next_draft(pipeline: Pipeline) -> Non
     again = await pipeline.http.post("/workflow/timeout/" + quote(shown, safe=""))
     assert again.status_code == 409
     # A timed-out draft can be put back on the phone.
-    assert (await pipeline.http.post(path(shown) + "/retry")).json()["current_state"] == "ai_generated"
+    assert (await pipeline.http.post(path(shown, "retry"))).json()["current_state"] == "ai_generated"
     await pipeline.reply_sms("3")
     await pipeline.reaches(shown, "awaiting_user")
 
@@ -130,7 +129,7 @@ async def test_management_needs_the_token_when_set(make_pipeline: Any) -> None:
     assert right.status_code == 200
     for url in ("/workflow/pending", path("<x@y>"), "/workflow/failed"):
         assert (await p.http.get(url)).status_code == 401
-    assert (await p.http.post(path("<x@y>") + "/retry")).status_code == 401
+    assert (await p.http.post(path("<x@y>", "retry"))).status_code == 401
     assert (await p.http.get("/health")).status_code == 200  # supervisors need no token
     log = p.worker.log_path.read_text()
     assert "s3cret-token" not in log and "app-password" not in log

@@ -17,7 +17,6 @@ import random
 import time
 from collections import Counter
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -95,7 +94,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(m
                         unknown_delivered.add(mid)  # it went out: nothing to do
                     elif mid not in retried:
                         try:
-                            r = await p.http.post("/workflow/" + quote(mid, safe="") + "/retry")
+                            r = await p.http.post(p.workflow_path(mid, "retry"))
                             if r.status_code == 200:
                                 retried.add(mid)
                         except httpx.HTTPError:

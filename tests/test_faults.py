@@ -52,7 +52,7 @@ async def test_sms_gateway_failing_past_the_budget_fails_the_workflow(make_pipel
     assert failure_sms.startswith("Gave up on the email from John Smith (Meeting tomorrow at 2pm?)")
     assert failure_sms.endswith("It can be retried from the orchestrator.")
     # The retry endpoint puts the same draft back on the phone, without a new generation.
-    await p.http.post("/workflow/" + mid.replace("<", "%3C").replace(">", "%3E").replace("@", "%40") + "/retry")
+    await p.http.post(p.workflow_path(mid, "retry"))
     await p.reaches(mid, "awaiting_user")
     assert len(p.ai.for_email(mid)) == 1
 
@@ -109,7 +109,7 @@ async def test_smtp_5xx_fails_and_retry_sends_with_the_same_message_id(pipeline:
                                  " WHERE message_id = %s", mid)
     assert row["failed_stage"] == "send" and row["send_attempted_at"] is None
     assert pipeline.smtp.inbox.attempts == 1 and pipeline.smtp.messages == []
-    response = await pipeline.http.post("/workflow/%3C" + mid[1:-1].replace("@", "%40") + "%3E/retry")
+    response = await pipeline.http.post(pipeline.workflow_path(mid, "retry"))
     assert response.json()["current_state"] == "user_approved"
     await pipeline.reaches(mid, "reply_sent")
     [email] = pipeline.smtp.messages
@@ -161,5 +161,5 @@ async def test_an_unexpected_error_fails_the_workflow_instead_of_stranding_it(pi
     [sms] = await pipeline.sms_count(1)
     assert sms.startswith("Gave up on the email from John Smith")
     pipeline.ai.draft_for = lambda body, n: "Sure thing"
-    await pipeline.http.post("/workflow/" + mid.replace("<", "%3C").replace(">", "%3E").replace("@", "%40") + "/retry")
+    await pipeline.http.post(pipeline.workflow_path(mid, "retry"))
     await pipeline.reaches(mid, "awaiting_user")
