@@ -1,37 +1,79 @@
 """What a command does to the draft on the phone (pure).
 
-The caller supplies the state of the workflow whose draft is on the phone (or
-None) and performs what the decision says: one transition out of
-``awaiting_user`` at most, and perhaps an SMS back.
+The caller supplies the draft on the phone (or None) and carries out the
+:class:`CommandEffect` as one path: at most one transition out of
+``awaiting_user`` with the columns it sets, at most one follow-up message
+that sets the next stage going, and perhaps an SMS back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from .commands import Command, CommandKind
+from .messages import EditRequested, ReplyApproved, TopicMessage
 from .sms_text import HELP_SMS, NOTHING_WAITING_SMS, render_edit_limit_sms
 from .workflow import WorkflowState
 
+#: ``workflow_state.user_command`` is VARCHAR(50).
+USER_COMMAND_CHARS = 50
+
 
 @dataclass(frozen=True)
-class CommandDecision:
+class DraftOnPhone:
+    """What a decision needs to know of the draft the person is answering."""
+
+    message_id: str
+    state: WorkflowState
+    edit_iteration: int
+
+
+@dataclass(frozen=True)
+class CommandEffect:
+    """Everything one command does.
+
+    ``outcome`` is recorded in the inbound-SMS ledger. When ``target`` is set,
+    the draft on the phone moves from ``awaiting_user`` to it with ``reason``,
+    setting ``fields``, and ``follow_up`` (if any) is published in the same
+    transaction. ``reply_sms`` is texted back after commit; when
+    ``tell_what_is_next`` is set, the caller texts which draft comes next
+    instead (it knows the queue).
+    """
+
     outcome: str
     target: WorkflowState | None = None
+    reason: str = ""
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    follow_up: TopicMessage | None = None
     reply_sms: str | None = None
+    tell_what_is_next: bool = False
 
 
-def decide_command(
-    command: Command, state: WorkflowState | None, edit_iteration: int, max_edits: int
-) -> CommandDecision:
+def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, max_edits: int,
+                   now: datetime) -> CommandEffect:
+    """The effect of ``command`` (whose SMS read ``text``) at time ``now``."""
     if command.kind is CommandKind.UNKNOWN:
-        return CommandDecision("help", reply_sms=HELP_SMS)
-    if state is not WorkflowState.AWAITING_USER:
-        return CommandDecision("nothing_waiting", reply_sms=NOTHING_WAITING_SMS)
+        return CommandEffect("help", reply_sms=HELP_SMS)
+    if on_phone is None or on_phone.state is not WorkflowState.AWAITING_USER:
+        return CommandEffect("nothing_waiting", reply_sms=NOTHING_WAITING_SMS)
+    answered = {"user_command": text.strip()[:USER_COMMAND_CHARS], "user_responded_at": now}
     if command.kind is CommandKind.APPROVE:
-        return CommandDecision("approved", WorkflowState.USER_APPROVED)
+        return CommandEffect("approved", WorkflowState.USER_APPROVED, "approved by SMS", answered,
+                             follow_up=ReplyApproved(message_id=on_phone.message_id))
     if command.kind is CommandKind.IGNORE:
-        return CommandDecision("ignored", WorkflowState.USER_IGNORED)
-    if edit_iteration >= max_edits:
-        return CommandDecision("edit_limit", reply_sms=render_edit_limit_sms(max_edits))
-    return CommandDecision("edit_requested", WorkflowState.USER_EDIT_REQUESTED)
+        return CommandEffect("ignored", WorkflowState.USER_IGNORED, "ignored by SMS", answered,
+                             tell_what_is_next=True)
+    if on_phone.edit_iteration >= max_edits:
+        return CommandEffect("edit_limit", reply_sms=render_edit_limit_sms(max_edits))
+    assert command.instructions  # the parser never yields an edit without them
+    iteration = on_phone.edit_iteration + 1
+    return CommandEffect(
+        "edit_requested", WorkflowState.USER_EDIT_REQUESTED, f"edit {iteration} requested by SMS",
+        {"user_command": "edit", "user_edit_instructions": command.instructions,
+         "user_responded_at": now, "edit_iteration": iteration},
+        follow_up=EditRequested(message_id=on_phone.message_id, instructions=command.instructions,
+                                iteration=iteration),
+    )

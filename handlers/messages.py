@@ -1,14 +1,16 @@
 """The documents that travel on Kafka topics: one frozen model per topic.
 
 Plain JSON a person can read with kcat, each with ``schema_version``; no
-framework envelope. Decoding failures raise :class:`pydantic.ValidationError`,
-which the agents treat as a poison message (dead-lettered, never retried).
+framework envelope. Each model names its (logical) topic and its key, so a
+message cannot be sent to the wrong place. Decoding failures raise
+:class:`pydantic.ValidationError`, which the agents treat as a poison message
+(dead-lettered, never retried). The topics are described in docs/topics.md.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +22,15 @@ class TopicMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    #: The logical topic (without KAFKA_TOPIC_PREFIX) this message travels on.
+    topic: ClassVar[str]
+
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def record_key(self) -> str | None:
+        """The Kafka record key: the email's message_id unless a model says otherwise."""
+        return getattr(self, "message_id", None)
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -28,6 +38,8 @@ class TopicMessage(BaseModel):
 
 class EmailPending(TopicMessage):
     """``emails.pending``: an email the poller took on (key: message_id)."""
+
+    topic: ClassVar[str] = "emails.pending"
 
     message_id: str = Field(min_length=1)
     from_address: str | None = None
@@ -38,6 +50,8 @@ class EmailPending(TopicMessage):
 class EditRequested(TopicMessage):
     """``edits.requested``: the person asked for a new draft (key: message_id)."""
 
+    topic: ClassVar[str] = "edits.requested"
+
     message_id: str = Field(min_length=1)
     instructions: str = Field(min_length=1)
     iteration: int = Field(ge=1)
@@ -45,6 +59,8 @@ class EditRequested(TopicMessage):
 
 class DraftReady(TopicMessage):
     """``drafts.ready``: a draft waits to be presented (key: message_id)."""
+
+    topic: ClassVar[str] = "drafts.ready"
 
     message_id: str = Field(min_length=1)
     iteration: int = Field(ge=0)
@@ -54,20 +70,30 @@ class InboundSms(TopicMessage):
     """``sms.inbound``: an SMS from the person's phone (key: phone number, so
     one person's commands are handled in the order sent)."""
 
+    topic: ClassVar[str] = "sms.inbound"
+
     sms_id: str = Field(min_length=1)
     phone_number: str = Field(min_length=1)
     text: str
     received_at: datetime | None = None
 
+    @property
+    def record_key(self) -> str:
+        return self.phone_number
+
 
 class ReplyApproved(TopicMessage):
     """``replies.approved``: the person approved the draft (key: message_id)."""
+
+    topic: ClassVar[str] = "replies.approved"
 
     message_id: str = Field(min_length=1)
 
 
 class WorkflowEvent(TopicMessage):
     """``workflow.events``: one won state transition (key: message_id)."""
+
+    topic: ClassVar[str] = "workflow.events"
 
     message_id: str
     from_state: str | None
@@ -77,8 +103,25 @@ class WorkflowEvent(TopicMessage):
     at: datetime
 
 
+class PhoneFreed(TopicMessage):
+    """``phone.freed``: the draft on the person's phone reached a decision, so
+    the next waiting draft may be presented (key: the phone number)."""
+
+    topic: ClassVar[str] = "phone.freed"
+
+    phone_number: str = Field(min_length=1)
+    message_id: str = Field(min_length=1)
+    to_state: str
+
+    @property
+    def record_key(self) -> str:
+        return self.phone_number
+
+
 class DeadLetter(TopicMessage):
     """``deadletter``: a message the orchestrator gave up on, with why."""
+
+    topic: ClassVar[str] = "deadletter"
 
     source_topic: str
     key: str | None
@@ -88,3 +131,7 @@ class DeadLetter(TopicMessage):
     stage: str
     attempts: int
     at: datetime
+
+    @property
+    def record_key(self) -> str | None:
+        return self.key

@@ -1,5 +1,9 @@
-"""The workflow state machine: states, the allowed transitions, and what each
-state means for the Email Monitor's ``processed_emails.status``.
+"""The workflow state machine: every rule about states lives here.
+
+The states, the allowed transitions, the named groups of states the API,
+health and SQL queries use, the stages of the pipeline, where a retry
+restarts, what a timeout does, and what each state means for the Email
+Monitor's ``processed_emails.status`` (docs/contracts.md §1).
 
 Pure data and functions: no I/O. The repository consults :func:`check_transition`
 before it touches the database, so an illegal move is a programming error that
@@ -9,6 +13,7 @@ never reaches PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -30,11 +35,36 @@ class WorkflowState(StrEnum):
 
 S = WorkflowState
 
+class Stage(StrEnum):
+    """The steps of the pipeline that call a peer, each run by the agent of
+    the same name. Stored in ``workflow_state.failed_stage`` when one gives up."""
+
+    DRAFT = "draft"  # ask the AI Reply Generator for a draft
+    NOTIFY = "notify"  # put the draft on the person's phone
+    COMMAND = "command"  # act on the person's SMS answer
+    SEND = "send"  # send the approved reply through SMTP
+
+
 #: States in which a workflow has reached a decision. ``failed`` and ``timeout``
 #: are terminal until a person asks for a retry.
 TERMINAL_STATES: frozenset[WorkflowState] = frozenset(
     {S.REPLY_SENT, S.USER_IGNORED, S.FAILED, S.TIMEOUT}
 )
+#: Decisions that ended the workflow as meant (everything terminal but ``failed``).
+COMPLETED_STATES: frozenset[WorkflowState] = TERMINAL_STATES - {S.FAILED}
+#: Workflows still under way.
+OPEN_STATES: frozenset[WorkflowState] = frozenset(S) - TERMINAL_STATES
+#: The draft is on the phone, waiting for the person's answer.
+AWAITING_STATES: frozenset[WorkflowState] = frozenset({S.AWAITING_USER})
+#: Open and not waiting for the person: the orchestrator is working on them.
+IN_PROGRESS_STATES: frozenset[WorkflowState] = OPEN_STATES - AWAITING_STATES
+#: Emails that will want the phone: being drafted or drafted and not yet
+#: presented. The draft SMS tells the person how many of these wait.
+QUEUED_FOR_PHONE_STATES: frozenset[WorkflowState] = frozenset(
+    {S.PENDING, S.AI_GENERATING, S.AI_GENERATED}
+)
+#: A draft in this state is ready to be put on the phone.
+READY_STATE = S.AI_GENERATED
 
 #: Every move the orchestrator may make, and no other. Any non-terminal state
 #: may fail; retries leave ``failed``/``timeout`` for the stage to redo.
@@ -56,16 +86,29 @@ TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
     S.TIMEOUT: frozenset({S.AI_GENERATED}),
 }
 
-#: ``processed_emails.status`` written when a workflow enters these states
-#: (CONTRACTS.md §1). Other states leave the email as it is.
-EMAIL_STATUS_ON_ENTRY: Mapping[WorkflowState, str] = {
-    S.PENDING: "orchestrating",
-    S.AI_GENERATED: "orchestrating",
-    S.USER_APPROVED: "orchestrating",
-    S.REPLY_SENT: "sent",
-    S.USER_IGNORED: "ignored",
-    S.FAILED: "failed",
-    S.TIMEOUT: "timeout",
+class EmailStatus(StrEnum):
+    """``processed_emails.status`` (docs/contracts.md §1): the Email Monitor
+    writes ``pending`` and ``filtered``; the orchestrator writes the rest."""
+
+    PENDING = "pending"
+    FILTERED = "filtered"
+    ORCHESTRATING = "orchestrating"
+    SENT = "sent"
+    IGNORED = "ignored"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+#: ``processed_emails.status`` written when a workflow enters these states.
+#: Other states leave the email as it is.
+EMAIL_STATUS_ON_ENTRY: Mapping[WorkflowState, EmailStatus] = {
+    S.PENDING: EmailStatus.ORCHESTRATING,
+    S.AI_GENERATED: EmailStatus.ORCHESTRATING,
+    S.USER_APPROVED: EmailStatus.ORCHESTRATING,
+    S.REPLY_SENT: EmailStatus.SENT,
+    S.USER_IGNORED: EmailStatus.IGNORED,
+    S.FAILED: EmailStatus.FAILED,
+    S.TIMEOUT: EmailStatus.TIMEOUT,
 }
 
 
@@ -89,7 +132,7 @@ def check_transition(source: WorkflowState, target: WorkflowState) -> None:
         raise IllegalTransitionError(source, target)
 
 
-def email_status_for(state: WorkflowState) -> str | None:
+def email_status_for(state: WorkflowState) -> EmailStatus | None:
     """The ``processed_emails.status`` implied by entering ``state``, if any."""
     return EMAIL_STATUS_ON_ENTRY.get(state)
 
@@ -97,3 +140,68 @@ def email_status_for(state: WorkflowState) -> str | None:
 def is_terminal(state: WorkflowState) -> bool:
     """Whether ``state`` is a decision (sent, ignored, failed, timed out)."""
     return state in TERMINAL_STATES
+
+
+def names(states: frozenset[WorkflowState]) -> list[str]:
+    """The stored names of ``states``, sorted: a parameter for SQL (``= ANY(%s)``)."""
+    return sorted(state.value for state in states)
+
+
+# ------------------------------------------------------------------ retries
+
+
+#: Where a retry restarts, by the stage that failed: the state the workflow
+#: re-enters, and the stage that then runs again (through its topic).
+RESTART_AT: Mapping[Stage, tuple[WorkflowState, Stage]] = {
+    Stage.DRAFT: (S.PENDING, Stage.DRAFT),
+    Stage.NOTIFY: (S.AI_GENERATED, Stage.NOTIFY),
+    Stage.SEND: (S.USER_APPROVED, Stage.SEND),
+}
+
+
+_STAGES_BY_NAME = {stage.value: stage for stage in Stage}
+
+
+@dataclass(frozen=True)
+class Restart:
+    """What a retry does: enter ``state``, then run ``stage`` again."""
+
+    state: WorkflowState
+    stage: Stage
+
+
+def plan_retry(state: WorkflowState, failed_stage: str | None, has_draft: bool) -> Restart | None:
+    """Where a retry of a workflow in ``state`` restarts, or None when only a
+    failed or timed-out workflow may be retried.
+
+    A timed-out draft goes back on the phone. A failed workflow restarts at
+    the stage that failed; one whose stage is unknown (a row from the deployed
+    service) or that has no draft to present starts again from drafting.
+    """
+    if state is S.TIMEOUT:
+        return Restart(S.AI_GENERATED, Stage.NOTIFY)
+    if state is not S.FAILED:
+        return None
+    stage_that_failed = _STAGES_BY_NAME.get(failed_stage or "", Stage.DRAFT)
+    target, stage = RESTART_AT.get(stage_that_failed, RESTART_AT[Stage.DRAFT])
+    if target is S.AI_GENERATED and not has_draft:
+        target, stage = RESTART_AT[Stage.DRAFT]
+    return Restart(target, stage)
+
+
+# ----------------------------------------------------------------- timeouts
+
+#: Only a draft on the phone can time out; it then ends in ``timeout``.
+TIMES_OUT_FROM = S.AWAITING_USER
+TIMES_OUT_TO = S.TIMEOUT
+
+
+def can_time_out(state: WorkflowState) -> bool:
+    """Whether a workflow in ``state`` may be timed out (by the clock or by hand)."""
+    return state is TIMES_OUT_FROM
+
+
+def frees_the_phone(state: WorkflowState) -> bool:
+    """Whether a draft on the phone that enters ``state`` gives the phone up:
+    any decision does; an edit keeps the phone for the regenerated draft."""
+    return is_terminal(state)

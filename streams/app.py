@@ -56,8 +56,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Orchestrat
         web_metrics_enabled=False,
     )
     app.runtime = runtime
-    agents.register(app, runtime)
-    web.attach(app.web, runtime)
+    agents.register(app, runtime.stages, runtime.repo, runtime.progress, settings.kafka_topic_prefix)
+    web.attach(app.web.web_app,  # type: ignore[attr-defined]
+               settings, runtime.repo, runtime.stages, runtime.reporter)
     return app
 
 

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from .outbox import OutboxRelay
+from .poller import EmailPoller
+from .repository import WorkflowRepository
+from .settings import Settings
 from .topics import full_name
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
 
 LAG_CACHE_SECONDS = 5.0
 
@@ -53,15 +55,24 @@ class HealthReporter:
     a broker outage (re-creating librdkafka clients with requests in flight
     crashed the process in testing)."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, settings: Settings, repo: WorkflowRepository, http: httpx.AsyncClient,
+                 relay: OutboxRelay, poller: EmailPoller, progress: AgentProgress,
+                 is_ready: Callable[[], bool]) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.http = http
+        self.relay = relay
+        self.poller = poller
+        self.progress = progress
+        self.is_ready = is_ready
+        self.started_at = time.time()
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
         self._lag: tuple[float, dict[str, int]] | None = None
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._offsets is None:
-            servers = self.runtime.settings.kafka_bootstrap_servers
+            servers = self.settings.kafka_bootstrap_servers
             admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="orchestrator-health")
             offsets = AIOKafkaConsumer(bootstrap_servers=servers, client_id="orchestrator-health",
                                        enable_auto_commit=False)
@@ -82,10 +93,10 @@ class HealthReporter:
 
     async def _topic_lag(self) -> dict[str, int]:
         """Lag per logical topic for this worker's consumer group."""
-        s = self.runtime.settings
+        s = self.settings
         admin, offsets = await self._clients()
         names = sorted({full_name(s.kafka_topic_prefix, t)
-                        for sources in self.runtime.progress.topics.values() for t in sources})
+                        for sources in self.progress.topics.values() for t in sources})
         partitions = [AioTopicPartition(topic["topic"], p["partition"])
                       for topic in await admin.describe_topics(names) if topic["error_code"] == 0
                       for p in topic["partitions"]]
@@ -109,55 +120,51 @@ class HealthReporter:
 
     async def _peer(self, url: str) -> dict[str, Any]:
         try:
-            response = await self.runtime.http.get(url.rstrip("/") + "/health", timeout=2.0)
+            response = await self.http.get(url.rstrip("/") + "/health", timeout=2.0)
             return {"ok": response.status_code == 200, "status_code": response.status_code}
         except httpx.HTTPError as exc:
             return {"ok": False, "error": type(exc).__name__}
 
     async def _database(self) -> tuple[dict[str, Any], dict[str, int]]:
         try:
-            async with self.runtime.pool.connection(timeout=3) as conn:
-                cur = await conn.execute(
-                    "SELECT current_state, count(*) AS n FROM workflow_state GROUP BY current_state")
-                counts = {str(r["current_state"]): int(r["n"]) for r in await cur.fetchall()}
-            return {"ok": True}, counts
+            return {"ok": True}, await self.repo.count_by_state(timeout=3)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return {"ok": False, "error": type(exc).__name__}, {}
 
     async def _kafka(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        relay = self.runtime.relay
-        s = self.runtime.settings
+        relay = self.relay
+        s = self.settings
         try:
             lag = await self.topic_lag()
         except Exception as exc:  # noqa: BLE001
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}, {}
         now = time.time()
         agents: dict[str, Any] = {}
-        for agent, sources in self.runtime.progress.topics.items():
+        for agent, sources in self.progress.topics.items():
             behind = sum(lag.get(t, 0) for t in sources)
-            idle = now - self.runtime.progress.last[agent]
+            idle = now - self.progress.last[agent]
             stalled = behind > 0 and idle > s.agent_stall_timeout
             agents[agent] = {"ok": not stalled, "lag": behind, "seconds_since_progress": round(idle, 1)}
         kafka = {"ok": relay.last_error is None, "relay_error": relay.last_error, "published": relay.published}
         return kafka, agents
 
     async def report(self) -> dict[str, Any]:
-        rt = self.runtime
-        s = rt.settings
+        s = self.settings
         (database, counts), (kafka, agents), ai, sms = await asyncio.gather(
             self._database(), self._kafka(),
             self._peer(str(s.ai_reply_generator_url)), self._peer(str(s.sms_gateway_url)),
         )
         now = time.time()
-        last_poll = rt.poller.last_poll_at
-        poll_age = now - (last_poll or rt.started_at)
+        last_poll = self.poller.last_poll_at
+        poll_age = now - (last_poll or self.started_at)
         poller = {"ok": poll_age <= 3 * s.poll_interval, "last_poll_at": last_poll,
-                  "seconds_since_poll": round(poll_age, 1), "error": rt.poller.last_error}
+                  "seconds_since_poll": round(poll_age, 1), "error": self.poller.last_error}
         required = [database, kafka, poller, *agents.values()]
-        healthy = rt.ready and all(c["ok"] for c in required)
+        ready = self.is_ready()
+        healthy = ready and all(c["ok"] for c in required)
         return {
-            "status": "ok" if healthy else ("starting" if not rt.ready else "unhealthy"),
-            "uptime_seconds": round(now - rt.started_at, 1),
+            "status": "ok" if healthy else ("starting" if not ready else "unhealthy"),
+            "uptime_seconds": round(now - self.started_at, 1),
             "last_poll_at": last_poll,
             "checks": {"database": database, "kafka": kafka, "poller": poller,
                        "ai_reply_generator": ai, "sms_gateway": sms},

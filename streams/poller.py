@@ -15,7 +15,6 @@ import time
 from handlers.emails import body_preview
 from handlers.messages import EmailPending
 
-from . import topics
 from .database import run_on_notify
 from .repository import WorkflowRepository
 
@@ -58,8 +57,6 @@ class EmailPoller:
                                     email.message_id)
                         continue
                     await tx.publish(
-                        topics.EMAILS_PENDING,
-                        email.message_id,
                         EmailPending(
                             message_id=email.message_id,
                             from_address=email.from_address,

@@ -1,19 +1,24 @@
-"""The workflow repository: every write to workflow state goes through here.
+"""The workflow repository: the one place the orchestrator's SQL lives.
 
-A transition is a compare-and-set (``UPDATE ... WHERE current_state =
-expected``) that, in the same transaction, writes the audit row, follows
-``processed_emails.status``, and queues the ``workflow.events`` record (and any
-other message the caller adds) in the outbox. Losing the race is not an error:
+Every write to ``workflow_state`` goes through here. A transition is a
+compare-and-set (``UPDATE ... WHERE current_state = expected``) that, in the
+same transaction, writes the audit row, follows ``processed_emails.status``,
+and queues the ``workflow.events`` record (and any other message the caller
+adds) in the outbox. Losing the race is not an error:
 :meth:`Transaction.transition` returns False and changes nothing, which is how
 a redelivered Kafka message does no harm.
+
+Two smaller parts hang off a transaction: :class:`PhoneSlot` (the one draft on
+the person's phone) and :class:`SmsLedger` (every inbound SMS, once). The
+tables are described in docs/database.md; state names come from
+:mod:`handlers.workflow` as query parameters, never as SQL literals.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,10 +27,20 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from handlers.clock import Clock
-from handlers.messages import TopicMessage, WorkflowEvent
-from handlers.workflow import WorkflowState, check_transition, email_status_for
+from handlers.messages import PhoneFreed, TopicMessage, WorkflowEvent
+from handlers.workflow import (
+    QUEUED_FOR_PHONE_STATES,
+    READY_STATE,
+    TIMES_OUT_FROM,
+    EmailStatus,
+    WorkflowState,
+    check_transition,
+    email_status_for,
+    frees_the_phone,
+    names,
+)
 
-from . import topics
+from .records import AuditEntry, Email, Workflow
 
 #: Columns a transition may set besides the state columns.
 SETTABLE_COLUMNS = frozenset(
@@ -57,101 +72,112 @@ SETTABLE_COLUMNS = frozenset(
     }
 )
 
-Pool = AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]
+Connection = psycopg.AsyncConnection[dict[str, Any]]
+Pool = AsyncConnectionPool[Connection]
+
+_READY_FIRST = " ORDER BY email_received_at NULLS LAST, created_at, id"
 
 
-@dataclass(frozen=True)
-class Workflow:
-    """One row of ``workflow_state`` (the columns the orchestrator reads)."""
-
-    message_id: str
-    current_state: WorkflowState
-    previous_state: str | None
-    email_subject: str | None
-    email_from: str | None
-    email_to: str | None
-    email_body_preview: str | None
-    email_received_at: datetime | None
-    ai_reply_text: str | None
-    ai_reply_generated_at: datetime | None
-    sms_message_id: str | None
-    sms_sent_at: datetime | None
-    sms_phone_number: str | None
-    user_command: str | None
-    user_edit_instructions: str | None
-    user_responded_at: datetime | None
-    edit_iteration: int
-    edit_history: list[dict[str, Any]] = field(default_factory=list)
-    reply_sent_at: datetime | None = None
-    reply_message_id: str | None = None
-    send_attempted_at: datetime | None = None
-    error_message: str | None = None
-    failed_stage: str | None = None
-    retry_count: int = 0
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    timeout_at: datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Workflow:
-        names = cls.__dataclass_fields__
-        values = {k: v for k, v in row.items() if k in names}
-        values["current_state"] = WorkflowState(row["current_state"])
-        values["edit_iteration"] = row.get("edit_iteration") or 0
-        values["retry_count"] = row.get("retry_count") or 0
-        values["edit_history"] = row.get("edit_history") or []
-        return cls(**values)
+async def _one(conn: Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+    cur = await conn.execute(query, params)
+    return await cur.fetchone()
 
 
-@dataclass(frozen=True)
-class Email:
-    """One row of ``processed_emails`` (the columns the orchestrator reads)."""
+class PhoneSlot:
+    """The one draft on the person's phone (table ``phone_conversation``).
 
-    message_id: str
-    subject: str | None
-    from_address: str
-    to_addresses: list[str] | None
-    received_at: datetime
-    status: str
-    body_text: str | None = None
-    body_html: str | None = None
-    in_reply_to: str | None = None
-    thread_id: str | None = None
+    Commands carry no reference, so only the most recently presented draft may
+    be answered. :meth:`lock` holds the slot's row until the transaction ends,
+    which serialises presenters and commands across workers.
+    """
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Email:
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in row.items() if k in names})
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def lock(self, phone: str) -> Workflow | None:
+        """Lock the slot of ``phone`` (creating it) and return the workflow on it, if any."""
+        conn = self._tx.conn
+        await conn.execute("INSERT INTO phone_conversation (phone_number) VALUES (%s) ON CONFLICT DO NOTHING",
+                           (phone,))
+        row = await _one(conn, "SELECT message_id FROM phone_conversation WHERE phone_number = %s FOR UPDATE",
+                         (phone,))
+        return await self._tx.get(row["message_id"]) if row and row["message_id"] else None
+
+    async def oldest_ready(self) -> Workflow | None:
+        """The draft that should go on the phone next: ready, oldest email first."""
+        row = await _one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s"
+                         + _READY_FIRST + " LIMIT 1", (READY_STATE.value,))
+        return Workflow.from_row(row) if row else None
+
+    async def count_waiting(self, exclude: str | None = None) -> int:
+        """How many emails wait for the phone (drafted or still being drafted), but ``exclude``."""
+        row = await _one(self._tx.conn, "SELECT count(*) AS n FROM workflow_state"
+                         " WHERE current_state = ANY(%s) AND message_id IS DISTINCT FROM %s",
+                         (names(QUEUED_FOR_PHONE_STATES), exclude))
+        return int(row["n"]) if row else 0
+
+    async def assign(self, phone: str, message_id: str) -> None:
+        """Record that ``message_id``'s draft is now the one on ``phone``."""
+        now = self._tx.clock.now()
+        await self._tx.conn.execute(
+            "UPDATE phone_conversation SET message_id = %s, presented_at = %s, updated_at = %s"
+            " WHERE phone_number = %s", (message_id, now, now, phone))
+
+    async def release(self, message_id: str) -> str | None:
+        """Free the phone ``message_id`` holds, if it holds one; return that phone."""
+        row = await _one(self._tx.conn, "UPDATE phone_conversation SET message_id = NULL, updated_at = %s"
+                         " WHERE message_id = %s RETURNING phone_number", (self._tx.clock.now(), message_id))
+        return str(row["phone_number"]) if row else None
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    """One row of ``workflow_audit_log``."""
+class SmsLedger:
+    """Every SMS the webhook accepted (table ``inbound_sms``), keyed by the
+    gateway's ``payload.messageId``, so a redelivery is recognised."""
 
-    id: int
-    from_state: str | None
-    to_state: str
-    transition_reason: str | None
-    error_details: str | None
-    created_at: datetime
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def record(self, sms_id: str, phone: str, body: str, received_at: datetime | None,
+                     *, outcome: str | None = None) -> bool:
+        """Record an SMS once; False if it was recorded before. An ``outcome``
+        given here settles it at once (it will never be handled)."""
+        handled_at = self._tx.clock.now() if outcome is not None else None
+        row = await _one(self._tx.conn,
+                         "INSERT INTO inbound_sms (sms_id, phone_number, body, received_at, handled_at, outcome)"
+                         " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sms_id) DO NOTHING RETURNING sms_id",
+                         (sms_id, phone, body, received_at, handled_at, outcome))
+        return row is not None
+
+    async def claim(self, sms_id: str, phone: str, body: str, received_at: datetime | None) -> bool:
+        """Mark an SMS handled (recording it if the webhook did not); False when
+        it was handled before, i.e. this is a redelivery."""
+        row = await _one(self._tx.conn,
+                         "INSERT INTO inbound_sms (sms_id, phone_number, body, received_at, handled_at)"
+                         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sms_id) DO UPDATE"
+                         " SET handled_at = EXCLUDED.handled_at WHERE inbound_sms.handled_at IS NULL"
+                         " RETURNING sms_id",
+                         (sms_id, phone, body, received_at, self._tx.clock.now()))
+        return row is not None
+
+    async def settle(self, sms_id: str, outcome: str, message_id: str | None) -> None:
+        """Record what the SMS did (``approved``, ``help``, ...) and to which workflow."""
+        await self._tx.conn.execute("UPDATE inbound_sms SET outcome = %s, message_id = %s WHERE sms_id = %s",
+                                    (outcome, message_id, sms_id))
 
 
 class Transaction:
     """Work inside one database transaction; see :meth:`WorkflowRepository.transaction`."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]], clock: Clock) -> None:
+    def __init__(self, conn: Connection, clock: Clock) -> None:
         self.conn = conn
         self.clock = clock
-        #: SMS texts for the person, to send once this transaction has committed.
-        self.sms_after_commit: list[str] = []
+        self.phone = PhoneSlot(self)
+        self.sms = SmsLedger(self)
 
     async def get(self, message_id: str, *, for_update: bool = False) -> Workflow | None:
         """The workflow of ``message_id``; ``for_update`` locks the row until commit."""
-        query = "SELECT * FROM workflow_state WHERE message_id = %s"
-        if for_update:
-            query += " FOR UPDATE"
-        cur = await self.conn.execute(query, (message_id,))
-        row = await cur.fetchone()
+        query = "SELECT * FROM workflow_state WHERE message_id = %s" + (" FOR UPDATE" if for_update else "")
+        row = await _one(self.conn, query, (message_id,))
         return Workflow.from_row(row) if row else None
 
     async def transition(
@@ -169,7 +195,9 @@ class Transaction:
         ``expected`` may be several states (the row's actual one is audited).
         Raises :class:`~handlers.workflow.IllegalTransitionError` before any
         I/O when a move is not allowed, and :class:`ValueError` for an unknown
-        column. Returns whether this call won the compare-and-set.
+        column. Returns whether this call won the compare-and-set. When the
+        workflow held the phone and ``new`` is a decision, the phone is freed
+        and a ``phone.freed`` message queued.
         """
         sources = (expected,) if isinstance(expected, WorkflowState) else tuple(expected)
         for source in sources:
@@ -179,15 +207,16 @@ class Transaction:
             raise ValueError(f"not settable workflow columns: {sorted(unknown)}")
 
         assignments = [
-            sql.SQL("current_state = {}").format(sql.Literal(new.value)),
+            sql.SQL("current_state = {}").format(sql.Placeholder("new")),
             sql.SQL("previous_state = current_state"),
             sql.SQL("updated_at = {}").format(sql.Placeholder("now")),
         ]
-        params: dict[str, Any] = {"now": self.clock.now(), "message_id": message_id}
+        now = self.clock.now()
+        params: dict[str, Any] = {"now": now, "message_id": message_id, "new": new.value,
+                                  "sources": [s.value for s in sources]}
         for name, value in fields.items():
             assignments.append(sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)))
             params[name] = json.dumps(value) if name == "edit_history" else value
-        params["sources"] = [s.value for s in sources]
         query = sql.SQL(
             "UPDATE workflow_state SET {} WHERE message_id = %(message_id)s"
             " AND current_state = ANY(%(sources)s) RETURNING previous_state"
@@ -197,28 +226,48 @@ class Transaction:
         if row is None:
             return False
         previous = row["previous_state"]
+        await self._audit(message_id, previous, new.value, reason, error, now)
+        status = email_status_for(new)
+        if status is not None:
+            await self.set_email_status(message_id, status, error=error)
+        await self.publish(WorkflowEvent(message_id=message_id, from_state=previous, to_state=new.value,
+                                         reason=reason, error=error, at=now))
+        if frees_the_phone(new):
+            phone = await self.phone.release(message_id)
+            if phone is not None:
+                await self.publish(PhoneFreed(phone_number=phone, message_id=message_id, to_state=new.value))
+        return True
+
+    async def _audit(self, message_id: str, from_state: str | None, to_state: str, reason: str,
+                     error: str | None, at: datetime) -> None:
         await self.conn.execute(
             "INSERT INTO workflow_audit_log"
             " (message_id, from_state, to_state, transition_reason, error_details, created_at)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            (message_id, previous, new.value, reason, error, params["now"]),
+            (message_id, from_state, to_state, reason, error, at),
         )
-        status = email_status_for(new)
-        if status is not None:
-            await self.set_email_status(message_id, status, error=error)
-        await self.publish(
-            topics.WORKFLOW_EVENTS,
-            message_id,
-            WorkflowEvent(
-                message_id=message_id,
-                from_state=previous,
-                to_state=new.value,
-                reason=reason,
-                error=error,
-                at=params["now"],
-            ),
-        )
+
+    async def claim_send(self, message_id: str, reply_message_id: str) -> bool:
+        """Record the intent to send an approved reply, before any SMTP traffic:
+        our Message-ID and ``send_attempted_at``, with an audit row. False when
+        the workflow is not approved or a send was already attempted (a worker
+        that finds it set knows a send may have been cut off)."""
+        now = self.clock.now()
+        row = await _one(self.conn,
+                         "UPDATE workflow_state SET reply_message_id = %s, send_attempted_at = %s, updated_at = %s"
+                         " WHERE message_id = %s AND current_state = %s AND send_attempted_at IS NULL"
+                         " RETURNING current_state",
+                         (reply_message_id, now, now, message_id, WorkflowState.USER_APPROVED.value))
+        if row is None:
+            return False
+        await self._audit(message_id, row["current_state"], row["current_state"],
+                          f"sending the reply as {reply_message_id}", None, now)
         return True
+
+    async def record_sent_reply(self, message_id: str, body: str) -> None:
+        """Keep the text that was sent on the Email Monitor's row (``reply_draft``)."""
+        await self.conn.execute("UPDATE processed_emails SET reply_draft = %s WHERE message_id = %s",
+                                (body, message_id))
 
     async def claim_pending_emails(self, limit: int) -> list[Email]:
         """Take up to ``limit`` pending emails, oldest first, marking them ``orchestrating``.
@@ -227,71 +276,53 @@ class Transaction:
         """
         cur = await self.conn.execute(
             "WITH picked AS ("
-            "  SELECT id FROM processed_emails WHERE status = 'pending'"
+            "  SELECT id FROM processed_emails WHERE status = %s"
             "  ORDER BY received_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " UPDATE processed_emails p SET status = 'orchestrating', updated_at = %s"
+            " UPDATE processed_emails p SET status = %s, updated_at = %s"
             " FROM picked WHERE p.id = picked.id RETURNING p.*",
-            (limit, self.clock.now()),
+            (EmailStatus.PENDING.value, limit, EmailStatus.ORCHESTRATING.value, self.clock.now()),
         )
-        rows = await cur.fetchall()
-        emails = [Email.from_row(row) for row in rows]
+        emails = [Email.from_row(row) for row in await cur.fetchall()]
         return sorted(emails, key=lambda e: e.received_at)
 
     async def create_workflow(self, email: Email, *, body_preview: str, reason: str) -> bool:
         """Start the workflow of ``email`` in ``pending``, audited; False if one exists."""
         now = self.clock.now()
-        cur = await self.conn.execute(
+        start = WorkflowState.PENDING
+        row = await _one(
+            self.conn,
             "INSERT INTO workflow_state (message_id, email_subject, email_from, email_to,"
             " email_body_preview, email_received_at, current_state, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-            (
-                email.message_id,
-                email.subject,
-                email.from_address,
-                ", ".join(email.to_addresses or []),
-                body_preview,
-                email.received_at,
-                now,
-                now,
-            ),
+            (email.message_id, email.subject, email.from_address, ", ".join(email.to_addresses or []),
+             body_preview, email.received_at, start.value, now, now),
         )
-        if await cur.fetchone() is None:
+        if row is None:
             return False
-        await self.conn.execute(
-            "INSERT INTO workflow_audit_log (message_id, from_state, to_state, transition_reason, created_at)"
-            " VALUES (%s, NULL, 'pending', %s, %s)",
-            (email.message_id, reason, now),
-        )
-        await self.publish(
-            topics.WORKFLOW_EVENTS,
-            email.message_id,
-            WorkflowEvent(
-                message_id=email.message_id, from_state=None, to_state="pending", reason=reason, at=now
-            ),
-        )
+        await self._audit(email.message_id, None, start.value, reason, None, now)
+        await self.publish(WorkflowEvent(message_id=email.message_id, from_state=None, to_state=start.value,
+                                         reason=reason, at=now))
         return True
 
     async def email(self, message_id: str) -> Email | None:
-        cur = await self.conn.execute(
-            "SELECT * FROM processed_emails WHERE message_id = %s", (message_id,)
-        )
-        row = await cur.fetchone()
+        """The Email Monitor's row for ``message_id``."""
+        row = await _one(self.conn, "SELECT * FROM processed_emails WHERE message_id = %s", (message_id,))
         return Email.from_row(row) if row else None
 
-    async def set_email_status(self, message_id: str, status: str, *, error: str | None = None) -> None:
+    async def set_email_status(self, message_id: str, status: EmailStatus, *, error: str | None = None) -> None:
         """Write ``processed_emails.status`` (and its error message when failing)."""
         await self.conn.execute(
             "UPDATE processed_emails SET status = %s, error_message = COALESCE(%s, error_message),"
             " updated_at = %s WHERE message_id = %s",
-            (status, error, self.clock.now(), message_id),
+            (status.value, error, self.clock.now(), message_id),
         )
 
-    async def publish(self, topic: str, key: str | None, message: TopicMessage) -> None:
-        """Queue ``message`` for ``topic``; it is published after commit, never before."""
+    async def publish(self, message: TopicMessage) -> None:
+        """Queue ``message`` for its topic; it is published after commit, never before."""
         await self.conn.execute(
             "INSERT INTO kafka_outbox (topic, message_key, payload) VALUES (%s, %s, %s)",
-            (topic, key, message.to_json()),
+            (message.topic, message.record_key, message.to_json()),
         )
 
 
@@ -323,6 +354,11 @@ class WorkflowRepository:
         async with self.transaction() as tx:
             return await tx.transition(message_id, expected, new, reason, error=error, **fields)
 
+    async def publish(self, message: TopicMessage) -> None:
+        """:meth:`Transaction.publish` in a transaction of its own."""
+        async with self.transaction() as tx:
+            await tx.publish(message)
+
     async def get(self, message_id: str) -> Workflow | None:
         async with self.transaction() as tx:
             return await tx.get(message_id)
@@ -336,3 +372,33 @@ class WorkflowRepository:
                 (message_id,),
             )
             return [AuditEntry(**row) for row in await cur.fetchall()]
+
+    async def due_timeouts(self, now: datetime) -> list[str]:
+        """The drafts on the phone whose answer was due by ``now``, most overdue first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT message_id FROM workflow_state WHERE current_state = %s AND timeout_at <= %s"
+                " ORDER BY timeout_at", (TIMES_OUT_FROM.value, now))
+            return [row["message_id"] for row in await cur.fetchall()]
+
+    async def page(self, state: WorkflowState, limit: int, offset: int) -> tuple[list[Workflow], int]:
+        """One page of the workflows in ``state``, oldest first, and how many there are in all."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT *, count(*) OVER () AS total FROM workflow_state WHERE current_state = %s"
+                " ORDER BY created_at, id LIMIT %s OFFSET %s",
+                (state.value, limit, offset),
+            )
+            rows = await cur.fetchall()
+            if rows:
+                return [Workflow.from_row(r) for r in rows], int(rows[0]["total"])
+            row = await _one(conn, "SELECT count(*) AS n FROM workflow_state WHERE current_state = %s",
+                             (state.value,))
+            return [], int(row["n"]) if row else 0
+
+    async def count_by_state(self, timeout: float | None = None) -> dict[str, int]:
+        """How many workflows are in each state (states with none are left out).
+        ``timeout`` bounds the wait for a connection (seconds)."""
+        async with self.pool.connection(timeout=timeout) as conn:
+            cur = await conn.execute("SELECT current_state, count(*) AS n FROM workflow_state GROUP BY 1")
+            return {str(r["current_state"]): int(r["n"]) for r in await cur.fetchall()}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import Any
 
 import httpx
 
@@ -49,9 +47,9 @@ class Runtime:
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings.kafka_bootstrap_servers),
                                  settings.kafka_topic_prefix)
         self.progress = AgentProgress()
-        self.reporter = HealthReporter(self)
-        self.started_at = time.time()
         self.ready = False
+        self.reporter = HealthReporter(settings, self.repo, self.http, self.relay, self.poller, self.progress,
+                                       is_ready=lambda: self.ready)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
@@ -77,19 +75,16 @@ class Runtime:
 
     async def _housekeeping_loop(self) -> None:
         """Timeouts, driven from the database (a worker that was down catches up
-        at once), and a present() that re-offers the phone: if a nudge was ever
+        at once), and a notify() that re-offers the phone: if a nudge was ever
         lost, the next waiting draft still goes out."""
         while True:
             try:
                 expired = await self.stages.expire_timeouts()
                 if expired:
                     log.info("timed out %d workflow(s)", expired)
-                await self.stages.present()
+                await self.stages.notify()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a sweep that fails must not stop the worker
                 log.warning("housekeeping failed: %s", exc)
             await asyncio.sleep(self.settings.timeout_check_interval)
-
-    async def health(self) -> dict[str, Any]:
-        return await self.reporter.report()

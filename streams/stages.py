@@ -1,11 +1,12 @@
-"""The work each agent does, one method per stage.
+"""The work each agent does, one method per :class:`~handlers.workflow.Stage`.
 
-Each method reads the workflow, calls a peer under the retry policy, and
+Orchestration only: each method reads the workflow through the repository,
+asks :mod:`handlers` what to do, calls a peer under the retry policy, and
 records the outcome with a compare-and-set transition whose follow-up
 messages go through the outbox in the same transaction. A redelivered message
 finds the workflow already moved on and does nothing. Every failure ends in a
 written decision: ``failed`` with the stage and error, a dead-letter record,
-and one SMS to the person.
+and one SMS to the person, texted once the failure is committed.
 """
 
 from __future__ import annotations
@@ -16,19 +17,13 @@ from datetime import timedelta
 from typing import Any
 
 from handlers.clock import Clock
-from handlers.commands import CommandKind, parse_command
-from handlers.decisions import decide_command
+from handlers.commands import parse_command
+from handlers.decisions import DraftOnPhone, decide_command
 from handlers.edits import context_instructions
 from handlers.emails import Reply, build_reply, new_message_id, sender_name
 from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
 from handlers.links import draft_url
-from handlers.messages import (
-    DeadLetter,
-    DraftReady,
-    EditRequested,
-    InboundSms,
-    ReplyApproved,
-)
+from handlers.messages import DeadLetter, DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.retry import RetryPolicy
 from handlers.sms_text import (
     DraftSms,
@@ -37,13 +32,20 @@ from handlers.sms_text import (
     render_ignored_sms,
     render_sent_sms,
 )
-from handlers.workflow import WorkflowState, is_terminal
+from handlers.workflow import (
+    READY_STATE,
+    TIMES_OUT_FROM,
+    TIMES_OUT_TO,
+    Stage,
+    WorkflowState,
+    is_terminal,
+    plan_retry,
+)
 
 from . import topics
-from .peers.ai import AiReplyGenerator
-from .peers.sms import SmsGateway
-from .peers.smtp import SmtpSender
-from .repository import Email, Transaction, Workflow, WorkflowRepository
+from .ports import MailSender, ReplyGenerator, SmsSender
+from .records import Email, Workflow
+from .repository import Transaction, WorkflowRepository
 from .retrying import Exhausted, call_with_retries
 from .settings import Settings
 
@@ -51,13 +53,21 @@ S = WorkflowState
 log = logging.getLogger(__name__)
 
 
+class UnknownWorkflow(LookupError):
+    """No workflow has this message_id."""
+
+
+class NotAllowedNow(Exception):
+    """The workflow's current state does not allow what was asked; the message says why."""
+
+
 @dataclass
 class Stages:
     settings: Settings
     repo: WorkflowRepository
-    ai: AiReplyGenerator
-    sms: SmsGateway
-    smtp: SmtpSender
+    ai: ReplyGenerator
+    sms: SmsSender
+    smtp: MailSender
     clock: Clock
 
     @property
@@ -101,7 +111,7 @@ class Stages:
                 f"draft for {message_id}",
             )
         except (Exhausted, PermanentError) as exc:
-            await self.fail(wf, S.AI_GENERATING, "draft", exc, topics.EMAILS_PENDING)
+            await self.fail_workflow(wf, S.AI_GENERATING, Stage.DRAFT, exc)
             return
         if is_edit:
             history.append({"instructions": wf.user_edit_instructions, "draft": draft.full_draft})
@@ -116,37 +126,33 @@ class Stages:
                 edit_history=history,
                 error_message=None,
             ):
-                await tx.publish(topics.DRAFTS_READY, message_id,
-                                 DraftReady(message_id=message_id, iteration=wf.edit_iteration))
+                await tx.publish(DraftReady(message_id=message_id, iteration=wf.edit_iteration))
 
-    # ---------------------------------------------------------------- present
+    # ----------------------------------------------------------------- notify
 
-    async def present(self) -> None:
+    async def notify(self) -> None:
         """Put the right draft on the phone, if the phone is free.
 
         The phone holds one draft at a time: the one most recently presented,
         until it reaches a decision. An edited draft keeps the phone. The slot
-        row stays locked while the SMS goes out, so presenters in several
+        row stays locked while the SMS goes out, so notifiers in several
         workers never present twice.
         """
+        failure_sms = None
         async with self.repo.transaction() as tx:
-            holder = await self._lock_slot(tx)
-            if holder is not None and holder.current_state is S.AI_GENERATED:
+            holder = await tx.phone.lock(self.phone)
+            if holder is not None and holder.current_state is READY_STATE:
                 candidate: Workflow | None = holder
             elif holder is not None and not is_terminal(holder.current_state):
                 return  # the person has a draft to answer, or it is being worked on
             else:
-                candidate = await self._oldest_ready(tx)
+                candidate = await tx.phone.oldest_ready()
             if candidate is None:
                 return
-            waiting = await self._count_ready(tx, exclude=candidate.message_id)
-            await tx.transition(candidate.message_id, S.AI_GENERATED, S.SMS_SENDING,
+            waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
+            await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING,
                                 "presenting the draft", sms_phone_number=self.phone)
-            await tx.conn.execute(
-                "UPDATE phone_conversation SET message_id = %s, presented_at = %s, updated_at = %s"
-                " WHERE phone_number = %s",
-                (candidate.message_id, self.clock.now(), self.clock.now(), self.phone),
-            )
+            await tx.phone.assign(self.phone, candidate.message_id)
             text = render_draft_sms(
                 DraftSms(
                     sender=sender_name(candidate.email_from or "unknown sender"),
@@ -163,7 +169,7 @@ class Stages:
                 sms_id, _ = await call_with_retries(
                     lambda: self.sms.send(self.phone, text), self.policy, "draft SMS")
             except (Exhausted, PermanentError) as exc:
-                await self._fail_in(tx, candidate, S.SMS_SENDING, "notify", exc, topics.DRAFTS_READY)
+                failure_sms = await self._fail_in(tx, candidate, S.SMS_SENDING, Stage.NOTIFY, exc)
             else:
                 now = self.clock.now()
                 await tx.transition(
@@ -171,122 +177,56 @@ class Stages:
                     sms_message_id=sms_id, sms_sent_at=now,
                     timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
                 )
-        await self._after_failure_sms(tx)
+        await self.tell_person(failure_sms)
 
-    async def _lock_slot(self, tx: Transaction) -> Workflow | None:
-        await tx.conn.execute(
-            "INSERT INTO phone_conversation (phone_number) VALUES (%s) ON CONFLICT DO NOTHING",
-            (self.phone,),
-        )
-        cur = await tx.conn.execute(
-            "SELECT message_id FROM phone_conversation WHERE phone_number = %s FOR UPDATE", (self.phone,)
-        )
-        row = await cur.fetchone()
-        return await tx.get(row["message_id"]) if row and row["message_id"] else None
-
-    async def _oldest_ready(self, tx: Transaction) -> Workflow | None:
-        cur = await tx.conn.execute(
-            "SELECT message_id FROM workflow_state WHERE current_state = 'ai_generated'"
-            " ORDER BY email_received_at NULLS LAST, created_at, id LIMIT 1"
-        )
-        row = await cur.fetchone()
-        return await tx.get(row["message_id"]) if row else None
-
-    async def _count_ready(self, tx: Transaction, exclude: str | None = None) -> int:
-        """How many emails wait for the phone: drafted or still being drafted."""
-        cur = await tx.conn.execute(
-            "SELECT count(*) AS n FROM workflow_state"
-            " WHERE current_state IN ('pending', 'ai_generating', 'ai_generated')"
-            " AND message_id IS DISTINCT FROM %s",
-            (exclude,),
-        )
-        row = await cur.fetchone()
-        return int(row["n"]) if row else 0
-
-    # --------------------------------------------------------------- commands
+    # ---------------------------------------------------------------- command
 
     async def command(self, sms: InboundSms) -> None:
         """Act on one SMS from the person, once."""
-        reply: str | None = None
         async with self.repo.transaction() as tx:
-            cur = await tx.conn.execute(
-                "INSERT INTO inbound_sms (sms_id, phone_number, body, received_at, handled_at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sms_id) DO UPDATE"
-                " SET handled_at = EXCLUDED.handled_at WHERE inbound_sms.handled_at IS NULL"
-                " RETURNING sms_id",
-                (sms.sms_id, sms.phone_number, sms.text, sms.received_at, self.clock.now()),
-            )
-            if await cur.fetchone() is None:
+            if not await tx.sms.claim(sms.sms_id, sms.phone_number, sms.text, sms.received_at):
                 return  # handled before: a redelivery
             if sms.phone_number != self.phone:
-                await self._sms_outcome(tx, sms, "foreign_number", None)
+                await tx.sms.settle(sms.sms_id, "foreign_number", None)
                 return
-            command = parse_command(sms.text)
-            wf = await self._lock_slot(tx)
-            decision = decide_command(
-                command, wf.current_state if wf else None,
-                wf.edit_iteration if wf else 0, self.settings.max_edit_iterations,
-            )
-            reply = decision.reply_sms
-            now = self.clock.now()
-            if wf is not None and decision.target is S.USER_APPROVED:
-                await tx.transition(wf.message_id, S.AWAITING_USER, S.USER_APPROVED, "approved by SMS",
-                                    user_command=sms.text.strip()[:50], user_responded_at=now)
-                await tx.publish(topics.REPLIES_APPROVED, wf.message_id, ReplyApproved(message_id=wf.message_id))
-            elif wf is not None and decision.target is S.USER_EDIT_REQUESTED:
-                assert command.kind is CommandKind.EDIT and command.instructions
-                iteration = wf.edit_iteration + 1
-                await tx.transition(wf.message_id, S.AWAITING_USER, S.USER_EDIT_REQUESTED,
-                                    f"edit {iteration} requested by SMS",
-                                    user_command="edit", user_edit_instructions=command.instructions,
-                                    user_responded_at=now, edit_iteration=iteration)
-                await tx.publish(topics.EDITS_REQUESTED, wf.message_id,
-                                 EditRequested(message_id=wf.message_id,
-                                               instructions=command.instructions, iteration=iteration))
-            elif wf is not None and decision.target is S.USER_IGNORED:
-                await tx.transition(wf.message_id, S.AWAITING_USER, S.USER_IGNORED, "ignored by SMS",
-                                    user_command=sms.text.strip()[:50], user_responded_at=now)
-                nxt = await self._oldest_ready(tx)
-                reply = render_ignored_sms(sender_name(wf.email_from or "?"),
-                                           sender_name(nxt.email_from or "?") if nxt else None,
-                                           await self._count_ready(tx))
-            await self._sms_outcome(tx, sms, decision.outcome, wf.message_id if wf else None)
-        if reply:
-            await self.tell_person(reply)
-
-    async def _sms_outcome(self, tx: Transaction, sms: InboundSms, outcome: str, message_id: str | None) -> None:
-        await tx.conn.execute(
-            "UPDATE inbound_sms SET outcome = %s, message_id = %s WHERE sms_id = %s",
-            (outcome, message_id, sms.sms_id),
-        )
+            wf = await tx.phone.lock(self.phone)
+            on_phone = DraftOnPhone(wf.message_id, wf.current_state, wf.edit_iteration) if wf else None
+            effect = decide_command(parse_command(sms.text), sms.text, on_phone,
+                                    self.settings.max_edit_iterations, self.clock.now())
+            reply = effect.reply_sms
+            if wf is not None and effect.target is not None:
+                await tx.transition(wf.message_id, S.AWAITING_USER, effect.target, effect.reason,
+                                    **effect.fields)
+                if effect.follow_up is not None:
+                    await tx.publish(effect.follow_up)
+                if effect.tell_what_is_next:
+                    reply = render_ignored_sms(sender_name(wf.email_from or "?"), *await _next_up(tx))
+            await tx.sms.settle(sms.sms_id, effect.outcome, wf.message_id if wf else None)
+        await self.tell_person(reply)
 
     # ------------------------------------------------------------------- send
 
     async def _claim_send(self, message_id: str) -> tuple[Workflow, Email, str] | None:
         """Record the intent to send (our Message-ID, ``send_attempted_at``)
-        before any SMTP traffic. Returns what the send needs, or None when
-        there is nothing to send: not approved (a redelivery), or a previous
-        attempt was cut off mid-send, which fails the workflow as "outcome
-        unknown" for a person to resolve."""
+        before any SMTP traffic. Returns the workflow, its email and the
+        reply's Message-ID, or None when there is nothing to send: not approved (a
+        redelivery), or a previous attempt was cut off mid-send, which fails
+        the workflow as "outcome unknown" for a person to resolve."""
+        failure_sms = None
         async with self.repo.transaction() as tx:
             wf = await tx.get(message_id, for_update=True)
             if wf is None or wf.current_state is not S.USER_APPROVED:
                 return None
-            if wf.send_attempted_at is None:
-                reply_id = wf.reply_message_id or new_message_id(self.settings.email_address)
-                await tx.conn.execute(
-                    "UPDATE workflow_state SET reply_message_id = %s, send_attempted_at = %s"
-                    " WHERE message_id = %s",
-                    (reply_id, self.clock.now(), message_id),
-                )
+            reply_id = wf.reply_message_id or new_message_id(self.settings.email_address)
+            if await tx.claim_send(message_id, reply_id):
                 email = await tx.email(message_id)
                 assert email is not None  # workflow_state references processed_emails
                 return wf, email, reply_id
             unknown = OutcomeUnknownError(
                 "SMTP", "a worker stopped while this reply was being sent; it may or may not "
                 "have gone out. Check the Sent folder, then retry to send it again")
-            await self._fail_in(tx, wf, S.USER_APPROVED, "send", unknown, topics.REPLIES_APPROVED)
-        await self._after_failure_sms(tx)
+            failure_sms = await self._fail_in(tx, wf, S.USER_APPROVED, Stage.SEND, unknown)
+        await self.tell_person(failure_sms)
         return None
 
     async def send(self, message_id: str) -> None:
@@ -310,84 +250,117 @@ class Stages:
             _, attempts = await call_with_retries(lambda: self.smtp.send(message), self.policy,
                                                   f"reply to {message_id}")
         except OutcomeUnknownError as exc:
-            await self.fail(wf, S.USER_APPROVED, "send", exc, topics.REPLIES_APPROVED)
+            await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, exc)
             return
         except (Exhausted, PermanentError) as exc:
             # The server refused it: nothing went out, a retry may send again.
-            await self.fail(wf, S.USER_APPROVED, "send", exc, topics.REPLIES_APPROVED,
-                            send_attempted_at=None)
+            await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, exc, send_attempted_at=None)
             return
         async with self.repo.transaction() as tx:
             await tx.transition(message_id, S.USER_APPROVED, S.REPLY_SENT, "reply sent",
                                 reply_sent_at=self.clock.now(), retry_count=wf.retry_count + attempts - 1)
-            await tx.conn.execute("UPDATE processed_emails SET reply_draft = %s WHERE message_id = %s",
-                                  (body, message_id))
-            nxt = await self._oldest_ready(tx)
-            waiting = await self._count_ready(tx)
-        await self.tell_person(render_sent_sms(sender_name(email.from_address),
-                                               sender_name(nxt.email_from or "?") if nxt else None,
-                                               waiting))
+            await tx.record_sent_reply(message_id, body)
+            next_up = await _next_up(tx)
+        await self.tell_person(render_sent_sms(sender_name(email.from_address), *next_up))
 
-    # --------------------------------------------------------------- timeouts
+    # ------------------------------------------------------ timeouts, retries
 
     async def expire_timeouts(self) -> int:
         """Time out every draft the person has not answered by its ``timeout_at``."""
-        async with self.repo.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT message_id FROM workflow_state WHERE current_state = 'awaiting_user'"
-                " AND timeout_at <= %s ORDER BY timeout_at",
-                (self.clock.now(),),
-            )
-            due = [row["message_id"] for row in await cur.fetchall()]
         expired = 0
-        for message_id in due:
+        for message_id in await self.repo.due_timeouts(self.clock.now()):
             expired += await self.repo.transition(
-                message_id, S.AWAITING_USER, S.TIMEOUT,
+                message_id, TIMES_OUT_FROM, TIMES_OUT_TO,
                 f"no answer within {self.settings.user_response_timeout:g}s")
         return expired
 
+    async def time_out(self, message_id: str, reason: str) -> None:
+        """Time out ``message_id`` now; raises :class:`UnknownWorkflow` or :class:`NotAllowedNow`."""
+        wf = await self.repo.get(message_id)
+        if wf is None:
+            raise UnknownWorkflow(f"no workflow for {message_id}")
+        if not await self.repo.transition(message_id, TIMES_OUT_FROM, TIMES_OUT_TO, reason):
+            raise NotAllowedNow(f"only a workflow awaiting the user can be timed out; this one is "
+                                f"{wf.current_state.value}")
+
+    async def retry(self, message_id: str, reason: str) -> WorkflowState:
+        """Restart a failed or timed-out workflow where
+        :func:`~handlers.workflow.plan_retry` says; returns the state it
+        re-entered. Raises :class:`UnknownWorkflow` or :class:`NotAllowedNow`."""
+        async with self.repo.transaction() as tx:
+            wf = await tx.get(message_id, for_update=True)
+            if wf is None:
+                raise UnknownWorkflow(f"no workflow for {message_id}")
+            restart = plan_retry(wf.current_state, wf.failed_stage, has_draft=bool(wf.ai_reply_text))
+            if restart is None:
+                raise NotAllowedNow(f"only failed or timed-out workflows can be retried; this one is "
+                                    f"{wf.current_state.value}")
+            await tx.transition(message_id, wf.current_state, restart.state, reason,
+                                error_message=None, send_attempted_at=None)
+            await tx.publish(_restart_message(restart.stage, wf))
+        return restart.state
+
     # --------------------------------------------------------------- failures
 
-    async def fail(self, wf: Workflow, expected: WorkflowState, stage: str, error: Exception,
-                   source_topic: str, **fields: Any) -> None:
+    async def fail_workflow(self, wf: Workflow, expected: WorkflowState, stage: Stage, error: Exception,
+                            **fields: Any) -> None:
         """Record that ``wf`` gave up at ``stage``; dead-letter it; tell the person."""
         async with self.repo.transaction() as tx:
-            await self._fail_in(tx, wf, expected, stage, error, source_topic, **fields)
-        await self._after_failure_sms(tx)
+            failure_sms = await self._fail_in(tx, wf, expected, stage, error, **fields)
+        await self.tell_person(failure_sms)
 
-    async def fail_unexpected(self, message_id: str, stage: str, error: Exception) -> None:
+    async def fail_unexpected(self, message_id: str, stage: Stage, error: Exception) -> None:
         """A bug, not a peer, stopped ``message_id``: fail it (if it is still live)
         so it is visible, retryable and not silently stuck mid-stage."""
         wf = await self.repo.get(message_id)
         if wf is None or is_terminal(wf.current_state) or wf.current_state is S.AWAITING_USER:
             return
-        await self.fail(wf, wf.current_state, stage, error, stage)
+        await self.fail_workflow(wf, wf.current_state, stage, error)
 
-    async def _fail_in(self, tx: Transaction, wf: Workflow, expected: WorkflowState, stage: str,
-                       error: Exception, source_topic: str, **fields: Any) -> None:
+    async def _fail_in(self, tx: Transaction, wf: Workflow, expected: WorkflowState, stage: Stage,
+                       error: Exception, **fields: Any) -> str | None:
+        """Fail ``wf`` inside ``tx``; return the SMS to text once ``tx`` has
+        committed (None when the workflow had already moved on)."""
         attempts = error.attempts if isinstance(error, Exhausted) else 1
         text = str(error)
-        if await tx.transition(wf.message_id, expected, S.FAILED, f"{stage} failed", error=text,
-                               failed_stage=stage, error_message=text,
-                               retry_count=wf.retry_count + attempts - 1, **fields):
-            await tx.publish(topics.DEADLETTER, wf.message_id, DeadLetter(
-                source_topic=source_topic, key=wf.message_id,
-                value=wf.message_id, error=text,
-                error_kind="exhausted" if isinstance(error, Exhausted) else "permanent",
-                stage=stage, attempts=attempts, at=self.clock.now()))
-            tx.sms_after_commit.append(render_failed_sms(
-                sender_name(wf.email_from or "?"), wf.email_subject, _reason(error)))
+        if not await tx.transition(wf.message_id, expected, S.FAILED, f"{stage} failed", error=text,
+                                   failed_stage=stage.value, error_message=text,
+                                   retry_count=wf.retry_count + attempts - 1, **fields):
+            return None
+        await tx.publish(DeadLetter(
+            source_topic=topics.STAGE_TOPIC[stage], key=wf.message_id,
+            value=wf.message_id, error=text,
+            error_kind="exhausted" if isinstance(error, Exhausted) else "permanent",
+            stage=stage.value, attempts=attempts, at=self.clock.now()))
+        return render_failed_sms(sender_name(wf.email_from or "?"), wf.email_subject, _reason(error))
 
-    async def _after_failure_sms(self, tx: Transaction) -> None:
-        for text in tx.sms_after_commit:
-            await self.tell_person(text)
-
-    async def tell_person(self, text: str) -> None:
-        """Best effort: an informational SMS that fails is logged, not retried forever."""
+    async def tell_person(self, text: str | None) -> None:
+        """Best effort: an informational SMS that fails is logged, not retried
+        forever. Nothing to say (None) sends nothing."""
+        if not text:
+            return
         try:
             await call_with_retries(lambda: self.sms.send(self.phone, text), self.policy, "SMS")
         except (Exhausted, PeerError) as exc:
             log.warning("could not text the person: %s", exc)
+
+
+async def _next_up(tx: Transaction) -> tuple[str | None, int]:
+    """Who sent the draft that goes on the phone next, and how many wait."""
+    nxt = await tx.phone.oldest_ready()
+    return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting()
+
+
+def _restart_message(stage: Stage, wf: Workflow) -> TopicMessage:
+    """The message that sets ``stage`` going again for ``wf``."""
+    if stage is Stage.DRAFT:
+        return EmailPending(message_id=wf.message_id, from_address=wf.email_from, subject=wf.email_subject,
+                            received_at=wf.email_received_at)
+    if stage is Stage.NOTIFY:
+        return DraftReady(message_id=wf.message_id, iteration=wf.edit_iteration)
+    if stage is Stage.SEND:
+        return ReplyApproved(message_id=wf.message_id)
+    raise ValueError(f"stage {stage} is not restarted by a message of its own")
 
 
 def _reason(error: Exception) -> str:

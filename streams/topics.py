@@ -1,8 +1,10 @@
 """Topic names and their creation.
 
-Names are logical (``emails.pending``) plus KAFKA_TOPIC_PREFIX. Topics are
-created explicitly at start with the AdminClient, with the configured partition
-count and replication factor; an existing topic is left as it is.
+Names are logical (``emails.pending``, each message model names its own, see
+:mod:`handlers.messages`) plus KAFKA_TOPIC_PREFIX. Topics are created
+explicitly at start with the AdminClient, with the configured partition count
+and replication factor; an existing topic is left as it is. docs/topics.md
+describes each.
 """
 
 from __future__ import annotations
@@ -13,23 +15,44 @@ from typing import Final
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka import KafkaError, KafkaException
 
-EMAILS_PENDING: Final = "emails.pending"
-EDITS_REQUESTED: Final = "edits.requested"
-DRAFTS_READY: Final = "drafts.ready"
-SMS_INBOUND: Final = "sms.inbound"
-REPLIES_APPROVED: Final = "replies.approved"
-WORKFLOW_EVENTS: Final = "workflow.events"
-DEADLETTER: Final = "deadletter"
-
-ALL: Final = (
-    EMAILS_PENDING,
-    EDITS_REQUESTED,
-    DRAFTS_READY,
-    SMS_INBOUND,
-    REPLIES_APPROVED,
-    WORKFLOW_EVENTS,
-    DEADLETTER,
+from handlers.messages import (
+    DeadLetter,
+    DraftReady,
+    EditRequested,
+    EmailPending,
+    InboundSms,
+    PhoneFreed,
+    ReplyApproved,
+    TopicMessage,
+    WorkflowEvent,
 )
+from handlers.workflow import Stage
+
+EMAILS_PENDING: Final = EmailPending.topic
+EDITS_REQUESTED: Final = EditRequested.topic
+DRAFTS_READY: Final = DraftReady.topic
+SMS_INBOUND: Final = InboundSms.topic
+REPLIES_APPROVED: Final = ReplyApproved.topic
+PHONE_FREED: Final = PhoneFreed.topic
+WORKFLOW_EVENTS: Final = WorkflowEvent.topic
+DEADLETTER: Final = DeadLetter.topic
+
+#: The model of every topic's values.
+MODELS: Final[dict[str, type[TopicMessage]]] = {
+    model.topic: model
+    for model in (EmailPending, EditRequested, DraftReady, InboundSms, ReplyApproved,
+                  PhoneFreed, WorkflowEvent, DeadLetter)
+}
+
+ALL: Final = tuple(MODELS)
+
+#: The topic whose message sets each stage going (a retry publishes there).
+STAGE_TOPIC: Final[dict[Stage, str]] = {
+    Stage.DRAFT: EMAILS_PENDING,
+    Stage.NOTIFY: DRAFTS_READY,
+    Stage.COMMAND: SMS_INBOUND,
+    Stage.SEND: REPLIES_APPROVED,
+}
 
 log = logging.getLogger(__name__)
 

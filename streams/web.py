@@ -1,7 +1,8 @@
 """HTTP views on faust's aiohttp server: the SMS webhook, draft pages, health.
 
 Views answer quickly and leave the work to the agents. Errors are JSON
-``{"error": reason}`` with the right status; never a stack trace.
+``{"error": reason}`` with the right status; never a stack trace. The
+webhook's body and signature are described in docs/contracts.md §3.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import html
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 import psycopg_pool
@@ -20,11 +21,13 @@ from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, veri
 from handlers.links import token_matches
 from handlers.messages import InboundSms
 
-from . import api, openapi, topics
-from .api import fail
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from . import api, openapi
+from .api import error_response
+from .appkeys import HEALTH, REPO, SETTINGS, STAGES
+from .health import HealthReporter
+from .repository import WorkflowRepository
+from .settings import Settings
+from .stages import Stages
 
 log = logging.getLogger(__name__)
 
@@ -41,83 +44,80 @@ def _is_json(request: web.Request) -> bool:
 async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
     """The raw body, or a 413 response when it is larger than ``limit``."""
     if request.content_length is not None and request.content_length > limit:
-        return fail(413, f"body larger than {limit} bytes")
+        return error_response(413, f"body larger than {limit} bytes")
     body = await request.content.read(limit + 1)
     if len(body) > limit:
-        return fail(413, f"body larger than {limit} bytes")
+        return error_response(413, f"body larger than {limit} bytes")
     return body
 
 
-def routes(runtime: Runtime) -> list[web.RouteDef]:
-    settings = runtime.settings
-
-    async def sms_response(request: web.Request) -> web.Response:
-        if not _is_json(request):
-            return fail(415, "Content-Type must be application/json")
-        body = await read_body(request, MAX_WEBHOOK_BODY)
-        if isinstance(body, web.Response):
-            return body
-        if settings.sms_webhook_signing_key is not None:
-            try:
-                verify_signature(settings.sms_webhook_signing_key.get_secret_value().encode(), body,
-                                 request.headers.get("X-Timestamp"), request.headers.get("X-Signature"),
-                                 time.time())
-            except SignatureError as exc:
-                log.warning("webhook refused from %s: %s", request.remote, exc)
-                return fail(401, str(exc))
+async def sms_response(request: web.Request) -> web.Response:
+    """The SMS Gateway's webhook: verify, record once, hand to the command agent."""
+    settings = request.app[SETTINGS]
+    if not _is_json(request):
+        return error_response(415, "Content-Type must be application/json")
+    body = await read_body(request, MAX_WEBHOOK_BODY)
+    if isinstance(body, web.Response):
+        return body
+    if settings.sms_webhook_signing_key is not None:
         try:
-            sms = parse_webhook(body)
-        except InvalidWebhook as exc:
-            return fail(400, str(exc))
-        if sms.event != "sms:received":
-            return web.json_response({"status": "ignored", "reason": f"event {sms.event!r} is not handled"})
-        own = sms.phone_number == settings.your_phone_number
-        async with runtime.repo.transaction() as tx:
-            cur = await tx.conn.execute(
-                "INSERT INTO inbound_sms (sms_id, phone_number, body, received_at, handled_at, outcome)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sms_id) DO NOTHING RETURNING sms_id",
-                (sms.sms_id, sms.phone_number, sms.text, sms.received_at,
-                 None if own else runtime.clock.now(), None if own else "foreign_number"),
-            )
-            fresh = await cur.fetchone() is not None
-            if fresh and own:
-                await tx.publish(topics.SMS_INBOUND, sms.phone_number, InboundSms(
-                    sms_id=sms.sms_id, phone_number=sms.phone_number, text=sms.text,
-                    received_at=sms.received_at))
-        if not own:
-            log.warning("ignored an SMS from %s: not YOUR_PHONE_NUMBER", sms.phone_number)
-            return web.json_response({"status": "ignored", "reason": "sender is not the configured phone"})
-        if not fresh:
-            return web.json_response({"status": "duplicate", "sms_id": sms.sms_id})
-        return web.json_response({"status": "accepted", "sms_id": sms.sms_id})
+            verify_signature(settings.sms_webhook_signing_key.get_secret_value().encode(), body,
+                             request.headers.get("X-Timestamp"), request.headers.get("X-Signature"),
+                             time.time())
+        except SignatureError as exc:
+            log.warning("webhook refused from %s: %s", request.remote, exc)
+            return error_response(401, str(exc))
+    try:
+        sms = parse_webhook(body)
+    except InvalidWebhook as exc:
+        return error_response(400, str(exc))
+    if sms.event != "sms:received":
+        return web.json_response({"status": "ignored", "reason": f"event {sms.event!r} is not handled"})
+    own = sms.phone_number == settings.your_phone_number
+    async with request.app[REPO].transaction() as tx:
+        fresh = await tx.sms.record(sms.sms_id, sms.phone_number, sms.text, sms.received_at,
+                                    outcome=None if own else "foreign_number")
+        if fresh and own:
+            await tx.publish(InboundSms(sms_id=sms.sms_id, phone_number=sms.phone_number, text=sms.text,
+                                        received_at=sms.received_at))
+    if not own:
+        log.warning("ignored an SMS from %s: not YOUR_PHONE_NUMBER", sms.phone_number)
+        return web.json_response({"status": "ignored", "reason": "sender is not the configured phone"})
+    if not fresh:
+        return web.json_response({"status": "duplicate", "sms_id": sms.sms_id})
+    return web.json_response({"status": "accepted", "sms_id": sms.sms_id})
 
-    async def draft_page(request: web.Request) -> web.Response:
-        message_id = request.match_info["message_id"]  # aiohttp decoded it once
-        token = request.query.get("t", "")
-        if not token or not token_matches(settings.draft_link_key, message_id, token):
-            return fail(404, "no such draft")
-        wf = await runtime.repo.get(message_id)
-        if wf is None or not wf.ai_reply_text:
-            return fail(404, "no such draft")
-        page = _DRAFT_PAGE.format(
-            subject=html.escape(wf.email_subject or "(no subject)"),
-            sender=html.escape(wf.email_from or ""),
-            state=html.escape(wf.current_state.value),
-            draft=html.escape(wf.ai_reply_text),
-        )
-        return web.Response(text=page, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
-    async def health(request: web.Request) -> web.Response:
-        report = await runtime.health()
-        return web.json_response(report, status=200 if report["status"] == "ok" else 503,
-                                 dumps=lambda o: json.dumps(o, default=str))
+async def draft_page(request: web.Request) -> web.Response:
+    """A long draft as a readable page, behind its HMAC token."""
+    message_id = request.match_info["message_id"]  # aiohttp decoded it once
+    token = request.query.get("t", "")
+    if not token or not token_matches(request.app[SETTINGS].draft_link_key, message_id, token):
+        return error_response(404, "no such draft")
+    wf = await request.app[REPO].get(message_id)
+    if wf is None or not wf.ai_reply_text:
+        return error_response(404, "no such draft")
+    page = _DRAFT_PAGE.format(
+        subject=html.escape(wf.email_subject or "(no subject)"),
+        sender=html.escape(wf.email_from or ""),
+        state=html.escape(wf.current_state.value),
+        draft=html.escape(wf.ai_reply_text),
+    )
+    return web.Response(text=page, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
-    return [
-        web.post("/orchestrator/sms-response", sms_response),
-        web.get("/drafts/{message_id:.+}", draft_page),
-        web.get("/health", health),
-    ]
+
+async def health(request: web.Request) -> web.Response:
+    report = await request.app[HEALTH].report()
+    return web.json_response(report, status=200 if report["status"] == "ok" else 503,
+                             dumps=lambda o: json.dumps(o, default=str))
+
+
+ROUTES = [
+    web.post("/orchestrator/sms-response", sms_response),
+    web.get("/drafts/{message_id:.+}", draft_page),
+    web.get("/health", health),
+]
 
 
 _DRAFT_PAGE = """<!doctype html>
@@ -144,21 +144,25 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return fail(exc.status, exc.reason)
+        return error_response(exc.status, exc.reason)
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-        return fail(503, "database unavailable")
+        return error_response(503, "database unavailable")
     except Exception:  # noqa: BLE001 - logged with its trace, answered without it
         log.exception("%s %s failed", request.method, request.path)
-        return fail(500, "internal error")
+        return error_response(500, "internal error")
 
 
-def attach(app_web: Any, runtime: Runtime) -> None:
-    """Add the views and middlewares to faust's aiohttp application."""
+def attach(web_app: web.Application, settings: Settings, repo: WorkflowRepository, stages: Stages,
+           health_reporter: HealthReporter) -> None:
+    """Add the views, what they read and the middlewares to faust's aiohttp application."""
     document = openapi.document()
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.json_response(document)
 
-    web_app = app_web.web_app
-    web_app.middlewares.extend([json_errors, api.auth_middleware(runtime)])
-    web_app.add_routes(routes(runtime) + api.routes(runtime) + [web.get("/openapi.json", openapi_json)])
+    web_app[SETTINGS] = settings
+    web_app[REPO] = repo
+    web_app[STAGES] = stages
+    web_app[HEALTH] = health_reporter
+    web_app.middlewares.extend([json_errors, api.auth_middleware(settings.api_token)])
+    web_app.add_routes(ROUTES + api.ROUTES + [web.get("/openapi.json", openapi_json)])

@@ -31,7 +31,9 @@ async def test_approve_sends_a_threaded_reply(pipeline: Pipeline) -> None:
     assert await pipeline.trail(mid) == [
         (None, "pending"), ("pending", "ai_generating"), ("ai_generating", "ai_generated"),
         ("ai_generated", "sms_sending"), ("sms_sending", "awaiting_user"),
-        ("awaiting_user", "user_approved"), ("user_approved", "reply_sent"),
+        ("awaiting_user", "user_approved"),
+        ("user_approved", "user_approved"),  # the send claimed: our Message-ID recorded before SMTP
+        ("user_approved", "reply_sent"),
     ]
     confirmation = await pipeline.sms_count(2)
     assert confirmation[1] == "Sent to John Smith \u2713 Nothing else waiting."

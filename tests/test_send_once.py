@@ -31,8 +31,7 @@ async def test_a_cut_off_send_fails_as_outcome_unknown_without_touching_smtp(
                      (S.AWAITING_USER, S.USER_APPROVED)]:
             assert await repo.transition(mid, a, b, "test", ai_reply_text="Hello")
         async with repo.transaction() as tx:  # the state a crash mid-send leaves behind
-            await tx.conn.execute("UPDATE workflow_state SET send_attempted_at = now(),"
-                                  " reply_message_id = '<r1@example.com>' WHERE message_id = %s", (mid,))
+            assert await tx.claim_send(mid, "<r1@example.com>")
 
         await stages.send(mid)  # the redelivered replies.approved message
 

@@ -1,0 +1,20 @@
+"""What the HTTP views may read from the aiohttp application, as typed keys.
+
+Each view takes only the part it uses (aiohttp's ``AppKey``), never the whole
+worker: the management API the repository and the stages, the webhook the
+settings and the repository, ``/health`` its reporter.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .health import HealthReporter
+from .repository import WorkflowRepository
+from .settings import Settings
+from .stages import Stages
+
+SETTINGS = web.AppKey("settings", Settings)
+REPO = web.AppKey("repo", WorkflowRepository)
+STAGES = web.AppKey("stages", Stages)
+HEALTH = web.AppKey("health", HealthReporter)

@@ -1,0 +1,32 @@
+"""What the stages need of the outside world, as narrow interfaces.
+
+The adapters in :mod:`streams.peers` implement them against the real peers
+(docs/contracts.md §2-§4); fast tests drive the stages with small fakes.
+Every method raises only the taxonomy of :mod:`handlers.errors`.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from typing import Protocol
+
+from .peers.ai import GeneratedDraft
+
+
+class ReplyGenerator(Protocol):
+    async def generate(self, email_message_id: str, *, tone: str, max_length: int | None = None,
+                       context_instructions: str | None = None) -> GeneratedDraft:
+        """A draft for the email; blocks for as long as a generation takes."""
+        ...
+
+
+class SmsSender(Protocol):
+    async def send(self, to: str, message: str) -> str | None:
+        """Text ``message`` to ``to``; returns the gateway's message id."""
+        ...
+
+
+class MailSender(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Hand ``message`` to the mail server (OutcomeUnknownError if cut off mid-way)."""
+        ...

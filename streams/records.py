@@ -1,0 +1,92 @@
+"""The rows the orchestrator reads, as frozen values.
+
+``Workflow`` is a ``workflow_state`` row, ``Email`` a ``processed_emails`` row
+(the Email Monitor's table, docs/contracts.md §1), ``AuditEntry`` a
+``workflow_audit_log`` row. The repository builds them; everything else only
+reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from handlers.workflow import WorkflowState
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One row of ``workflow_state`` (the columns the orchestrator reads)."""
+
+    message_id: str
+    current_state: WorkflowState
+    previous_state: str | None
+    email_subject: str | None
+    email_from: str | None
+    email_to: str | None
+    email_body_preview: str | None
+    email_received_at: datetime | None
+    ai_reply_text: str | None
+    ai_reply_generated_at: datetime | None
+    sms_message_id: str | None
+    sms_sent_at: datetime | None
+    sms_phone_number: str | None
+    user_command: str | None
+    user_edit_instructions: str | None
+    user_responded_at: datetime | None
+    edit_iteration: int
+    edit_history: list[dict[str, Any]] = field(default_factory=list)
+    reply_sent_at: datetime | None = None
+    reply_message_id: str | None = None
+    send_attempted_at: datetime | None = None
+    error_message: str | None = None
+    failed_stage: str | None = None
+    retry_count: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    timeout_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Workflow:
+        names = cls.__dataclass_fields__
+        values = {k: v for k, v in row.items() if k in names}
+        values["current_state"] = WorkflowState(row["current_state"])
+        values["edit_iteration"] = row.get("edit_iteration") or 0
+        values["retry_count"] = row.get("retry_count") or 0
+        values["edit_history"] = row.get("edit_history") or []
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Email:
+    """One row of ``processed_emails`` (the columns the orchestrator reads)."""
+
+    message_id: str
+    subject: str | None
+    from_address: str
+    to_addresses: list[str] | None
+    received_at: datetime
+    status: str
+    body_text: str | None = None
+    body_html: str | None = None
+    in_reply_to: str | None = None
+    thread_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Email:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of ``workflow_audit_log``."""
+
+    id: int
+    from_state: str | None
+    to_state: str
+    transition_reason: str | None
+    error_details: str | None
+    created_at: datetime
