@@ -7,7 +7,7 @@
 -- advisory lock, so workers starting together do not race) or `psql -f`.
 
 -- ---------------------------------------------------------------------------
--- processed_emails: owned by the Email Monitor (CONTRACTS.md §1). Created here
+-- processed_emails: owned by the Email Monitor (docs/contracts.md §1). Created here
 -- only when missing, for development and tests. The monitor writes 'pending';
 -- the orchestrator writes orchestrating / sent / ignored / failed / timeout.
 -- ---------------------------------------------------------------------------

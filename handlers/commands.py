@@ -1,4 +1,4 @@
-"""The person's SMS commands (CONTRACTS.md §5).
+"""The person's SMS commands (docs/contracts.md §5).
 
 Case-insensitive, surrounding blanks ignored; edit instructions keep their
 original case and wording. Pure: text in, :class:`Command` out; never raises.

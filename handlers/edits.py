@@ -1,5 +1,5 @@
 """Edits accumulate: the generator is stateless, so every regeneration is sent
-the previous draft and every instruction given so far (DESIGN.md)."""
+the previous draft and every instruction given so far (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading incoming emails and composing the threaded reply (CONTRACTS.md §4).
+"""Reading incoming emails and composing the threaded reply (docs/contracts.md §4).
 
 Pure: the stdlib ``email`` package builds the message; nothing is sent here.
 """

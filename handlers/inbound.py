@@ -1,4 +1,4 @@
-"""The SMS webhook's body and signature (CONTRACTS.md §3), as pure functions.
+"""The SMS webhook's body and signature (docs/contracts.md §3), as pure functions.
 
 Two body shapes: the gateway's event (``{"event": "sms:received",
 "payload": {...}}``) and an older gateway's flat body (``{"from": ...,

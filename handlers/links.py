@@ -17,5 +17,5 @@ def token_matches(key: bytes, message_id: str, token: str) -> bool:
 
 
 def draft_url(base_url: str, key: bytes, message_id: str) -> str:
-    """``{base}/drafts/{urlencoded message_id}?t={token}`` (DESIGN.md "Long drafts")."""
+    """``{base}/drafts/{urlencoded message_id}?t={token}`` (docs/design.md, "Long drafts")."""
     return f"{base_url.rstrip('/')}/drafts/{quote(message_id, safe='')}?t={draft_token(key, message_id)}"

@@ -19,9 +19,9 @@ GSM7_BASIC = frozenset(
 )
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 
-#: The gateway's limit (CONTRACTS.md §3).
+#: The gateway's limit (docs/contracts.md §3).
 MAX_SMS_CHARS = 1600
-#: The generator calls a draft SMS-friendly up to this length (CONTRACTS.md §2).
+#: The generator calls a draft SMS-friendly up to this length (docs/contracts.md §2).
 SMS_FRIENDLY_CHARS = 300
 
 _FOLD = str.maketrans(

@@ -1,4 +1,4 @@
-"""Configuration: every variable of CONTRACTS.md §6 plus this service's own,
+"""Configuration: every variable of docs/contracts.md §6 plus this service's own,
 read from the environment and ``.env``, validated once at start-up.
 
 :func:`load_settings` turns a validation failure into :class:`ConfigError`,
@@ -75,14 +75,14 @@ class DatabaseSettings(BaseSettings):
 class Settings(DatabaseSettings):
     """All configuration. Field names are the environment variables, upper-cased."""
 
-    # Peers (CONTRACTS.md §2, §3)
+    # Peers (docs/contracts.md §2, §3)
     ai_reply_generator_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8002")
     sms_gateway_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8000")
     ai_reply_tone: Tone = "professional"
     ai_reply_max_length: int | None = Field(default=None, gt=0)
     http_timeout: float = Field(default=60.0, gt=0, description="seconds per peer request")
 
-    # Gmail SMTP (CONTRACTS.md §4)
+    # Gmail SMTP (docs/contracts.md §4)
     gmail_smtp_server: str = "smtp.gmail.com"
     gmail_smtp_port: int = Field(default=465, ge=1, le=65535)
     smtp_security: SmtpSecurity | None = None
@@ -91,7 +91,7 @@ class Settings(DatabaseSettings):
     email_address: str
     email_password: SecretStr
 
-    # The person's phone (CONTRACTS.md §5)
+    # The person's phone (docs/contracts.md §5)
     your_phone_number: str
 
     # Workflow

@@ -1,6 +1,6 @@
 """Stand-ins for the orchestrator's peers, as real servers on loopback.
 
-They speak the contracts of CONTRACTS.md exactly and record what they were
+They speak the contracts of docs/contracts.md exactly and record what they were
 sent, so tests assert on what a peer saw, not on the orchestrator's database.
 """
 

@@ -1,4 +1,4 @@
-"""The SMS command parser (CONTRACTS.md §5)."""
+"""The SMS command parser (docs/contracts.md §5)."""
 
 from __future__ import annotations
 

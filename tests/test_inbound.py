@@ -1,4 +1,4 @@
-"""The webhook body parser and signature check (CONTRACTS.md §3)."""
+"""The webhook body parser and signature check (docs/contracts.md §3)."""
 
 from __future__ import annotations
 

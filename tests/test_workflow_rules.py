@@ -69,3 +69,37 @@ def test_check_transition_agrees_with_the_table(a: WorkflowState, b: WorkflowSta
     else:
         with pytest.raises(IllegalTransitionError, match=f"{a.value} -> {b.value}"):
             check_transition(a, b)
+
+
+def test_the_named_state_sets_partition_the_states() -> None:
+    from handlers.workflow import AWAITING_STATES, COMPLETED_STATES, IN_PROGRESS_STATES, OPEN_STATES
+
+    groups = [COMPLETED_STATES, frozenset({S.FAILED}), AWAITING_STATES, IN_PROGRESS_STATES]
+    assert sum(len(g) for g in groups) == len(S) and frozenset().union(*groups) == frozenset(S)
+    assert OPEN_STATES == AWAITING_STATES | IN_PROGRESS_STATES
+    assert TERMINAL_STATES == COMPLETED_STATES | {S.FAILED}
+
+
+@given(states, st.sampled_from(["draft", "notify", "command", "send", None, "bogus"]), st.booleans())
+def test_a_retry_restarts_somewhere_the_table_allows(state: WorkflowState, stage: str | None,
+                                                     has_draft: bool) -> None:
+    from handlers.workflow import plan_retry
+
+    restart = plan_retry(state, stage, has_draft)
+    if state not in (S.FAILED, S.TIMEOUT):
+        assert restart is None
+        return
+    assert restart is not None and is_allowed(state, restart.state)
+    if restart.state is S.AI_GENERATED:
+        assert has_draft or state is S.TIMEOUT
+
+
+def test_a_retry_restarts_at_the_stage_that_failed() -> None:
+    from handlers.workflow import Stage, plan_retry
+
+    restart = plan_retry(S.FAILED, "notify", True)
+    assert restart is not None and (restart.state, restart.stage) == (S.AI_GENERATED, Stage.NOTIFY)
+    assert (r := plan_retry(S.FAILED, "send", True)) is not None and r.stage is Stage.SEND
+    assert (r := plan_retry(S.FAILED, "notify", False)) is not None and r.state is S.PENDING
+    assert (r := plan_retry(S.FAILED, None, True)) is not None and r.stage is Stage.DRAFT
+    assert (r := plan_retry(S.TIMEOUT, None, True)) is not None and r.state is S.AI_GENERATED

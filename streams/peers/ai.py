@@ -1,4 +1,4 @@
-"""The AI Reply Generator (CONTRACTS.md §2): ``POST /generate-reply``."""
+"""The AI Reply Generator (docs/contracts.md §2): ``POST /generate-reply``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SMS Gateway (CONTRACTS.md §3): ``POST /sms/send``."""
+"""The SMS Gateway (docs/contracts.md §3): ``POST /sms/send``."""
 
 from __future__ import annotations
 

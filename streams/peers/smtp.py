@@ -1,4 +1,4 @@
-"""Gmail SMTP (CONTRACTS.md §4): implicit TLS (465), STARTTLS (587) or plain
+"""Gmail SMTP (docs/contracts.md §4): implicit TLS (465), STARTTLS (587) or plain
 for local relays; an extra CA file may be trusted, certificate checks are
 never turned off."""
 

@@ -1,0 +1,89 @@
+"""The agents' shared message loop, without a broker: decode, outlast a
+database outage, dead-letter poison and bugs, fail the workflow a bug stopped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from handlers.clock import OffsetClock
+from handlers.messages import DeadLetter, EmailPending, TopicMessage
+from handlers.workflow import Stage
+from streams import topics
+from streams.consumer import MessageHandler
+
+
+class Recorder:
+    def __init__(self, act_errors: list[Exception] | None = None) -> None:
+        self.acted: list[Any] = []
+        self.act_errors = act_errors or []
+        self.letters: list[DeadLetter] = []
+        self.failed: list[tuple[str, Stage, str]] = []
+        self.slept: list[float] = []
+        self.publish_errors: list[Exception] = []
+
+    async def act(self, message: Any) -> None:
+        self.acted.append(message)
+        if self.act_errors:
+            raise self.act_errors.pop(0)
+
+    async def publish(self, message: TopicMessage) -> None:
+        if self.publish_errors:
+            raise self.publish_errors.pop(0)
+        assert isinstance(message, DeadLetter)
+        self.letters.append(message)
+
+    async def fail_unexpected(self, message_id: str, stage: Stage, error: Exception) -> None:
+        self.failed.append((message_id, stage, str(error)))
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def handler(self) -> MessageHandler:
+        return MessageHandler(Stage.DRAFT, topics.MODELS, self.act, self.publish, self.fail_unexpected,
+                              OffsetClock(), sleep=self.sleep)
+
+
+VALID = EmailPending(message_id="<a@x>").to_json().encode()
+
+
+async def test_a_message_is_decoded_and_acted_on() -> None:
+    r = Recorder()
+    await r.handler().handle("emails.pending", b"<a@x>", VALID)
+    assert r.acted == [EmailPending(message_id="<a@x>")]
+    assert r.letters == [] and r.slept == []
+
+
+async def test_poison_is_dead_lettered_with_its_bytes_and_never_acted_on() -> None:
+    r = Recorder()
+    await r.handler().handle("emails.pending", b"k", b"{not json")
+    await r.handler().handle("emails.pending", None, b'{"schema_version":1}')
+    assert r.acted == []
+    first, second = r.letters
+    assert (first.value, first.key, first.error_kind, first.stage) == ("{not json", "k", "poison", "draft")
+    assert "message_id" in second.error and second.key is None
+
+
+async def test_a_database_outage_is_outlasted_with_growing_waits() -> None:
+    r = Recorder([psycopg.OperationalError("down")] * 6)
+    await r.handler().handle("emails.pending", b"<a@x>", VALID)
+    assert len(r.acted) == 7
+    assert r.slept == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0]
+    assert r.letters == []
+
+
+async def test_a_bug_dead_letters_the_message_and_fails_its_workflow() -> None:
+    r = Recorder([KeyError("surprise")])
+    await r.handler().handle("emails.pending", b"<a@x>", VALID)
+    [letter] = r.letters
+    assert (letter.error_kind, letter.value) == ("permanent", VALID.decode())
+    assert "KeyError" in letter.error
+    assert r.failed == [("<a@x>", Stage.DRAFT, "'surprise'")]
+
+
+async def test_a_dead_letter_waits_for_the_database_too() -> None:
+    r = Recorder()
+    r.publish_errors = [psycopg.OperationalError("down")]
+    await r.handler().handle("emails.pending", b"k", b"garbage")
+    assert len(r.letters) == 1 and r.slept == [0.5]

@@ -1,0 +1,52 @@
+"""What a command does (pure): the whole effect, so the command stage is one path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from handlers.commands import parse_command
+from handlers.decisions import CommandEffect, DraftOnPhone, decide_command
+from handlers.messages import EditRequested, ReplyApproved
+from handlers.sms_text import HELP_SMS, NOTHING_WAITING_SMS
+from handlers.workflow import WorkflowState
+
+S = WorkflowState
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+ON_PHONE = DraftOnPhone("<a@x>", S.AWAITING_USER, edit_iteration=1)
+
+
+def decide(text: str, on_phone: DraftOnPhone | None = ON_PHONE, max_edits: int = 10) -> CommandEffect:
+    return decide_command(parse_command(text), text, on_phone, max_edits, NOW)
+
+
+def test_approve_moves_to_approved_and_sets_sending_going() -> None:
+    effect = decide(" Yes. ")
+    assert effect.target is S.USER_APPROVED
+    assert effect.fields == {"user_command": "Yes.", "user_responded_at": NOW}
+    assert effect.follow_up == ReplyApproved(message_id="<a@x>")
+    assert effect.reply_sms is None
+
+
+def test_edit_counts_the_iteration_and_carries_the_instructions() -> None:
+    effect = decide("2 Decline, Politely")
+    assert effect.target is S.USER_EDIT_REQUESTED
+    assert effect.fields["edit_iteration"] == 2
+    assert effect.follow_up == EditRequested(message_id="<a@x>", instructions="Decline, Politely", iteration=2)
+
+
+def test_ignore_asks_the_caller_to_say_what_is_next() -> None:
+    effect = decide("skip")
+    assert effect.target is S.USER_IGNORED and effect.tell_what_is_next
+    assert effect.follow_up is None
+
+
+def test_what_changes_nothing() -> None:
+    assert decide("what?").reply_sms == HELP_SMS
+    assert decide("what?", on_phone=None).outcome == "help"
+    for on_phone in (None, DraftOnPhone("<a@x>", S.AI_GENERATING, 1)):
+        effect = decide("1", on_phone=on_phone)
+        assert (effect.outcome, effect.target, effect.reply_sms) == (
+            "nothing_waiting", None, NOTHING_WAITING_SMS)
+    limited = decide("2 again", max_edits=1)
+    assert (limited.outcome, limited.target) == ("edit_limit", None)
+    assert decide("1", DraftOnPhone("<a@x>", S.AWAITING_USER, 5), max_edits=1).target is S.USER_APPROVED

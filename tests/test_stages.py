@@ -1,0 +1,229 @@
+"""Each stage driven by the in-memory repository and fake peers: the
+orchestration alone, in milliseconds. The same paths run end to end on real
+Kafka and PostgreSQL in the e2e tests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from handlers.clock import OffsetClock
+from handlers.errors import OutcomeUnknownError, PermanentError
+from handlers.messages import (
+    DeadLetter,
+    DraftReady,
+    EditRequested,
+    EmailPending,
+    InboundSms,
+    PhoneFreed,
+    ReplyApproved,
+)
+from handlers.workflow import WorkflowState
+from streams.settings import Settings
+from streams.stages import NotAllowedNow, Stages, UnknownWorkflow
+
+from .fakes import FakeGenerator, FakeMail, FakeRepository, FakeSms
+
+S = WorkflowState
+PHONE = "+15551234567"
+
+
+class World:
+    def __init__(self, **settings: Any) -> None:
+        self.clock = OffsetClock()
+        self.repo = FakeRepository(self.clock)
+        self.ai, self.sms, self.mail = FakeGenerator(), FakeSms(), FakeMail()
+        config = Settings(database_url="postgresql://unused", email_address="me@example.com",  # type: ignore[arg-type]
+                          email_password="pw", your_phone_number=PHONE, retry_backoff_base=0.001,
+                          **settings)
+        self.stages = Stages(settings=config, repo=self.repo, ai=self.ai, sms=self.sms,  # type: ignore[arg-type]
+                             smtp=self.mail, clock=self.clock)
+        self._sms = 0
+
+    def state(self, mid: str) -> WorkflowState:
+        wf = self.repo.data.workflows[mid]
+        return wf.current_state
+
+    async def presented(self, mid: str, **email: Any) -> None:
+        await self.repo.start(mid, **email)
+        await self.stages.draft(mid)
+        await self.stages.notify()
+
+    async def answer(self, text: str, phone: str = PHONE, sms_id: str | None = None) -> None:
+        self._sms += 1
+        await self.stages.command(InboundSms(sms_id=sms_id or f"m{self._sms}", phone_number=phone, text=text))
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_draft_generates_and_hands_on(world: World) -> None:
+    await world.repo.start("<a@x>")
+    await world.stages.draft("<a@x>")
+    wf = world.repo.data.workflows["<a@x>"]
+    assert (wf.current_state, wf.ai_reply_text) == (S.AI_GENERATED, "Draft 1")
+    assert world.repo.published(DraftReady) == [DraftReady(message_id="<a@x>", iteration=0)]
+    await world.stages.draft("<a@x>")  # a redelivery
+    assert len(world.ai.calls) == 1
+
+
+async def test_a_permanent_generator_error_fails_dead_letters_and_tells(world: World) -> None:
+    await world.repo.start("<a@x>")
+    world.ai.fail_with = [PermanentError("AI Reply Generator", "404: unknown email")]
+    await world.stages.draft("<a@x>")
+    wf = world.repo.data.workflows["<a@x>"]
+    assert (wf.current_state, wf.failed_stage) == (S.FAILED, "draft")
+    [letter] = world.repo.published(DeadLetter)
+    assert (letter.stage, letter.source_topic, letter.error_kind) == ("draft", "emails.pending", "permanent")
+    [text] = world.sms.texts
+    assert "404" in text
+
+
+async def test_notify_presents_the_oldest_ready_draft_once(world: World) -> None:
+    base = world.clock.now()
+    await world.repo.start("<new@x>", received_at=base)
+    await world.repo.start("<old@x>", received_at=base - timedelta(hours=1), from_address="Old <o@x>")
+    await world.stages.draft("<new@x>")
+    await world.stages.draft("<old@x>")
+    await world.stages.notify()
+    await world.stages.notify()  # the phone is busy: nothing more
+    assert world.state("<old@x>") is S.AWAITING_USER and world.state("<new@x>") is S.AI_GENERATED
+    [text] = world.sms.texts
+    assert text.startswith("Old: Lunch?") and text.endswith("(+1 waiting)")
+    wf = world.repo.data.workflows["<old@x>"]
+    assert wf.timeout_at == wf.sms_sent_at + timedelta(seconds=86400)  # type: ignore[operator]
+
+
+async def test_a_gateway_that_keeps_failing_fails_the_draft_and_frees_the_phone(world: World) -> None:
+    await world.repo.start("<a@x>")
+    await world.stages.draft("<a@x>")
+    world.sms.failing = 3
+    await world.stages.notify()
+    assert world.state("<a@x>") is S.FAILED
+    assert world.repo.data.workflows["<a@x>"].failed_stage == "notify"
+    assert world.repo.published(PhoneFreed)[0].message_id == "<a@x>"
+    assert world.sms.texts == ["Gave up on the email from Ann Lee (Lunch?): SMS Gateway: modem busy. "
+                               "It can be retried from the orchestrator."]
+
+
+async def test_approve_then_send_threads_once(world: World) -> None:
+    await world.presented("<a@x>")
+    await world.answer("OK!")
+    assert world.state("<a@x>") is S.USER_APPROVED
+    assert world.repo.published(ReplyApproved) == [ReplyApproved(message_id="<a@x>")]
+    await world.stages.send("<a@x>")
+    await world.stages.send("<a@x>")  # a redelivery sends nothing
+    [mail] = world.mail.sent
+    assert (mail["To"], mail["Subject"], mail["In-Reply-To"]) == ("Ann Lee <ann@example.com>", "Re: Lunch?", "<a@x>")
+    assert world.state("<a@x>") is S.REPLY_SENT
+    assert world.repo.data.reply_drafts["<a@x>"] == "Draft 1"
+    assert ("user_approved", "user_approved") in world.repo.trail("<a@x>")  # the send claimed first
+    assert world.sms.texts[-1].startswith("Sent to Ann Lee")
+
+
+async def test_edit_keeps_the_phone_and_carries_every_instruction(world: World) -> None:
+    await world.presented("<a@x>")
+    await world.answer("2 decline politely")
+    [edit] = world.repo.published(EditRequested)
+    assert (edit.instructions, edit.iteration) == ("decline politely", 1)
+    await world.stages.draft("<a@x>")
+    await world.stages.notify()
+    assert world.state("<a@x>") is S.AWAITING_USER
+    await world.answer("edit: shorter")
+    await world.stages.draft("<a@x>")
+    context = world.ai.calls[-1]["context_instructions"]
+    assert "Draft 2" in context and "1. decline politely" in context and "2. shorter" in context
+    assert len(world.repo.data.workflows["<a@x>"].edit_history) == 2
+
+
+async def test_ignore_frees_the_phone_and_says_what_is_next(world: World) -> None:
+    await world.presented("<a@x>")
+    await world.repo.start("<b@x>", from_address="Bob <b@x>")
+    await world.stages.draft("<b@x>")
+    await world.answer("3")
+    assert world.state("<a@x>") is S.USER_IGNORED
+    assert world.repo.published(PhoneFreed)[-1].message_id == "<a@x>"
+    assert "Bob" in world.sms.texts[-1]
+    await world.stages.notify()  # what the phone.freed message sets off
+    assert world.state("<b@x>") is S.AWAITING_USER
+
+
+async def test_unknown_foreign_and_repeated_sms_change_nothing(world: World) -> None:
+    await world.presented("<a@x>")
+    await world.answer("maybe?")
+    assert world.sms.texts[-1].startswith("Reply 1")
+    await world.answer("1", phone="+15550000000")
+    await world.answer("1", sms_id="dup")
+    await world.answer("3", sms_id="dup")  # the same SMS delivered again
+    assert world.state("<a@x>") is S.USER_APPROVED
+    outcomes = {k: v["outcome"] for k, v in world.repo.data.sms.items()}
+    assert outcomes["m1"] == "help" and outcomes["m2"] == "foreign_number" and outcomes["dup"] == "approved"
+
+
+async def test_edit_limit_and_nothing_waiting(world: World) -> None:
+    w = World(max_edit_iterations=0)
+    await w.answer("1")
+    assert w.sms.texts[-1] == "No draft is waiting for your answer right now."
+    await w.presented("<a@x>")
+    await w.answer("2 again")
+    assert w.state("<a@x>") is S.AWAITING_USER and w.sms.texts[-1].startswith("Edit limit (0) reached")
+
+
+async def test_a_cut_off_send_is_never_repeated(world: World) -> None:
+    await world.presented("<a@x>")
+    await world.answer("1")
+    async with world.repo.transaction() as tx:
+        assert await tx.claim_send("<a@x>", "<r@x>")  # then the worker died
+    await world.stages.send("<a@x>")
+    wf = world.repo.data.workflows["<a@x>"]
+    assert wf.current_state is S.FAILED and "may or may not" in (wf.error_message or "")
+    assert world.mail.sent == []
+
+
+async def test_a_connection_lost_mid_send_fails_as_outcome_unknown(world: World) -> None:
+    await world.presented("<a@x>")
+    await world.answer("1")
+
+    async def cut_off(message: Any) -> None:
+        raise OutcomeUnknownError("SMTP", "connection lost after DATA")
+
+    world.mail.send = cut_off  # type: ignore[method-assign]
+    await world.stages.send("<a@x>")
+    wf = world.repo.data.workflows["<a@x>"]
+    assert wf.current_state is S.FAILED and wf.send_attempted_at is not None
+
+
+async def test_timeouts_and_retries_follow_the_state_machine(world: World) -> None:
+    await world.presented("<a@x>")
+    world.clock.advance(timedelta(days=1))
+    assert await world.stages.expire_timeouts() == 1
+    assert world.state("<a@x>") is S.TIMEOUT
+    with pytest.raises(NotAllowedNow):
+        await world.stages.time_out("<a@x>", "by hand")
+    with pytest.raises(UnknownWorkflow):
+        await world.stages.retry("<nope@x>", "by hand")
+    assert await world.stages.retry("<a@x>", "by hand") is S.AI_GENERATED
+    assert world.repo.published(DraftReady)[-1] == DraftReady(message_id="<a@x>", iteration=0)
+    with pytest.raises(NotAllowedNow):
+        await world.stages.retry("<a@x>", "again")
+
+    await world.repo.start("<b@x>")
+    world.ai.fail_with = [PermanentError("AI Reply Generator", "404")]
+    await world.stages.draft("<b@x>")
+    assert await world.stages.retry("<b@x>", "by hand") is S.PENDING
+    assert world.repo.published(EmailPending)[-1].message_id == "<b@x>"
+
+
+async def test_a_bug_fails_a_live_workflow_but_not_a_draft_on_the_phone(world: World) -> None:
+    from handlers.workflow import Stage
+
+    await world.repo.start("<a@x>")
+    await world.stages.fail_unexpected("<a@x>", Stage.DRAFT, RuntimeError("boom"))
+    assert world.state("<a@x>") is S.FAILED
+    await world.presented("<b@x>")
+    await world.stages.fail_unexpected("<b@x>", Stage.COMMAND, RuntimeError("boom"))
+    assert world.state("<b@x>") is S.AWAITING_USER
