@@ -31,6 +31,9 @@ class WorkflowState(StrEnum):
     REPLY_SENT = "reply_sent"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    #: Added by this service: a rule said the email gets no draft (a no-reply
+    #: sender, the account itself, SKIP_SENDERS).
+    FILTERED = "filtered"
 
 
 S = WorkflowState
@@ -48,7 +51,7 @@ class Stage(StrEnum):
 #: States in which a workflow has reached a decision. ``failed`` and ``timeout``
 #: are terminal until a person asks for a retry.
 TERMINAL_STATES: frozenset[WorkflowState] = frozenset(
-    {S.REPLY_SENT, S.USER_IGNORED, S.FAILED, S.TIMEOUT}
+    {S.REPLY_SENT, S.USER_IGNORED, S.FAILED, S.TIMEOUT, S.FILTERED}
 )
 #: Decisions that ended the workflow as meant (everything terminal but ``failed``).
 COMPLETED_STATES: frozenset[WorkflowState] = TERMINAL_STATES - {S.FAILED}
@@ -69,7 +72,7 @@ READY_STATE = S.AI_GENERATED
 #: Every move the orchestrator may make, and no other. Any non-terminal state
 #: may fail; retries leave ``failed``/``timeout`` for the stage to redo.
 TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
-    S.PENDING: frozenset({S.AI_GENERATING, S.FAILED}),
+    S.PENDING: frozenset({S.AI_GENERATING, S.FILTERED, S.FAILED}),
     S.AI_GENERATING: frozenset({S.AI_GENERATED, S.FAILED}),
     S.AI_GENERATED: frozenset({S.SMS_SENDING, S.FAILED}),
     S.SMS_SENDING: frozenset({S.AWAITING_USER, S.FAILED}),
@@ -80,6 +83,7 @@ TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
     S.USER_APPROVED: frozenset({S.REPLY_SENT, S.FAILED}),
     S.USER_IGNORED: frozenset(),
     S.REPLY_SENT: frozenset(),
+    S.FILTERED: frozenset(),
     # Retry restarts at the stage that failed: drafting, presenting or sending.
     S.FAILED: frozenset({S.PENDING, S.AI_GENERATED, S.USER_APPROVED}),
     # A timed-out draft can be put back on the phone.
@@ -109,6 +113,7 @@ EMAIL_STATUS_ON_ENTRY: Mapping[WorkflowState, EmailStatus] = {
     S.USER_IGNORED: EmailStatus.IGNORED,
     S.FAILED: EmailStatus.FAILED,
     S.TIMEOUT: EmailStatus.TIMEOUT,
+    S.FILTERED: EmailStatus.FILTERED,
 }
 
 

@@ -44,6 +44,8 @@ def _topics_create(_: argparse.Namespace) -> int:
 
 def _worker(_: argparse.Namespace) -> int:
     settings = load_settings(Settings)
+    if settings.unauthenticated_exposure and not settings.allow_unauthenticated:
+        raise ConfigError(settings.unauthenticated_exposure)
     from .worker import run_worker
 
     return run_worker(settings)

@@ -170,4 +170,7 @@ class HealthReporter:
                        "ai_reply_generator": ai, "sms_gateway": sms},
             "agents": agents,
             "workflows": counts,
+            # Shown, not failed: ALLOW_UNAUTHENTICATED=true is a deliberate choice.
+            "security": {"unauthenticated": s.unauthenticated_exposure is not None,
+                         "warning": s.unauthenticated_exposure},
         }

@@ -8,6 +8,7 @@ deployment stops with something a person can act on.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -104,6 +105,9 @@ class Settings(DatabaseSettings):
     retry_backoff_max: float = Field(default=60.0, gt=0)
     max_edit_iterations: int = Field(default=10, ge=0)
     sms_format: Literal["condensed", "full"] = "condensed"
+    # Senders that get no draft besides no-reply/mailer-daemon/postmaster and
+    # the account itself: comma-separated shell patterns or domains.
+    skip_senders: str = ""
 
     # Web
     orchestrator_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8003")
@@ -112,6 +116,10 @@ class Settings(DatabaseSettings):
     sms_webhook_signing_key: SecretStr | None = None
     api_token: SecretStr | None = None
     draft_link_secret: SecretStr | None = None
+    # Listening beyond loopback without the webhook key or the API token lets
+    # anyone who reaches the port steer the workflow; the worker refuses that
+    # unless this says it is meant (e.g. behind an authenticating proxy).
+    allow_unauthenticated: bool = False
 
     # Kafka
     kafka_bootstrap_servers: str = "localhost:9092"
@@ -168,6 +176,28 @@ class Settings(DatabaseSettings):
         if self.smtp_security is not None:
             return self.smtp_security
         return {465: "ssl", 587: "starttls"}.get(self.gmail_smtp_port, "plain")  # type: ignore[return-value]
+
+    @property
+    def listens_beyond_loopback(self) -> bool:
+        """Whether HOST lets other machines reach the web server."""
+        if self.host.lower() == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return True  # a host name: assume it is reachable
+
+    @property
+    def unauthenticated_exposure(self) -> str | None:
+        """Why the web server would accept strangers' requests, or None: HOST
+        is not a loopback address and SMS_WEBHOOK_SIGNING_KEY or API_TOKEN is unset."""
+        missing = [name for name, value in (("SMS_WEBHOOK_SIGNING_KEY", self.sms_webhook_signing_key),
+                                            ("API_TOKEN", self.api_token)) if value is None]
+        if not missing or not self.listens_beyond_loopback:
+            return None
+        return (f"{' and '.join(missing)} must be set when HOST={self.host} (reachable from other "
+                f"machines); set {'them' if len(missing) > 1 else 'it'}, listen on HOST=127.0.0.1, "
+                f"or set ALLOW_UNAUTHENTICATED=true to accept that risk")
 
     @property
     def app_id(self) -> str:

@@ -25,6 +25,7 @@ from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
 from handlers.links import draft_url
 from handlers.messages import DeadLetter, DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.retry import RetryPolicy
+from handlers.senders import parse_patterns, skip_rule
 from handlers.sms_text import (
     DraftSms,
     render_draft_sms,
@@ -87,6 +88,8 @@ class Stages:
         if wf is None:
             log.warning("draft: no workflow for %s", message_id)
             return
+        if wf.current_state is S.PENDING and await self._filtered(wf):
+            return
         if wf.current_state in (S.PENDING, S.USER_EDIT_REQUESTED):
             reason = "edit requested" if wf.current_state is S.USER_EDIT_REQUESTED else "draft requested"
             if not await self.repo.transition(message_id, wf.current_state, S.AI_GENERATING, reason):
@@ -127,6 +130,16 @@ class Stages:
                 error_message=None,
             ):
                 await tx.publish(DraftReady(message_id=message_id, iteration=wf.edit_iteration))
+
+    async def _filtered(self, wf: Workflow) -> bool:
+        """End ``wf`` without a draft when a sender rule says so; True if it did."""
+        rule = skip_rule(wf.email_from or "", self.settings.email_address,
+                         parse_patterns(self.settings.skip_senders))
+        if rule is None:
+            return False
+        await self.repo.transition(wf.message_id, S.PENDING, S.FILTERED, f"no draft: {rule}")
+        log.info("no draft for %s from %s: %s", wf.message_id, wf.email_from, rule)
+        return True
 
     # ----------------------------------------------------------------- notify
 

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> int:
+    if settings.unauthenticated_exposure:
+        log.warning("ALLOW_UNAUTHENTICATED=true: %s", settings.unauthenticated_exposure.split(";")[0])
     try:
         create_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix,
                       settings.kafka_topic_partitions, settings.kafka_replication_factor)

@@ -131,3 +131,13 @@ async def test_management_needs_the_token_when_set(make_pipeline: Any) -> None:
     assert (await p.http.get("/health")).status_code == 200  # supervisors need no token
     log = p.worker.log_path.read_text()
     assert "s3cret-token" not in log and "app-password" not in log
+
+
+async def test_allowed_to_listen_openly_unauthenticated_it_starts_and_says_so(make_pipeline: Any) -> None:
+    p = await make_pipeline(HOST="0.0.0.0", ALLOW_UNAUTHENTICATED="true")
+    report = (await p.http.get("/health")).json()
+    assert report["status"] == "ok"
+    assert report["security"]["unauthenticated"] is True
+    assert report["security"]["warning"].startswith("SMS_WEBHOOK_SIGNING_KEY and API_TOKEN must be set")
+    assert "ALLOW_UNAUTHENTICATED=true: SMS_WEBHOOK_SIGNING_KEY and API_TOKEN must be set when HOST=0.0.0.0" \
+        in p.worker.log_path.read_text()

@@ -233,3 +233,28 @@ async def test_pending_emails_are_taken_oldest_first_however_old(pipeline: Pipel
     assert "older" in sms
     await pipeline.reaches(older, "awaiting_user")
     await pipeline.reaches(newer, "ai_generated")
+
+
+async def test_machines_newsletters_and_yourself_get_no_draft(make_pipeline: Any) -> None:
+    p = await make_pipeline(SKIP_SENDERS="*@news.example.com")
+    skipped = await p.new_emails(
+        {"from_address": "Weekly Digest <digest@news.example.com>", "subject": "This week"},
+        {"from_address": "GitHub <noreply@github.com>", "subject": "[repo] CI passed"},
+        {"from_address": "MAILER-DAEMON@mx.example.com", "subject": "Undelivered Mail Returned to Sender"},
+        {"from_address": "Me <me@example.com>", "subject": "Note to self"},
+    )
+    for mid in skipped:
+        await p.reaches(mid, "filtered")
+        assert await p.email_status(mid) == "filtered"
+    real = await p.new_email(from_address="Ann <ann@example.com>", subject="Lunch?")
+    [sms] = await p.sms_count(1)
+    assert sms.startswith("Ann: Lunch?") and sms.endswith("1=Send 2=Edit 3=Ignore")  # nothing else waits
+    await p.reaches(real, "awaiting_user")
+    assert [r["email_message_id"] for r in p.ai.requests] == [real]
+    detail = (await p.http.get(p.workflow_path(skipped[1]))).json()
+    assert detail["current_state"] == "filtered"
+    assert detail["audit_trail"][-1]["transition_reason"] == "no draft: automated sender (noreply)"
+    reasons = [(await p.http.get(p.workflow_path(m))).json()["audit_trail"][-1]["transition_reason"]
+               for m in (skipped[0], skipped[3])]
+    assert reasons == ["no draft: SKIP_SENDERS *@news.example.com", "no draft: sent from this account"]
+    assert len(p.sms.sent) == 1

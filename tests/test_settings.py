@@ -107,3 +107,35 @@ def test_the_command_stops_with_one_line_naming_the_variable(tmp_path: Path) -> 
     assert result.stderr.strip() == (
         "orchestrator: configuration error: YOUR_PHONE_NUMBER: must be an E.164 phone number such as +15551234567"
     )
+
+
+def test_listening_beyond_loopback_needs_the_key_and_the_token(env: dict[str, str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(Settings)  # HOST defaults to 0.0.0.0
+    assert s.unauthenticated_exposure is not None
+    assert s.unauthenticated_exposure.startswith("SMS_WEBHOOK_SIGNING_KEY and API_TOKEN must be set when HOST=0.0.0.0")
+    monkeypatch.setenv("API_TOKEN", "t")
+    assert load_settings(Settings).unauthenticated_exposure.startswith(  # type: ignore[union-attr]
+        "SMS_WEBHOOK_SIGNING_KEY must be set")
+    monkeypatch.setenv("SMS_WEBHOOK_SIGNING_KEY", "k")
+    assert load_settings(Settings).unauthenticated_exposure is None
+    monkeypatch.delenv("API_TOKEN")
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.53"):
+        assert load_settings(Settings, host=host).unauthenticated_exposure is None, host
+    for host in ("192.0.2.10", "::", "myhost.example"):
+        assert load_settings(Settings, host=host).unauthenticated_exposure is not None, host
+
+
+def _worker(env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
+    orchestrator = Path(sys.executable).with_name("orchestrator")
+    return subprocess.run([str(orchestrator), "worker"], env={**os.environ, **env, **extra},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_worker_refuses_to_listen_openly_without_the_key_or_token(env: dict[str, str]) -> None:
+    result = _worker(env, HOST="0.0.0.0", API_TOKEN="t")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "orchestrator: configuration error: SMS_WEBHOOK_SIGNING_KEY must be set when HOST=0.0.0.0 "
+        "(reachable from other machines); set it, listen on HOST=127.0.0.1, or set "
+        "ALLOW_UNAUTHENTICATED=true to accept that risk")

@@ -227,3 +227,13 @@ async def test_a_bug_fails_a_live_workflow_but_not_a_draft_on_the_phone(world: W
     await world.presented("<b@x>")
     await world.stages.fail_unexpected("<b@x>", Stage.COMMAND, RuntimeError("boom"))
     assert world.state("<b@x>") is S.AWAITING_USER
+
+
+async def test_a_no_reply_sender_is_filtered_before_any_draft(world: World) -> None:
+    await world.repo.start("<n@x>", from_address="Shop <no-reply@shop.example>")
+    await world.stages.draft("<n@x>")
+    await world.stages.notify()
+    assert world.state("<n@x>") is S.FILTERED
+    assert world.ai.calls == [] and world.sms.sent == []
+    assert world.repo.data.emails["<n@x>"].status == "filtered"
+    assert world.repo.trail("<n@x>")[-1] == ("pending", "filtered")
