@@ -81,6 +81,8 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS failed_stage VARCHAR(20);
 -- Set, with reply_message_id, before the SMTP call: a workflow found in
 -- user_approved with this set crashed mid-send and must not be resent blindly.
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS send_attempted_at TIMESTAMPTZ;
+-- When the one reminder SMS for the draft on the phone went out (REMINDER_AFTER).
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS reminded_at TIMESTAMPTZ;
 
 -- The deployed service may have used timestamps without time zone; they held
 -- UTC. Convert in place so every timestamp is absolute.

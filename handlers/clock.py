@@ -31,3 +31,7 @@ class OffsetClock:
 
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
+
+    def jump_to(self, moment: datetime) -> None:
+        """Make ``now()`` read ``moment`` (and run on from there)."""
+        self.offset = moment - datetime.now(UTC)

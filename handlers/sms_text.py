@@ -154,3 +154,11 @@ def render_failed_sms(sender: str, subject: str | None, reason: str) -> str:
         f"({fold_typography(_shorten(subject or 'no subject', 40))}): {_shorten(reason, 120)}. "
         "It can be retried from the orchestrator."
     )
+
+
+REMINDER_PREFIX = "Reminder: "
+
+
+def render_reminder_sms(draft_sms: str) -> str:
+    """The draft SMS again, marked as a reminder, so it can be answered as it stands."""
+    return (REMINDER_PREFIX + draft_sms)[:MAX_SMS_CHARS]

@@ -41,6 +41,7 @@ class Workflow:
     reply_sent_at: datetime | None = None
     reply_message_id: str | None = None
     send_attempted_at: datetime | None = None
+    reminded_at: datetime | None = None
     error_message: str | None = None
     failed_stage: str | None = None
     retry_count: int = 0

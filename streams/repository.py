@@ -65,6 +65,7 @@ SETTABLE_COLUMNS = frozenset(
         "reply_sent_at",
         "reply_message_id",
         "send_attempted_at",
+        "reminded_at",
         "error_message",
         "failed_stage",
         "retry_count",
@@ -264,6 +265,20 @@ class Transaction:
                           f"sending the reply as {reply_message_id}", None, now)
         return True
 
+    async def mark_reminded(self, message_id: str) -> bool:
+        """Record that the one reminder for the draft awaiting an answer goes out
+        now, with an audit row; False when it went before or the draft was answered."""
+        now = self.clock.now()
+        row = await _one(self.conn,
+                         "UPDATE workflow_state SET reminded_at = %s, updated_at = %s WHERE message_id = %s"
+                         " AND current_state = %s AND reminded_at IS NULL RETURNING current_state",
+                         (now, now, message_id, WorkflowState.AWAITING_USER.value))
+        if row is None:
+            return False
+        await self._audit(message_id, row["current_state"], row["current_state"], "reminder sent by SMS",
+                          None, now)
+        return True
+
     async def record_sent_reply(self, message_id: str, body: str) -> None:
         """Keep the text that was sent on the Email Monitor's row (``reply_draft``)."""
         await self.conn.execute("UPDATE processed_emails SET reply_draft = %s WHERE message_id = %s",
@@ -379,6 +394,15 @@ class WorkflowRepository:
             cur = await conn.execute(
                 "SELECT message_id FROM workflow_state WHERE current_state = %s AND timeout_at <= %s"
                 " ORDER BY timeout_at", (TIMES_OUT_FROM.value, now))
+            return [row["message_id"] for row in await cur.fetchall()]
+
+    async def due_reminders(self, presented_before: datetime) -> list[str]:
+        """Drafts awaiting an answer since before ``presented_before``, not yet reminded."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT message_id FROM workflow_state WHERE current_state = %s AND reminded_at IS NULL"
+                " AND sms_sent_at <= %s ORDER BY sms_sent_at",
+                (WorkflowState.AWAITING_USER.value, presented_before))
             return [row["message_id"] for row in await cur.fetchall()]
 
     async def page(self, state: WorkflowState, limit: int, offset: int) -> tuple[list[Workflow], int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
@@ -28,12 +27,16 @@ log = logging.getLogger(__name__)
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 
-@dataclass(frozen=True)
 class Exhausted(Exception):
-    """Every attempt failed transiently; ``last`` is the final error."""
+    """Every attempt failed transiently; ``last`` is the final error.
 
-    last: TransientError
-    attempts: int
+    A plain exception (not a frozen dataclass): raising one through a context
+    manager sets ``__traceback__`` on it."""
+
+    def __init__(self, last: TransientError, attempts: int) -> None:
+        super().__init__(last, attempts)
+        self.last = last
+        self.attempts = attempts
 
     def __str__(self) -> str:
         return f"gave up after {self.attempts} attempts: {self.last}"

@@ -74,15 +74,19 @@ class Runtime:
         await self.pool.close()
 
     async def _housekeeping_loop(self) -> None:
-        """Timeouts, driven from the database (a worker that was down catches up
-        at once), and a notify() that re-offers the phone: if a nudge was ever
-        lost, the next waiting draft still goes out."""
+        """Timeouts and reminders, driven from the database (a worker that was
+        down catches up at once), and a notify() that re-offers the phone: if a
+        nudge was ever lost, or quiet hours just ended, the next waiting draft
+        goes out."""
         while True:
             try:
                 expired = await self.stages.expire_timeouts()
                 if expired:
                     log.info("timed out %d workflow(s)", expired)
                 await self.stages.notify()
+                reminded = await self.stages.send_reminders()
+                if reminded:
+                    log.info("sent %d reminder(s)", reminded)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a sweep that fails must not stop the worker

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from psycopg.conninfo import make_conninfo
 from pydantic import (
     AnyHttpUrl,
@@ -23,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from handlers.quiet import QuietHours
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -108,6 +112,11 @@ class Settings(DatabaseSettings):
     # Senders that get no draft besides no-reply/mailer-daemon/postmaster and
     # the account itself: comma-separated shell patterns or domains.
     skip_senders: str = ""
+    # One reminder SMS for an unanswered draft after this many seconds (0: none).
+    reminder_after: float = Field(default=14400.0, ge=0)
+    # No draft or reminder SMS inside these hours (HH:MM-HH:MM in TIMEZONE).
+    quiet_hours: str | None = None
+    timezone: str = "UTC"
 
     # Web
     orchestrator_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8003")
@@ -161,6 +170,23 @@ class Settings(DatabaseSettings):
             raise ValueError("may hold only letters, digits, '.', '_' and '-'")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            QuietHours.parse(value, "UTC")
+            return value.strip()
+        return None
+
     @field_validator("smtp_ca_file")
     @classmethod
     def _ca_file(cls, value: Path | None) -> Path | None:
@@ -198,6 +224,11 @@ class Settings(DatabaseSettings):
         return (f"{' and '.join(missing)} must be set when HOST={self.host} (reachable from other "
                 f"machines); set {'them' if len(missing) > 1 else 'it'}, listen on HOST=127.0.0.1, "
                 f"or set ALLOW_UNAUTHENTICATED=true to accept that risk")
+
+    @property
+    def quiet(self) -> QuietHours | None:
+        """QUIET_HOURS in TIMEZONE, or None when there are none."""
+        return QuietHours.parse(self.quiet_hours, self.timezone) if self.quiet_hours else None
 
     @property
     def app_id(self) -> str:

@@ -24,6 +24,7 @@ from handlers.emails import Reply, build_reply, new_message_id, sender_name
 from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
 from handlers.links import draft_url
 from handlers.messages import DeadLetter, DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
+from handlers.quiet import is_quiet
 from handlers.retry import RetryPolicy
 from handlers.senders import parse_patterns, skip_rule
 from handlers.sms_text import (
@@ -31,6 +32,7 @@ from handlers.sms_text import (
     render_draft_sms,
     render_failed_sms,
     render_ignored_sms,
+    render_reminder_sms,
     render_sent_sms,
 )
 from handlers.workflow import (
@@ -149,8 +151,11 @@ class Stages:
         The phone holds one draft at a time: the one most recently presented,
         until it reaches a decision. An edited draft keeps the phone. The slot
         row stays locked while the SMS goes out, so notifiers in several
-        workers never present twice.
+        workers never present twice. Inside QUIET_HOURS nothing is presented;
+        the housekeeping sweep presents it when they end.
         """
+        if is_quiet(self.settings.quiet, self.clock.now()):
+            return
         failure_sms = None
         async with self.repo.transaction() as tx:
             holder = await tx.phone.lock(self.phone)
@@ -166,18 +171,7 @@ class Stages:
             await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING,
                                 "presenting the draft", sms_phone_number=self.phone)
             await tx.phone.assign(self.phone, candidate.message_id)
-            text = render_draft_sms(
-                DraftSms(
-                    sender=sender_name(candidate.email_from or "unknown sender"),
-                    subject=candidate.email_subject,
-                    preview=candidate.email_body_preview or "",
-                    draft=candidate.ai_reply_text or "",
-                    waiting=waiting,
-                    link=draft_url(str(self.settings.orchestrator_base_url),
-                                   self.settings.draft_link_key, candidate.message_id),
-                ),
-                self.settings.sms_format,
-            )
+            text = self._draft_sms(candidate, waiting)
             try:
                 sms_id, _ = await call_with_retries(
                     lambda: self.sms.send(self.phone, text), self.policy, "draft SMS")
@@ -191,6 +185,44 @@ class Stages:
                     timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
                 )
         await self.tell_person(failure_sms)
+
+    def _draft_sms(self, wf: Workflow, waiting: int) -> str:
+        return render_draft_sms(
+            DraftSms(
+                sender=sender_name(wf.email_from or "unknown sender"),
+                subject=wf.email_subject,
+                preview=wf.email_body_preview or "",
+                draft=wf.ai_reply_text or "",
+                waiting=waiting,
+                link=draft_url(str(self.settings.orchestrator_base_url),
+                               self.settings.draft_link_key, wf.message_id),
+            ),
+            self.settings.sms_format,
+        )
+
+    async def send_reminders(self) -> int:
+        """Text the draft on the phone once more when it has waited
+        REMINDER_AFTER seconds for an answer (once; never in QUIET_HOURS).
+        A reminder the gateway refuses is tried again on the next sweep."""
+        after, now = self.settings.reminder_after, self.clock.now()
+        if not after or is_quiet(self.settings.quiet, now):
+            return 0
+        sent = 0
+        for message_id in await self.repo.due_reminders(now - timedelta(seconds=after)):
+            try:
+                async with self.repo.transaction() as tx:
+                    holder = await tx.phone.lock(self.phone)
+                    if holder is None or holder.message_id != message_id:
+                        continue
+                    if not await tx.mark_reminded(message_id):
+                        continue
+                    text = render_reminder_sms(self._draft_sms(holder, await tx.phone.count_waiting()))
+                    # Inside the transaction: a refused reminder rolls its mark back.
+                    await call_with_retries(lambda: self.sms.send(self.phone, text), self.policy, "reminder SMS")
+                sent += 1
+            except (Exhausted, PermanentError) as exc:
+                log.warning("reminder for %s not sent (%s); trying again on the next sweep", message_id, exc)
+        return sent
 
     # ---------------------------------------------------------------- command
 

@@ -113,7 +113,7 @@ async def repo(pool: Pool, clock: OffsetClock) -> WorkflowRepository:
 @pytest.fixture
 async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: str) -> AsyncIterator[Any]:
     """In-process stages over the test database; peers unreachable unless given:
-    ``make_stages(smtp=SmtpSender(...), retry_backoff_base=0.01)``."""
+    ``make_stages(smtp=SmtpSender(...), ai_reply_generator_url=stub.url, retry_backoff_base=0.01)``."""
     import httpx
 
     from streams.peers.ai import AiReplyGenerator
@@ -126,11 +126,13 @@ async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: st
 
     async with httpx.AsyncClient() as http:
         def make(smtp: SmtpSender | None = None, **settings: Any) -> Stages:
+            nowhere = f"http://127.0.0.1:{free_port()}"
+            settings = {"ai_reply_generator_url": nowhere, "sms_gateway_url": nowhere} | settings
             config = Settings(database_url=database, email_address="me@example.com",  # type: ignore[arg-type]
                               email_password="pw", your_phone_number="+15551234567", **settings)
-            nowhere = f"http://127.0.0.1:{free_port()}"
             return Stages(settings=config, repo=repo, clock=clock,
-                          ai=AiReplyGenerator(http, nowhere), sms=SmsGateway(http, nowhere),
+                          ai=AiReplyGenerator(http, str(config.ai_reply_generator_url)),
+                          sms=SmsGateway(http, str(config.sms_gateway_url)),
                           smtp=smtp or SmtpSender("127.0.0.1", free_port(), "plain", "", ""))
 
         yield make

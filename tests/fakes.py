@@ -153,6 +153,14 @@ class FakeTransaction:
                     f"sending the reply as {reply_message_id}", None)
         return True
 
+    async def mark_reminded(self, message_id: str) -> bool:
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state is not S.AWAITING_USER or wf.reminded_at is not None:
+            return False
+        self.data.workflows[message_id] = replace(wf, reminded_at=self.clock.now())
+        self._audit(message_id, wf.current_state.value, wf.current_state.value, "reminder sent by SMS", None)
+        return True
+
     async def record_sent_reply(self, message_id: str, body: str) -> None:
         self.data.reply_drafts[message_id] = body
 
@@ -214,6 +222,12 @@ class FakeRepository:
         due = [wf for wf in self.data.workflows.values()
                if wf.current_state is TIMES_OUT_FROM and wf.timeout_at is not None and wf.timeout_at <= now]
         return [wf.message_id for wf in sorted(due, key=lambda wf: wf.timeout_at or now)]
+
+    async def due_reminders(self, presented_before: datetime) -> list[str]:
+        due = [wf for wf in self.data.workflows.values()
+               if wf.current_state is S.AWAITING_USER and wf.reminded_at is None
+               and wf.sms_sent_at is not None and wf.sms_sent_at <= presented_before]
+        return [wf.message_id for wf in sorted(due, key=lambda wf: wf.sms_sent_at or presented_before)]
 
     # -------------------------------------------------------------- for tests
 

@@ -73,6 +73,10 @@ def test_phone_number_is_normalised(env: dict[str, str], monkeypatch: pytest.Mon
         ("KAFKA_BOOTSTRAP_SERVERS", "kafka", "KAFKA_BOOTSTRAP_SERVERS: must be a comma-separated host:port"),
         ("AI_REPLY_GENERATOR_URL", "not a url", "AI_REPLY_GENERATOR_URL: "),
         ("SMTP_CA_FILE", "/nonexistent/ca.pem", "SMTP_CA_FILE: no such file"),
+        ("QUIET_HOURS", "late", "QUIET_HOURS: must look like 22:00-07:00"),
+        ("QUIET_HOURS", "25:00-07:00", "QUIET_HOURS: hours are 00-23 and minutes 00-59"),
+        ("TIMEZONE", "Mars/Olympus", "TIMEZONE: unknown time zone 'Mars/Olympus'"),
+        ("REMINDER_AFTER", "-5", "REMINDER_AFTER: "),
     ],
 )
 def test_a_malformed_value_is_named(
