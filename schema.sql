@@ -83,6 +83,16 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS failed_stage VARCHAR(20);
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS send_attempted_at TIMESTAMPTZ;
 -- When the one reminder SMS for the draft on the phone went out (REMINDER_AFTER).
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS reminded_at TIMESTAMPTZ;
+-- Parked by a peer outage that outlasted the in-call retries: the workflow
+-- stays in its state and the housekeeping sweep sets its stage going again at
+-- next_attempt_at (NULL while that try is in flight), until RETRY_DEADLINE
+-- after parked_since. Any transition clears these.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS park_stage VARCHAR(20);
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS park_peer VARCHAR(50);
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS park_reason TEXT;
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS parked_since TIMESTAMPTZ;
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS park_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMPTZ;
 
 -- The deployed service may have used timestamps without time zone; they held
 -- UTC. Convert in place so every timestamp is absolute.
@@ -104,6 +114,8 @@ CREATE INDEX IF NOT EXISTS workflow_state_state_idx ON workflow_state (current_s
 CREATE INDEX IF NOT EXISTS workflow_state_timeout_idx
     ON workflow_state (timeout_at) WHERE current_state = 'awaiting_user';
 CREATE INDEX IF NOT EXISTS workflow_state_created_idx ON workflow_state (created_at);
+CREATE INDEX IF NOT EXISTS workflow_state_parked_idx
+    ON workflow_state (next_attempt_at) WHERE park_peer IS NOT NULL;
 
 -- ---------------------------------------------------------------------------
 -- workflow_audit_log: every won transition, in order (id is monotonic).
@@ -149,6 +161,17 @@ CREATE TABLE IF NOT EXISTS phone_conversation (
     message_id      VARCHAR(255) REFERENCES processed_emails (message_id) ON DELETE SET NULL,
     presented_at    TIMESTAMPTZ,
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- peer_outage: a peer that parked at least one workflow. The row is made by
+-- the first park of an outage (INSERT ... ON CONFLICT DO NOTHING), which is
+-- what texts the person once; the sweep removes it when nothing is parked on
+-- that peer any more.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS peer_outage (
+    peer            VARCHAR(50) PRIMARY KEY,
+    since           TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 -- ---------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Exponential backoff with full jitter (pure: the random source is injected)."""
+"""Backoff, pure: in-call retries with full jitter (the random source is
+injected), and the durable schedule of a workflow parked by a long outage."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -18,3 +20,23 @@ class RetryPolicy:
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.cap, self.base * 2 ** max(0, failed_attempts - 1))
         return (rng or random).uniform(0, ceiling)
+
+
+@dataclass(frozen=True)
+class ParkPolicy:
+    """When a workflow parked by an outage is tried again: ``base`` seconds
+    after the first park, doubling up to ``cap``, until ``deadline`` seconds
+    after the first failure (one last try lands on the deadline itself). A
+    ``deadline`` of 0 turns parking off: the workflow fails at once."""
+
+    base: float = 30.0
+    cap: float = 3600.0
+    deadline: float = 86400.0
+
+    def next_attempt(self, parks_so_far: int, since: datetime, now: datetime) -> datetime | None:
+        """The time of the next try, or None when the deadline has passed."""
+        give_up_at = since + timedelta(seconds=self.deadline)
+        if self.deadline <= 0 or now >= give_up_at:
+            return None
+        wait = min(self.cap, self.base * 2 ** min(parks_so_far, 32))
+        return min(now + timedelta(seconds=wait), give_up_at)

@@ -162,3 +162,9 @@ REMINDER_PREFIX = "Reminder: "
 def render_reminder_sms(draft_sms: str) -> str:
     """The draft SMS again, marked as a reminder, so it can be answered as it stands."""
     return (REMINDER_PREFIX + draft_sms)[:MAX_SMS_CHARS]
+
+
+def render_outage_sms(peer: str) -> str:
+    """Said once per outage, however many emails it holds up."""
+    return (f"{peer} is not answering. Your emails wait and go ahead on their own when it is back; "
+            "nothing to do.")

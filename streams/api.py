@@ -66,6 +66,14 @@ class WorkflowSummary(_Model):
     created_at: datetime | None
     updated_at: datetime | None
     timeout_at: datetime | None
+    #: Set while a peer outage holds the workflow: the stage that waits, why,
+    #: since when, how many parks so far, and when it is tried next (null
+    #: while that try is under way).
+    park_stage: str | None
+    park_reason: str | None
+    parked_since: datetime | None
+    park_attempts: int
+    next_attempt_at: datetime | None
 
 
 class WorkflowDetail(WorkflowSummary):
@@ -119,6 +127,8 @@ def summary(wf: Workflow) -> WorkflowSummary:
         email_from=wf.email_from, email_received_at=wf.email_received_at, edit_iteration=wf.edit_iteration,
         error_message=wf.error_message, failed_stage=wf.failed_stage, retry_count=wf.retry_count,
         created_at=wf.created_at, updated_at=wf.updated_at, timeout_at=wf.timeout_at,
+        park_stage=wf.park_stage, park_reason=wf.park_reason, parked_since=wf.parked_since,
+        park_attempts=wf.park_attempts, next_attempt_at=wf.next_attempt_at,
     )
 
 

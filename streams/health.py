@@ -125,11 +125,11 @@ class HealthReporter:
         except httpx.HTTPError as exc:
             return {"ok": False, "error": type(exc).__name__}
 
-    async def _database(self) -> tuple[dict[str, Any], dict[str, int]]:
+    async def _database(self) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
         try:
-            return {"ok": True}, await self.repo.count_by_state(timeout=3)
+            return {"ok": True}, await self.repo.count_by_state(timeout=3), await self.repo.parked(timeout=3)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            return {"ok": False, "error": type(exc).__name__}, {}
+            return {"ok": False, "error": type(exc).__name__}, {}, {}
 
     async def _kafka(self) -> tuple[dict[str, Any], dict[str, Any]]:
         relay = self.relay
@@ -150,7 +150,7 @@ class HealthReporter:
 
     async def report(self) -> dict[str, Any]:
         s = self.settings
-        (database, counts), (kafka, agents), ai, sms = await asyncio.gather(
+        (database, counts, parked), (kafka, agents), ai, sms = await asyncio.gather(
             self._database(), self._kafka(),
             self._peer(str(s.ai_reply_generator_url)), self._peer(str(s.sms_gateway_url)),
         )
@@ -170,6 +170,8 @@ class HealthReporter:
                        "ai_reply_generator": ai, "sms_gateway": sms},
             "agents": agents,
             "workflows": counts,
+            # Held by a peer outage, each tried again on its own schedule (not unhealthy).
+            "parked": parked,
             # Shown, not failed: ALLOW_UNAUTHENTICATED=true is a deliberate choice.
             "security": {"unauthenticated": s.unauthenticated_exposure is not None,
                          "warning": s.unauthenticated_exposure},

@@ -42,6 +42,12 @@ class Workflow:
     reply_message_id: str | None = None
     send_attempted_at: datetime | None = None
     reminded_at: datetime | None = None
+    park_stage: str | None = None
+    park_peer: str | None = None
+    park_reason: str | None = None
+    parked_since: datetime | None = None
+    park_attempts: int = 0
+    next_attempt_at: datetime | None = None
     error_message: str | None = None
     failed_stage: str | None = None
     retry_count: int = 0
@@ -56,6 +62,7 @@ class Workflow:
         values["current_state"] = WorkflowState(row["current_state"])
         values["edit_iteration"] = row.get("edit_iteration") or 0
         values["retry_count"] = row.get("retry_count") or 0
+        values["park_attempts"] = row.get("park_attempts") or 0
         values["edit_history"] = row.get("edit_history") or []
         return cls(**values)
 

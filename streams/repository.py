@@ -77,6 +77,8 @@ Connection = psycopg.AsyncConnection[dict[str, Any]]
 Pool = AsyncConnectionPool[Connection]
 
 _READY_FIRST = " ORDER BY email_received_at NULLS LAST, created_at, id"
+_UNPARK = ("park_stage = NULL, park_peer = NULL, park_reason = NULL, parked_since = NULL,"
+           " park_attempts = 0, next_attempt_at = NULL")
 
 
 async def _one(conn: Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
@@ -107,7 +109,8 @@ class PhoneSlot:
     async def oldest_ready(self) -> Workflow | None:
         """The draft that should go on the phone next: ready, oldest email first."""
         row = await _one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s"
-                         + _READY_FIRST + " LIMIT 1", (READY_STATE.value,))
+                         " AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+                         + _READY_FIRST + " LIMIT 1", (READY_STATE.value, self._tx.clock.now()))
         return Workflow.from_row(row) if row else None
 
     async def count_waiting(self, exclude: str | None = None) -> int:
@@ -211,6 +214,7 @@ class Transaction:
             sql.SQL("current_state = {}").format(sql.Placeholder("new")),
             sql.SQL("previous_state = current_state"),
             sql.SQL("updated_at = {}").format(sql.Placeholder("now")),
+            sql.SQL(_UNPARK),  # a workflow that moves on is no longer parked
         ]
         now = self.clock.now()
         params: dict[str, Any] = {"now": now, "message_id": message_id, "new": new.value,
@@ -264,6 +268,50 @@ class Transaction:
         await self._audit(message_id, row["current_state"], row["current_state"],
                           f"sending the reply as {reply_message_id}", None, now)
         return True
+
+    async def park(self, message_id: str, state: WorkflowState, *, stage: str, peer: str, reason: str,
+                   since: datetime, attempts: int, next_attempt_at: datetime, release_send: bool = False) -> bool:
+        """Leave ``message_id`` in ``state`` and schedule its ``stage`` again at
+        ``next_attempt_at``; the first park of an outage is audited.
+        ``release_send`` withdraws a send claim (the server took nothing).
+        False when the workflow is no longer in ``state``."""
+        now = self.clock.now()
+        release = ", send_attempted_at = NULL" if release_send else ""
+        row = await _one(self.conn,
+                         "UPDATE workflow_state SET park_stage = %s, park_peer = %s, park_reason = %s,"
+                         " parked_since = %s, park_attempts = %s, next_attempt_at = %s, updated_at = %s" + release
+                         + " WHERE message_id = %s AND current_state = %s RETURNING current_state",
+                         (stage, peer, reason, since, attempts, next_attempt_at, now, message_id, state.value))
+        if row is None:
+            return False
+        if attempts == 1:
+            await self._audit(message_id, state.value, state.value,
+                              f"parked: {reason}; tried again at {next_attempt_at.isoformat()}", reason, now)
+        return True
+
+    async def note_outage(self, peer: str) -> bool:
+        """Record that ``peer`` is out; True only for the first note of an outage."""
+        row = await _one(self.conn, "INSERT INTO peer_outage (peer, since) VALUES (%s, %s)"
+                         " ON CONFLICT DO NOTHING RETURNING peer", (peer, self.clock.now()))
+        return row is not None
+
+    async def claim_due_parked(self, limit: int) -> list[Workflow]:
+        """Take the parked workflows whose next try is due (clearing
+        ``next_attempt_at`` while it is in flight); SKIP LOCKED, so two
+        sweeps never take the same one."""
+        cur = await self.conn.execute(
+            "WITH due AS (SELECT id FROM workflow_state WHERE park_peer IS NOT NULL AND next_attempt_at <= %s"
+            "  ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE workflow_state w SET next_attempt_at = NULL FROM due WHERE w.id = due.id RETURNING w.*",
+            (self.clock.now(), limit))
+        return [Workflow.from_row(row) for row in await cur.fetchall()]
+
+    async def end_outages(self) -> list[str]:
+        """Forget the outages of peers that hold no parked workflow any more."""
+        cur = await self.conn.execute(
+            "DELETE FROM peer_outage o WHERE NOT EXISTS (SELECT 1 FROM workflow_state w"
+            " WHERE w.park_peer = o.peer) RETURNING peer")
+        return [row["peer"] for row in await cur.fetchall()]
 
     async def mark_reminded(self, message_id: str) -> bool:
         """Record that the one reminder for the draft awaiting an answer goes out
@@ -419,6 +467,18 @@ class WorkflowRepository:
             row = await _one(conn, "SELECT count(*) AS n FROM workflow_state WHERE current_state = %s",
                              (state.value,))
             return [], int(row["n"]) if row else 0
+
+    async def parked(self, timeout: float | None = None) -> dict[str, Any]:
+        """What is parked: how many, per peer, since when, the next try."""
+        async with self.pool.connection(timeout=timeout) as conn:
+            cur = await conn.execute(
+                "SELECT park_peer, count(*) AS n, min(parked_since) AS since, min(next_attempt_at) AS next,"
+                " max(park_attempts) AS attempts FROM workflow_state WHERE park_peer IS NOT NULL GROUP BY 1")
+            rows = await cur.fetchall()
+        return {"count": sum(int(r["n"]) for r in rows),
+                "by_peer": {r["park_peer"]: {"count": int(r["n"]), "since": r["since"],
+                                             "next_attempt_at": r["next"], "attempts": int(r["attempts"])}
+                            for r in rows}}
 
     async def count_by_state(self, timeout: float | None = None) -> dict[str, int]:
         """How many workflows are in each state (states with none are left out).

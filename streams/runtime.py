@@ -74,12 +74,15 @@ class Runtime:
         await self.pool.close()
 
     async def _housekeeping_loop(self) -> None:
-        """Timeouts and reminders, driven from the database (a worker that was
+        """Parked workflows, timeouts and reminders, driven from the database (a worker that was
         down catches up at once), and a notify() that re-offers the phone: if a
         nudge was ever lost, or quiet hours just ended, the next waiting draft
         goes out."""
         while True:
             try:
+                resumed = await self.stages.resume_parked()
+                if resumed:
+                    log.info("set %d parked workflow(s) going again", resumed)
                 expired = await self.stages.expire_timeouts()
                 if expired:
                     log.info("timed out %d workflow(s)", expired)

@@ -107,6 +107,12 @@ class Settings(DatabaseSettings):
     max_retry_attempts: int = Field(default=3, ge=1)
     retry_backoff_base: float = Field(default=1.0, gt=0)
     retry_backoff_max: float = Field(default=60.0, gt=0)
+    # An outage that outlasts the in-call retries parks the workflow: tried
+    # again RETRY_PARK_BASE s later, doubling up to RETRY_PARK_MAX, until
+    # RETRY_DEADLINE s after the first failure (0: fail at once instead).
+    retry_park_base: float = Field(default=30.0, gt=0)
+    retry_park_max: float = Field(default=3600.0, gt=0)
+    retry_deadline: float = Field(default=86400.0, ge=0)
     max_edit_iterations: int = Field(default=10, ge=0)
     sms_format: Literal["condensed", "full"] = "condensed"
     # Senders that get no draft besides no-reply/mailer-daemon/postmaster and

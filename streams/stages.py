@@ -25,13 +25,14 @@ from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
 from handlers.links import draft_url
 from handlers.messages import DeadLetter, DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.quiet import is_quiet
-from handlers.retry import RetryPolicy
+from handlers.retry import ParkPolicy, RetryPolicy
 from handlers.senders import parse_patterns, skip_rule
 from handlers.sms_text import (
     DraftSms,
     render_draft_sms,
     render_failed_sms,
     render_ignored_sms,
+    render_outage_sms,
     render_reminder_sms,
     render_sent_sms,
 )
@@ -79,6 +80,11 @@ class Stages:
         return RetryPolicy(s.max_retry_attempts, s.retry_backoff_base, s.retry_backoff_max)
 
     @property
+    def park_policy(self) -> ParkPolicy:
+        s = self.settings
+        return ParkPolicy(s.retry_park_base, s.retry_park_max, s.retry_deadline)
+
+    @property
     def phone(self) -> str:
         return self.settings.your_phone_number
 
@@ -115,8 +121,11 @@ class Stages:
                 self.policy,
                 f"draft for {message_id}",
             )
-        except (Exhausted, PermanentError) as exc:
+        except PermanentError as exc:
             await self.fail_workflow(wf, S.AI_GENERATING, Stage.DRAFT, exc)
+            return
+        except Exhausted as exc:
+            await self.park_or_fail(wf, S.AI_GENERATING, Stage.DRAFT, exc)
             return
         if is_edit:
             history.append({"instructions": wf.user_edit_instructions, "draft": draft.full_draft})
@@ -154,19 +163,32 @@ class Stages:
         workers never present twice. Inside QUIET_HOURS nothing is presented;
         the housekeeping sweep presents it when they end.
         """
-        if is_quiet(self.settings.quiet, self.clock.now()):
+        now = self.clock.now()
+        if is_quiet(self.settings.quiet, now):
             return
+        try:
+            failure_sms = await self._present()
+        except _GatewayOut as out:
+            await self.park_or_fail(out.workflow, READY_STATE, Stage.NOTIFY, out.error)
+            return
+        await self.tell_person(failure_sms)
+
+    async def _present(self) -> str | None:
+        """:meth:`notify`'s transaction; returns the SMS to text after it, and
+        raises :class:`_GatewayOut` (rolling back) when the gateway is out."""
         failure_sms = None
         async with self.repo.transaction() as tx:
             holder = await tx.phone.lock(self.phone)
             if holder is not None and holder.current_state is READY_STATE:
+                if holder.next_attempt_at is not None and holder.next_attempt_at > self.clock.now():
+                    return None  # an edited draft keeps the phone; it waits for the gateway
                 candidate: Workflow | None = holder
             elif holder is not None and not is_terminal(holder.current_state):
-                return  # the person has a draft to answer, or it is being worked on
+                return None  # the person has a draft to answer, or it is being worked on
             else:
                 candidate = await tx.phone.oldest_ready()
             if candidate is None:
-                return
+                return None
             waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
             await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING,
                                 "presenting the draft", sms_phone_number=self.phone)
@@ -175,7 +197,9 @@ class Stages:
             try:
                 sms_id, _ = await call_with_retries(
                     lambda: self.sms.send(self.phone, text), self.policy, "draft SMS")
-            except (Exhausted, PermanentError) as exc:
+            except Exhausted as exc:
+                raise _GatewayOut(candidate, exc) from exc
+            except PermanentError as exc:
                 failure_sms = await self._fail_in(tx, candidate, S.SMS_SENDING, Stage.NOTIFY, exc)
             else:
                 now = self.clock.now()
@@ -184,7 +208,7 @@ class Stages:
                     sms_message_id=sms_id, sms_sent_at=now,
                     timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
                 )
-        await self.tell_person(failure_sms)
+        return failure_sms
 
     def _draft_sms(self, wf: Workflow, waiting: int) -> str:
         return render_draft_sms(
@@ -297,9 +321,12 @@ class Stages:
         except OutcomeUnknownError as exc:
             await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, exc)
             return
-        except (Exhausted, PermanentError) as exc:
+        except PermanentError as exc:
             # The server refused it: nothing went out, a retry may send again.
             await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, exc, send_attempted_at=None)
+            return
+        except Exhausted as exc:
+            await self.park_or_fail(wf, S.USER_APPROVED, Stage.SEND, exc, send_attempted_at=None)
             return
         async with self.repo.transaction() as tx:
             await tx.transition(message_id, S.USER_APPROVED, S.REPLY_SENT, "reply sent",
@@ -344,6 +371,43 @@ class Stages:
                                 error_message=None, send_attempted_at=None)
             await tx.publish(_restart_message(restart.stage, wf))
         return restart.state
+
+    # ---------------------------------------------------------------- outages
+
+    async def park_or_fail(self, wf: Workflow, state: WorkflowState, stage: Stage, error: Exhausted,
+                           **fail_fields: Any) -> None:
+        """A peer outlasted the in-call retries: park ``wf`` in ``state`` and
+        try ``stage`` again later (see :class:`~handlers.retry.ParkPolicy`),
+        texting the person once per outage; past RETRY_DEADLINE, fail it."""
+        now = self.clock.now()
+        since = wf.parked_since or now
+        next_at = self.park_policy.next_attempt(wf.park_attempts, since, now)
+        if next_at is None:
+            await self.fail_workflow(wf, state, stage, error, **fail_fields)
+            return
+        peer = error.last.peer
+        async with self.repo.transaction() as tx:
+            parked = await tx.park(wf.message_id, state, stage=stage.value, peer=peer, reason=str(error.last),
+                                   since=since, attempts=wf.park_attempts + 1, next_attempt_at=next_at,
+                                   release_send="send_attempted_at" in fail_fields)
+            first_of_outage = parked and await tx.note_outage(peer)
+        if parked:
+            log.warning("%s parked at %s: %s; next try at %s", wf.message_id, stage, error.last,
+                        next_at.isoformat())
+        if first_of_outage:
+            await self.tell_person(render_outage_sms(peer))
+
+    async def resume_parked(self, limit: int = 100) -> int:
+        """Set going again every parked stage whose next try is due (through
+        its topic, so the partition's owner runs it); forget outages that hold
+        nothing parked any more."""
+        async with self.repo.transaction() as tx:
+            due = await tx.claim_due_parked(limit)
+            for wf in due:
+                await tx.publish(_restart_message(Stage(wf.park_stage or Stage.DRAFT.value), wf))
+            for peer in await tx.end_outages():
+                log.info("%s is back: nothing is parked on it any more", peer)
+        return len(due)
 
     # --------------------------------------------------------------- failures
 
@@ -394,6 +458,15 @@ async def _next_up(tx: Transaction) -> tuple[str | None, int]:
     """Who sent the draft that goes on the phone next, and how many wait."""
     nxt = await tx.phone.oldest_ready()
     return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting()
+
+
+class _GatewayOut(Exception):
+    """The SMS gateway outlasted the in-call retries while presenting ``workflow``."""
+
+    def __init__(self, workflow: Workflow, error: Exhausted) -> None:
+        super().__init__(str(error))
+        self.workflow = workflow
+        self.error = error
 
 
 def _restart_message(stage: Stage, wf: Workflow) -> TopicMessage:

@@ -35,6 +35,8 @@ from streams.records import AuditEntry, Email, Workflow
 from streams.repository import SETTABLE_COLUMNS
 
 S = WorkflowState
+_UNPARKED: dict[str, Any] = {"park_stage": None, "park_peer": None, "park_reason": None, "parked_since": None,
+                             "park_attempts": 0, "next_attempt_at": None}
 
 
 @dataclass
@@ -46,6 +48,7 @@ class _Data:
     phones: dict[str, str | None] = field(default_factory=dict)
     sms: dict[str, dict[str, Any]] = field(default_factory=dict)
     reply_drafts: dict[str, str] = field(default_factory=dict)
+    outages: set[str] = field(default_factory=set)
 
 
 class _Part:
@@ -60,7 +63,9 @@ class FakePhoneSlot(_Part):
         return self.data.workflows.get(held) if held else None
 
     async def oldest_ready(self) -> Workflow | None:
-        ready = [wf for wf in self.data.workflows.values() if wf.current_state is READY_STATE]
+        now = self.tx.clock.now()
+        ready = [wf for wf in self.data.workflows.values() if wf.current_state is READY_STATE
+                 and (wf.next_attempt_at is None or wf.next_attempt_at <= now)]
         ready.sort(key=lambda wf: (wf.email_received_at or datetime.max.replace(tzinfo=UTC),
                                    wf.created_at or datetime.max.replace(tzinfo=UTC)))
         return ready[0] if ready else None
@@ -130,7 +135,7 @@ class FakeTransaction:
         previous = wf.current_state.value
         kept = {k: v for k, v in fields.items() if k in Workflow.__dataclass_fields__}  # as the row reads back
         self.data.workflows[message_id] = replace(wf, current_state=new, previous_state=previous,
-                                                  updated_at=self.clock.now(), **kept)
+                                                  updated_at=self.clock.now(), **_UNPARKED, **kept)
         self._audit(message_id, previous, new.value, reason, error)
         status = email_status_for(new)
         if status is not None:
@@ -152,6 +157,40 @@ class FakeTransaction:
         self._audit(message_id, wf.current_state.value, wf.current_state.value,
                     f"sending the reply as {reply_message_id}", None)
         return True
+
+    async def park(self, message_id: str, state: WorkflowState, *, stage: str, peer: str, reason: str,
+                   since: datetime, attempts: int, next_attempt_at: datetime, release_send: bool = False) -> bool:
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state is not state:
+            return False
+        self.data.workflows[message_id] = replace(
+            wf, park_stage=stage, park_peer=peer, park_reason=reason, parked_since=since, park_attempts=attempts,
+            next_attempt_at=next_attempt_at, send_attempted_at=None if release_send else wf.send_attempted_at)
+        if attempts == 1:
+            self._audit(message_id, state.value, state.value,
+                        f"parked: {reason}; tried again at {next_attempt_at.isoformat()}", reason)
+        return True
+
+    async def note_outage(self, peer: str) -> bool:
+        if peer in self.data.outages:
+            return False
+        self.data.outages.add(peer)
+        return True
+
+    async def claim_due_parked(self, limit: int) -> list[Workflow]:
+        now = self.clock.now()
+        due = sorted((wf for wf in self.data.workflows.values() if wf.park_peer is not None
+                      and wf.next_attempt_at is not None and wf.next_attempt_at <= now),
+                     key=lambda wf: wf.next_attempt_at or now)[:limit]
+        for wf in due:
+            self.data.workflows[wf.message_id] = replace(wf, next_attempt_at=None)
+        return [self.data.workflows[wf.message_id] for wf in due]
+
+    async def end_outages(self) -> list[str]:
+        parked = {wf.park_peer for wf in self.data.workflows.values()}
+        ended = sorted(self.data.outages - parked)
+        self.data.outages -= set(ended)
+        return ended
 
     async def mark_reminded(self, message_id: str) -> bool:
         wf = self.data.workflows.get(message_id)

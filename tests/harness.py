@@ -206,6 +206,11 @@ class Pipeline:
 
         await eventually(there, timeout, f"{message_id} in {state} (now {await self.state(message_id)})")
 
+    async def awaiting_one(self) -> str | None:
+        """The message_id of the draft awaiting the person's answer, if any."""
+        rows = await self.query("SELECT message_id FROM workflow_state WHERE current_state = 'awaiting_user'")
+        return str(rows[0]["message_id"]) if rows else None
+
     async def email_status(self, message_id: str) -> str:
         rows = await self.query("SELECT status FROM processed_emails WHERE message_id = %s", message_id)
         return str(rows[0]["status"])

@@ -4,7 +4,7 @@ Kafka and PostgreSQL in the e2e tests."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -56,6 +56,11 @@ class World:
         await self.stages.command(InboundSms(sms_id=sms_id or f"m{self._sms}", phone_number=phone, text=text))
 
 
+def about(moment: datetime | None, expected: datetime) -> bool:
+    """Equal but for the real time the OffsetClock lets pass between two reads."""
+    return moment is not None and abs((moment - expected).total_seconds()) < 1
+
+
 @pytest.fixture
 def world() -> World:
     return World()
@@ -98,14 +103,15 @@ async def test_notify_presents_the_oldest_ready_draft_once(world: World) -> None
     assert wf.timeout_at == wf.sms_sent_at + timedelta(seconds=86400)  # type: ignore[operator]
 
 
-async def test_a_gateway_that_keeps_failing_fails_the_draft_and_frees_the_phone(world: World) -> None:
+async def test_a_gateway_that_keeps_failing_fails_the_draft_and_frees_the_phone() -> None:
+    world = World(retry_deadline=0)  # no parking: give up after the in-call retries
     await world.repo.start("<a@x>")
     await world.stages.draft("<a@x>")
     world.sms.failing = 3
     await world.stages.notify()
     assert world.state("<a@x>") is S.FAILED
     assert world.repo.data.workflows["<a@x>"].failed_stage == "notify"
-    assert world.repo.published(PhoneFreed)[0].message_id == "<a@x>"
+    assert world.repo.data.phones.get(PHONE) is None  # the presentation was rolled back
     assert world.sms.texts == ["Gave up on the email from Ann Lee (Lunch?): SMS Gateway: modem busy. "
                                "It can be retried from the orchestrator."]
 
@@ -237,3 +243,83 @@ async def test_a_no_reply_sender_is_filtered_before_any_draft(world: World) -> N
     assert world.ai.calls == [] and world.sms.sent == []
     assert world.repo.data.emails["<n@x>"].status == "filtered"
     assert world.repo.trail("<n@x>")[-1] == ("pending", "filtered")
+
+
+async def test_an_outage_parks_the_draft_and_the_sweep_sets_it_going_again(world: World) -> None:
+    from handlers.errors import TransientError
+
+    down = TransientError("AI Reply Generator", "503")
+    for mid in ("<a@x>", "<b@x>"):
+        await world.repo.start(mid)
+        world.ai.fail_with = [down] * 3
+        await world.stages.draft(mid)
+        wf = world.repo.data.workflows[mid]
+        assert (wf.current_state, wf.park_stage, wf.park_attempts) == (S.AI_GENERATING, "draft", 1)
+        assert about(wf.next_attempt_at, world.clock.now() + timedelta(seconds=30))
+    assert world.sms.texts == ["AI Reply Generator is not answering. Your emails wait and go ahead on their own "
+                               "when it is back; nothing to do."]  # once per outage, not per email
+    assert await world.stages.resume_parked() == 0  # not due yet
+    world.clock.advance(timedelta(seconds=30))
+    assert await world.stages.resume_parked() == 2
+    assert [m.message_id for m in world.repo.published(EmailPending)][-2:] == ["<a@x>", "<b@x>"]
+    world.ai.fail_with = [down] * 3  # still down for <a@x>: parked again, twice as long
+    await world.stages.draft("<a@x>")
+    wf = world.repo.data.workflows["<a@x>"]
+    assert wf.park_attempts == 2 and about(wf.next_attempt_at, world.clock.now() + timedelta(seconds=60))
+    await world.stages.draft("<b@x>")  # back
+    assert world.state("<b@x>") is S.AI_GENERATED and world.repo.data.workflows["<b@x>"].park_peer is None
+    assert len(world.sms.texts) == 1
+
+
+async def test_past_the_deadline_a_parked_workflow_fails() -> None:
+    from handlers.errors import TransientError
+
+    world = World(retry_deadline=100, retry_park_base=30)
+    await world.repo.start("<a@x>")
+    for _ in range(4):
+        world.ai.fail_with = [TransientError("AI Reply Generator", "503")] * 3
+        await world.stages.draft("<a@x>")
+        wf = world.repo.data.workflows["<a@x>"]
+        if wf.current_state is S.FAILED:
+            break
+        world.clock.advance(timedelta(seconds=wf.next_attempt_at.timestamp() - world.clock.now().timestamp()))  # type: ignore[union-attr]
+    assert wf.current_state is S.FAILED and wf.failed_stage == "draft"
+    assert world.clock.now() >= wf.created_at + timedelta(seconds=100)  # type: ignore[operator]
+    assert world.sms.texts[-1].startswith("Gave up on the email from Ann Lee")
+
+
+async def test_a_gateway_outage_parks_the_draft_unpresented(world: World) -> None:
+    await world.repo.start("<a@x>")
+    await world.stages.draft("<a@x>")
+    world.sms.failing = 3
+    await world.stages.notify()
+    wf = world.repo.data.workflows["<a@x>"]
+    assert (wf.current_state, wf.park_stage) == (S.AI_GENERATED, "notify")
+    assert world.repo.data.phones.get(PHONE) is None  # the presentation was rolled back
+    await world.stages.notify()  # not due: the gateway is not hammered
+    assert world.sms.failing == 0 and len(world.sms.sent) == 1  # only the outage notice got through
+    world.clock.advance(timedelta(seconds=30))
+    await world.stages.resume_parked()
+    await world.stages.notify()
+    assert world.state("<a@x>") is S.AWAITING_USER
+
+
+async def test_an_smtp_outage_parks_the_send_and_releases_its_claim(world: World) -> None:
+    from handlers.errors import TransientError
+
+    await world.presented("<a@x>")
+    await world.answer("1")
+
+    async def unavailable(message: Any) -> None:
+        raise TransientError("SMTP", "421 try later")
+
+    send = world.mail.send
+    world.mail.send = unavailable  # type: ignore[method-assign]
+    await world.stages.send("<a@x>")
+    wf = world.repo.data.workflows["<a@x>"]
+    assert (wf.current_state, wf.park_stage, wf.send_attempted_at) == (S.USER_APPROVED, "send", None)
+    world.mail.send = send  # type: ignore[method-assign]
+    world.clock.advance(timedelta(seconds=30))
+    assert await world.stages.resume_parked() == 1
+    await world.stages.send("<a@x>")
+    assert world.state("<a@x>") is S.REPLY_SENT and len(world.mail.sent) == 1
