@@ -1,7 +1,7 @@
 """What the stages need of the outside world, as narrow interfaces.
 
 The adapters in :mod:`streams.peers` implement them against the real peers
-(docs/contracts.md §2-§4); fast tests drive the stages with small fakes.
+(docs/contracts.md §2-§4, and IMAP); fast tests drive the stages with small fakes.
 Every method raises only the taxonomy of :mod:`handlers.errors`.
 """
 
@@ -29,4 +29,10 @@ class SmsSender(Protocol):
 class MailSender(Protocol):
     async def send(self, message: EmailMessage) -> None:
         """Hand ``message`` to the mail server (OutcomeUnknownError if cut off mid-way)."""
+        ...
+
+
+class SentMailbox(Protocol):
+    async def contains(self, message_id: str) -> bool:
+        """Whether a message with this Message-ID is in the account's Sent folder."""
         ...

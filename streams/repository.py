@@ -252,21 +252,25 @@ class Transaction:
             (message_id, from_state, to_state, reason, error, at),
         )
 
-    async def claim_send(self, message_id: str, reply_message_id: str) -> bool:
+    async def claim_send(self, message_id: str, reply_message_id: str, *, again: bool = False) -> bool:
         """Record the intent to send an approved reply, before any SMTP traffic:
         our Message-ID and ``send_attempted_at``, with an audit row. False when
         the workflow is not approved or a send was already attempted (a worker
-        that finds it set knows a send may have been cut off)."""
+        that finds it set knows a send may have been cut off). ``again``
+        claims a send that was attempted before (the Sent folder showed it
+        never went out) for one more attempt with the same Message-ID."""
         now = self.clock.now()
+        attempted = "IS NOT NULL" if again else "IS NULL"
         row = await _one(self.conn,
                          "UPDATE workflow_state SET reply_message_id = %s, send_attempted_at = %s, updated_at = %s"
-                         " WHERE message_id = %s AND current_state = %s AND send_attempted_at IS NULL"
+                         f" WHERE message_id = %s AND current_state = %s AND send_attempted_at {attempted}"
                          " RETURNING current_state",
                          (reply_message_id, now, now, message_id, WorkflowState.USER_APPROVED.value))
         if row is None:
             return False
-        await self._audit(message_id, row["current_state"], row["current_state"],
-                          f"sending the reply as {reply_message_id}", None, now)
+        reason = (f"not in the Sent folder: sending again as {reply_message_id}" if again
+                  else f"sending the reply as {reply_message_id}")
+        await self._audit(message_id, row["current_state"], row["current_state"], reason, None, now)
         return True
 
     async def park(self, message_id: str, state: WorkflowState, *, stage: str, peer: str, reason: str,

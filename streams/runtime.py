@@ -14,6 +14,7 @@ from .database import apply_schema, create_pool
 from .health import AgentProgress, HealthReporter
 from .outbox import OutboxRelay, new_producer
 from .peers.ai import AiReplyGenerator
+from .peers.imap import SentFolder
 from .peers.sms import SmsGateway
 from .peers.smtp import SmtpSender
 from .poller import EmailPoller
@@ -42,6 +43,11 @@ class Runtime:
                 settings.smtp_ca_file, settings.smtp_timeout,
             ),
             clock=self.clock,
+            sent_folder=SentFolder(
+                settings.imap_host, settings.imap_port, settings.email_address,
+                settings.email_password.get_secret_value(), settings.imap_sent_folder,
+                settings.imap_ca_file, settings.smtp_timeout,
+            ) if settings.imap_host else None,
         )
         self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings.kafka_bootstrap_servers),

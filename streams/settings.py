@@ -95,6 +95,13 @@ class Settings(DatabaseSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     email_address: str
     email_password: SecretStr
+    # The same account's Sent folder, to settle a send cut off mid-SMTP. On by
+    # default for Gmail (smtp.gmail.com -> imap.gmail.com); IMAP_SERVER=off
+    # turns it off, any other value points elsewhere.
+    imap_server: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_sent_folder: str = "[Gmail]/Sent Mail"
+    imap_ca_file: Path | None = None
 
     # The person's phone (docs/contracts.md §5)
     your_phone_number: str
@@ -193,7 +200,7 @@ class Settings(DatabaseSettings):
             return value.strip()
         return None
 
-    @field_validator("smtp_ca_file")
+    @field_validator("smtp_ca_file", "imap_ca_file")
     @classmethod
     def _ca_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -208,6 +215,13 @@ class Settings(DatabaseSettings):
         if self.smtp_security is not None:
             return self.smtp_security
         return {465: "ssl", 587: "starttls"}.get(self.gmail_smtp_port, "plain")  # type: ignore[return-value]
+
+    @property
+    def imap_host(self) -> str | None:
+        """Where the Sent folder is checked, or None when it is not."""
+        if self.imap_server is not None:
+            return None if self.imap_server.strip().lower() in ("", "off", "none") else self.imap_server.strip()
+        return "imap.gmail.com" if self.gmail_smtp_server == "smtp.gmail.com" else None
 
     @property
     def listens_beyond_loopback(self) -> bool:

@@ -47,7 +47,7 @@ from handlers.workflow import (
 )
 
 from . import topics
-from .ports import MailSender, ReplyGenerator, SmsSender
+from .ports import MailSender, ReplyGenerator, SentMailbox, SmsSender
 from .records import Email, Workflow
 from .repository import Transaction, WorkflowRepository
 from .retrying import Exhausted, call_with_retries
@@ -73,6 +73,8 @@ class Stages:
     sms: SmsSender
     smtp: MailSender
     clock: Clock
+    #: The account's Sent folder, to settle sends cut off mid-way (None: a person settles them).
+    sent_folder: SentMailbox | None = None
 
     @property
     def policy(self) -> RetryPolicy:
@@ -275,65 +277,103 @@ class Stages:
 
     # ------------------------------------------------------------------- send
 
-    async def _claim_send(self, message_id: str) -> tuple[Workflow, Email, str] | None:
+    async def _claim_send(self, message_id: str) -> _SendClaim | None:
         """Record the intent to send (our Message-ID, ``send_attempted_at``)
-        before any SMTP traffic. Returns the workflow, its email and the
-        reply's Message-ID, or None when there is nothing to send: not approved (a
-        redelivery), or a previous attempt was cut off mid-send, which fails
-        the workflow as "outcome unknown" for a person to resolve."""
-        failure_sms = None
+        before any SMTP traffic. None when there is nothing to send (not
+        approved: a redelivery); a claim with ``cut_off`` set when a previous
+        attempt was cut off mid-send and its outcome is unknown."""
         async with self.repo.transaction() as tx:
             wf = await tx.get(message_id, for_update=True)
             if wf is None or wf.current_state is not S.USER_APPROVED:
                 return None
             reply_id = wf.reply_message_id or new_message_id(self.settings.email_address)
-            if await tx.claim_send(message_id, reply_id):
-                email = await tx.email(message_id)
-                assert email is not None  # workflow_state references processed_emails
-                return wf, email, reply_id
-            unknown = OutcomeUnknownError(
-                "SMTP", "a worker stopped while this reply was being sent; it may or may not "
-                "have gone out. Check the Sent folder, then retry to send it again")
-            failure_sms = await self._fail_in(tx, wf, S.USER_APPROVED, Stage.SEND, unknown)
-        await self.tell_person(failure_sms)
-        return None
+            cut_off = not await tx.claim_send(message_id, reply_id)
+            email = await tx.email(message_id)
+        assert email is not None  # workflow_state references processed_emails
+        return _SendClaim(wf, email, reply_id, cut_off)
 
     async def send(self, message_id: str) -> None:
-        """Send the approved reply, at most once."""
-        claimed = await self._claim_send(message_id)
-        if claimed is None:
+        """Send the approved reply, at most once; a send cut off mid-way is
+        settled by the Sent folder when there is one, else by a person."""
+        claim = await self._claim_send(message_id)
+        if claim is None:
             return
-        wf, email, reply_id = claimed
-        body = wf.ai_reply_text or ""
+        if claim.cut_off and not await self._settle_cut_off(claim, "a worker stopped while this reply was "
+                                                                   "being sent"):
+            return
+        for attempt in ("first", "after the Sent folder check"):
+            try:
+                attempts = await self._hand_over(claim)
+            except OutcomeUnknownError as exc:
+                if attempt != "first":  # cut off twice: a person decides
+                    await self.fail_workflow(claim.wf, S.USER_APPROVED, Stage.SEND, exc)
+                elif await self._settle_cut_off(claim, str(exc)):
+                    continue  # not in the Sent folder: sent again, once, with the same Message-ID
+                return
+            except PermanentError as exc:
+                # The server refused it: nothing went out, a retry may send again.
+                await self.fail_workflow(claim.wf, S.USER_APPROVED, Stage.SEND, exc, send_attempted_at=None)
+                return
+            except Exhausted as exc:
+                await self.park_or_fail(claim.wf, S.USER_APPROVED, Stage.SEND, exc, send_attempted_at=None)
+                return
+            await self._record_sent(claim, "reply sent", retry_count=claim.wf.retry_count + attempts - 1)
+            return
+
+    async def _hand_over(self, claim: _SendClaim) -> int:
+        """Give the reply to the SMTP server; returns the attempts it took."""
+        wf, email = claim.wf, claim.email
         message = build_reply(Reply(
             from_address=self.settings.email_address,
             original_from=email.from_address,
             original_subject=email.subject,
-            original_message_id=message_id,
+            original_message_id=wf.message_id,
             original_references=email.in_reply_to,
-            body=body,
-            message_id=reply_id,
+            body=wf.ai_reply_text or "",
+            message_id=claim.reply_id,
             date=self.clock.now(),
         ))
-        try:
-            _, attempts = await call_with_retries(lambda: self.smtp.send(message), self.policy,
-                                                  f"reply to {message_id}")
-        except OutcomeUnknownError as exc:
-            await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, exc)
-            return
-        except PermanentError as exc:
-            # The server refused it: nothing went out, a retry may send again.
-            await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, exc, send_attempted_at=None)
-            return
-        except Exhausted as exc:
-            await self.park_or_fail(wf, S.USER_APPROVED, Stage.SEND, exc, send_attempted_at=None)
-            return
+        _, attempts = await call_with_retries(lambda: self.smtp.send(message), self.policy,
+                                              f"reply to {wf.message_id}")
+        return attempts
+
+    async def _record_sent(self, claim: _SendClaim, reason: str, **fields: Any) -> None:
+        message_id = claim.wf.message_id
         async with self.repo.transaction() as tx:
-            await tx.transition(message_id, S.USER_APPROVED, S.REPLY_SENT, "reply sent",
-                                reply_sent_at=self.clock.now(), retry_count=wf.retry_count + attempts - 1)
-            await tx.record_sent_reply(message_id, body)
+            await tx.transition(message_id, S.USER_APPROVED, S.REPLY_SENT, reason,
+                                reply_sent_at=self.clock.now(), **fields)
+            await tx.record_sent_reply(message_id, claim.wf.ai_reply_text or "")
             next_up = await _next_up(tx)
-        await self.tell_person(render_sent_sms(sender_name(email.from_address), *next_up))
+        await self.tell_person(render_sent_sms(sender_name(claim.email.from_address), *next_up))
+
+    async def _settle_cut_off(self, claim: _SendClaim, what_happened: str) -> bool:
+        """A send whose outcome is unknown: look for our Message-ID in the Sent
+        folder. Found: the reply went out (recorded as sent). Not found: True,
+        send it again with the same Message-ID. No Sent folder, or it cannot be
+        read: the workflow fails as "outcome unknown" for a person to decide."""
+        wf, reply_id = claim.wf, claim.reply_id
+        if self.sent_folder is not None:
+            folder = self.sent_folder
+            try:
+                found, _ = await call_with_retries(lambda: folder.contains(reply_id), self.policy,
+                                                   f"Sent folder check for {reply_id}")
+            except (Exhausted, PeerError) as exc:
+                what_happened += f"; the Sent folder could not be checked ({exc})"
+            else:
+                if found:
+                    await self._record_sent(claim, f"reply confirmed in the Sent folder ({reply_id})")
+                    return False
+                async with self.repo.transaction() as tx:
+                    if not await tx.claim_send(wf.message_id, reply_id, again=True):
+                        return False
+                log.warning("%s: %s, and %s is not in the Sent folder: sending again", wf.message_id,
+                            what_happened, reply_id)
+                return True
+        unknown = OutcomeUnknownError(
+            "SMTP", f"{what_happened}; it may or may not have gone out. Check the Sent folder, "
+            "then retry to send it again")
+        await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, unknown)
+        return False
 
     # ------------------------------------------------------ timeouts, retries
 
@@ -458,6 +498,17 @@ async def _next_up(tx: Transaction) -> tuple[str | None, int]:
     """Who sent the draft that goes on the phone next, and how many wait."""
     nxt = await tx.phone.oldest_ready()
     return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting()
+
+
+@dataclass(frozen=True)
+class _SendClaim:
+    """An approved reply claimed for sending: ``cut_off`` when an earlier
+    attempt's outcome is unknown."""
+
+    wf: Workflow
+    email: Email
+    reply_id: str
+    cut_off: bool
 
 
 class _GatewayOut(Exception):

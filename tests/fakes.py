@@ -148,14 +148,15 @@ class FakeTransaction:
                 await self.publish(PhoneFreed(phone_number=phone, message_id=message_id, to_state=new.value))
         return True
 
-    async def claim_send(self, message_id: str, reply_message_id: str) -> bool:
+    async def claim_send(self, message_id: str, reply_message_id: str, *, again: bool = False) -> bool:
         wf = self.data.workflows.get(message_id)
-        if wf is None or wf.current_state is not S.USER_APPROVED or wf.send_attempted_at is not None:
+        if wf is None or wf.current_state is not S.USER_APPROVED or (wf.send_attempted_at is None) != (not again):
             return False
         self.data.workflows[message_id] = replace(wf, reply_message_id=reply_message_id,
                                                   send_attempted_at=self.clock.now())
-        self._audit(message_id, wf.current_state.value, wf.current_state.value,
-                    f"sending the reply as {reply_message_id}", None)
+        reason = (f"not in the Sent folder: sending again as {reply_message_id}" if again
+                  else f"sending the reply as {reply_message_id}")
+        self._audit(message_id, wf.current_state.value, wf.current_state.value, reason, None)
         return True
 
     async def park(self, message_id: str, state: WorkflowState, *, stage: str, peer: str, reason: str,
@@ -338,3 +339,13 @@ class FakeMail:
         if self.refuse:
             raise PermanentError("SMTP", "554 no")
         self.sent.append(message)
+
+
+class FakeSentFolder:
+    def __init__(self) -> None:
+        self.message_ids: set[str] = set()
+        self.checked: list[str] = []
+
+    async def contains(self, message_id: str) -> bool:
+        self.checked.append(message_id)
+        return message_id in self.message_ids

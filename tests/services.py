@@ -66,3 +66,23 @@ def provide() -> Iterator[Endpoints]:
             kafka = kafka or env["KAFKA_BOOTSTRAP_SERVERS"]
             database = database or env["DATABASE_URL"]
         yield Endpoints(kafka_bootstrap_servers=kafka, database_url=database)
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    host: str
+    port: int
+    ca_file: Path
+    username: str
+    password: str
+
+
+def imap_account() -> ImapAccount:
+    """The test IMAP server (Dovecot, from ``scripts/services up imap``):
+    ORCH_TEST_IMAP when set (``host:port:ca_file:user:password``), else started here."""
+    spec = os.environ.get("ORCH_TEST_IMAP")
+    if not spec:
+        subprocess.run([str(ROOT / "scripts" / "services"), "up", "imap"], check=True)
+        spec = _from_script()["ORCH_TEST_IMAP"]
+    host, port, ca_file, username, password = spec.split(":", 4)
+    return ImapAccount(host, int(port), Path(ca_file), username, password)

@@ -143,3 +143,13 @@ def test_the_worker_refuses_to_listen_openly_without_the_key_or_token(env: dict[
         "orchestrator: configuration error: SMS_WEBHOOK_SIGNING_KEY must be set when HOST=0.0.0.0 "
         "(reachable from other machines); set it, listen on HOST=127.0.0.1, or set "
         "ALLOW_UNAUTHENTICATED=true to accept that risk")
+
+
+def test_the_sent_folder_is_checked_for_gmail_unless_turned_off(env: dict[str, str]) -> None:
+    assert load_settings(Settings).imap_host == "imap.gmail.com"
+    assert load_settings(Settings, imap_server="off").imap_host is None
+    assert load_settings(Settings, gmail_smtp_server="relay.example").imap_host is None
+    assert load_settings(Settings, gmail_smtp_server="relay.example", imap_server="imap.example").imap_host \
+        == "imap.example"
+    s = load_settings(Settings)
+    assert (s.imap_port, s.imap_sent_folder) == (993, "[Gmail]/Sent Mail")

@@ -323,3 +323,40 @@ async def test_an_smtp_outage_parks_the_send_and_releases_its_claim(world: World
     assert await world.stages.resume_parked() == 1
     await world.stages.send("<a@x>")
     assert world.state("<a@x>") is S.REPLY_SENT and len(world.mail.sent) == 1
+
+
+async def test_a_send_cut_off_in_flight_is_settled_by_the_sent_folder(world: World) -> None:
+    from .fakes import FakeSentFolder
+
+    world.stages.sent_folder = sent = FakeSentFolder()
+    calls: list[str] = []
+
+    async def cut_off_after_delivery(message: Any) -> None:
+        calls.append(message["Message-ID"])
+        sent.message_ids.add(message["Message-ID"])  # the server took it, then the line dropped
+        raise OutcomeUnknownError("SMTP", "connection lost after DATA")
+
+    world.mail.send = cut_off_after_delivery  # type: ignore[method-assign]
+    await world.presented("<a@x>")
+    await world.answer("1")
+    await world.stages.send("<a@x>")
+    assert world.state("<a@x>") is S.REPLY_SENT and len(calls) == 1 and sent.checked == calls
+
+
+async def test_cut_off_and_not_in_the_sent_folder_it_goes_again_once_then_a_person_decides(world: World) -> None:
+    from .fakes import FakeSentFolder
+
+    world.stages.sent_folder = FakeSentFolder()
+    calls: list[str] = []
+
+    async def always_cut_off(message: Any) -> None:
+        calls.append(message["Message-ID"])
+        raise OutcomeUnknownError("SMTP", "connection lost after DATA")
+
+    world.mail.send = always_cut_off  # type: ignore[method-assign]
+    await world.presented("<a@x>")
+    await world.answer("1")
+    await world.stages.send("<a@x>")
+    assert len(calls) == 2 and calls[0] == calls[1]  # the same Message-ID both times
+    wf = world.repo.data.workflows["<a@x>"]
+    assert wf.current_state is S.FAILED and wf.failed_stage == "send"
