@@ -93,6 +93,10 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS park_reason TEXT;
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS parked_since TIMESTAMPTZ;
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS park_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMPTZ;
+-- A draft being generated is leased by one worker's generation pool until
+-- lease_until (renewed while the call runs); a crashed worker's lease lapses
+-- and another pool takes the draft. Any transition clears it.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;
 
 -- The deployed service may have used timestamps without time zone; they held
 -- UTC. Convert in place so every timestamp is absolute.
@@ -116,6 +120,8 @@ CREATE INDEX IF NOT EXISTS workflow_state_timeout_idx
 CREATE INDEX IF NOT EXISTS workflow_state_created_idx ON workflow_state (created_at);
 CREATE INDEX IF NOT EXISTS workflow_state_parked_idx
     ON workflow_state (next_attempt_at) WHERE park_peer IS NOT NULL;
+CREATE INDEX IF NOT EXISTS workflow_state_generating_idx
+    ON workflow_state (email_received_at, created_at, id) WHERE current_state = 'ai_generating';
 
 -- ---------------------------------------------------------------------------
 -- workflow_audit_log: every won transition, in order (id is monotonic).
@@ -217,3 +223,17 @@ DROP TRIGGER IF EXISTS orchestrator_outbox ON kafka_outbox;
 CREATE TRIGGER orchestrator_outbox
     AFTER INSERT ON kafka_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_notify_outbox();
+
+-- A draft to generate wakes the generation pools.
+CREATE OR REPLACE FUNCTION orchestrator_notify_generate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('orchestrator_generate', '');
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS orchestrator_generate ON workflow_state;
+CREATE TRIGGER orchestrator_generate
+    AFTER UPDATE OF current_state ON workflow_state
+    FOR EACH ROW WHEN (NEW.current_state = 'ai_generating' AND OLD.current_state <> 'ai_generating')
+    EXECUTE FUNCTION orchestrator_notify_generate();

@@ -22,7 +22,12 @@ class PeerError(Exception):
 
 
 class TransientError(PeerError):
-    """A failure worth retrying."""
+    """A failure worth retrying; ``retry_after`` (seconds) when the peer said
+    how long to wait (an HTTP ``Retry-After``)."""
+
+    def __init__(self, peer: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(peer, message)
+        self.retry_after = retry_after
 
 
 class PermanentError(PeerError):

@@ -48,6 +48,7 @@ class Workflow:
     parked_since: datetime | None = None
     park_attempts: int = 0
     next_attempt_at: datetime | None = None
+    lease_until: datetime | None = None
     error_message: str | None = None
     failed_stage: str | None = None
     retry_count: int = 0

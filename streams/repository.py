@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -78,7 +78,7 @@ Pool = AsyncConnectionPool[Connection]
 
 _READY_FIRST = " ORDER BY email_received_at NULLS LAST, created_at, id"
 _UNPARK = ("park_stage = NULL, park_peer = NULL, park_reason = NULL, parked_since = NULL,"
-           " park_attempts = 0, next_attempt_at = NULL")
+           " park_attempts = 0, next_attempt_at = NULL, lease_until = NULL")
 
 
 async def _one(conn: Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
@@ -178,6 +178,13 @@ class Transaction:
         self.phone = PhoneSlot(self)
         self.sms = SmsLedger(self)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested block: if it raises, what it wrote is undone and the
+        transaction goes on (the exception propagates)."""
+        async with self.conn.transaction():
+            yield
+
     async def get(self, message_id: str, *, for_update: bool = False) -> Workflow | None:
         """The workflow of ``message_id``; ``for_update`` locks the row until commit."""
         query = "SELECT * FROM workflow_state WHERE message_id = %s" + (" FOR UPDATE" if for_update else "")
@@ -214,7 +221,7 @@ class Transaction:
             sql.SQL("current_state = {}").format(sql.Placeholder("new")),
             sql.SQL("previous_state = current_state"),
             sql.SQL("updated_at = {}").format(sql.Placeholder("now")),
-            sql.SQL(_UNPARK),  # a workflow that moves on is no longer parked
+            sql.SQL(_UNPARK),  # a workflow that moves on is no longer parked nor leased
         ]
         now = self.clock.now()
         params: dict[str, Any] = {"now": now, "message_id": message_id, "new": new.value,
@@ -283,7 +290,8 @@ class Transaction:
         release = ", send_attempted_at = NULL" if release_send else ""
         row = await _one(self.conn,
                          "UPDATE workflow_state SET park_stage = %s, park_peer = %s, park_reason = %s,"
-                         " parked_since = %s, park_attempts = %s, next_attempt_at = %s, updated_at = %s" + release
+                         " parked_since = %s, park_attempts = %s, next_attempt_at = %s, updated_at = %s,"
+                         " lease_until = NULL" + release
                          + " WHERE message_id = %s AND current_state = %s RETURNING current_state",
                          (stage, peer, reason, since, attempts, next_attempt_at, now, message_id, state.value))
         if row is None:
@@ -471,6 +479,36 @@ class WorkflowRepository:
             row = await _one(conn, "SELECT count(*) AS n FROM workflow_state WHERE current_state = %s",
                              (state.value,))
             return [], int(row["n"]) if row else 0
+
+    async def lease_drafts(self, limit: int, lease_seconds: float) -> list[Workflow]:
+        """Lease up to ``limit`` drafts to generate, oldest email first: in
+        ``ai_generating``, not leased (or the lease lapsed: its worker died)
+        and not parked until later. SKIP LOCKED: two pools never take the same."""
+        now = self.clock.now()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "WITH free AS (SELECT id FROM workflow_state WHERE current_state = %s"
+                "  AND (lease_until IS NULL OR lease_until < %s)"
+                "  AND (next_attempt_at IS NULL OR next_attempt_at <= %s)" + _READY_FIRST
+                + "  LIMIT %s FOR UPDATE SKIP LOCKED)"
+                " UPDATE workflow_state w SET lease_until = %s, next_attempt_at = NULL"
+                " FROM free WHERE w.id = free.id RETURNING w.*",
+                (WorkflowState.AI_GENERATING.value, now, now, limit, now + timedelta(seconds=lease_seconds)))
+            rows = await cur.fetchall()
+            await conn.commit()
+        return sorted((Workflow.from_row(r) for r in rows),
+                      key=lambda wf: (wf.email_received_at is None, wf.email_received_at, wf.created_at))
+
+    async def renew_leases(self, message_ids: Collection[str], lease_seconds: float) -> None:
+        """Keep the drafts this pool is generating leased for ``lease_seconds`` more."""
+        if not message_ids:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE workflow_state SET lease_until = %s WHERE message_id = ANY(%s) AND current_state = %s",
+                (self.clock.now() + timedelta(seconds=lease_seconds), list(message_ids),
+                 WorkflowState.AI_GENERATING.value))
+            await conn.commit()
 
     async def parked(self, timeout: float | None = None) -> dict[str, Any]:
         """What is parked: how many, per peer, since when, the next try."""

@@ -62,7 +62,7 @@ async def call_with_retries(
         except TransientError as exc:
             if attempt >= policy.attempts:
                 raise Exhausted(exc, attempt) from exc
-            delay = policy.delay(attempt)
+            delay = max(policy.delay(attempt), exc.retry_after or 0.0)
             log.warning("%s failed (attempt %d/%d), retrying in %.1fs: %s",
                         what, attempt, policy.attempts, delay, exc)
             await sleep(delay)
@@ -86,3 +86,28 @@ async def outlasting_outages(
             log.warning("%s: database unavailable (%s); retrying in %.1fs", what, exc, delay)
             await sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+class Gate:
+    """A pause shared by every call to one peer: when the peer answers "slow
+    down" (429/503 with ``Retry-After``), :meth:`hold` closes the gate and
+    every caller's :meth:`wait` sleeps until it opens, so the whole pool backs
+    off, not just the call that was told."""
+
+    def __init__(self) -> None:
+        self._open_at = 0.0  # event-loop time
+
+    def hold(self, seconds: float) -> None:
+        self._open_at = max(self._open_at, self._now() + seconds)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    @property
+    def closed_for(self) -> float:
+        """Seconds until the gate opens (0 when open)."""
+        return max(0.0, self._open_at - self._now())
+
+    async def wait(self) -> None:
+        while (left := self.closed_for) > 0:
+            await asyncio.sleep(left)

@@ -11,6 +11,7 @@ import httpx
 from handlers.clock import Clock, SystemClock
 
 from .database import apply_schema, create_pool
+from .generation import GenerationPool
 from .health import AgentProgress, HealthReporter
 from .outbox import OutboxRelay, new_producer
 from .peers.ai import AiReplyGenerator
@@ -49,6 +50,8 @@ class Runtime:
                 settings.imap_ca_file, settings.smtp_timeout,
             ) if settings.imap_host else None,
         )
+        self.generation = GenerationPool(self.stages, self.repo, settings.conninfo,
+                                         settings.generation_concurrency, settings.generation_lease)
         self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings.kafka_bootstrap_servers),
                                  settings.kafka_topic_prefix)
@@ -68,6 +71,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
             asyncio.create_task(self.poller.run(), name="poller"),
+            asyncio.create_task(self.generation.run(), name="generation"),
             asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
         ]
 

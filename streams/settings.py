@@ -86,6 +86,10 @@ class Settings(DatabaseSettings):
     ai_reply_tone: Tone = "professional"
     ai_reply_max_length: int | None = Field(default=None, gt=0)
     http_timeout: float = Field(default=60.0, gt=0, description="seconds per peer request")
+    # Generator calls in flight per worker (each takes seconds), and how long a
+    # worker's claim on a draft lasts unless renewed (a dead worker's lapses).
+    generation_concurrency: int = Field(default=16, ge=1, le=1000)
+    generation_lease: float = Field(default=30.0, ge=3)
 
     # Gmail SMTP (docs/contracts.md §4)
     gmail_smtp_server: str = "smtp.gmail.com"
@@ -146,7 +150,8 @@ class Settings(DatabaseSettings):
     # Kafka
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_topic_prefix: str = "email-orchestrator."
-    kafka_topic_partitions: int = Field(default=3, ge=1)
+    # Partitions of new topics: the most workers of one consumer group that can share an agent's work.
+    kafka_topic_partitions: int = Field(default=12, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     # How soon a crashed worker's partitions go to a live one (faust's default is 60 s).
     kafka_session_timeout: float = Field(default=10.0, ge=6.0, le=300.0)

@@ -12,7 +12,7 @@ and one SMS to the person, texted once the failure is committed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from handlers.commands import parse_command
 from handlers.decisions import DraftOnPhone, decide_command
 from handlers.edits import context_instructions
 from handlers.emails import Reply, build_reply, new_message_id, sender_name
-from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
+from handlers.errors import OutcomeUnknownError, PeerError, PermanentError, TransientError
 from handlers.links import draft_url
 from handlers.messages import DeadLetter, DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.quiet import is_quiet
@@ -50,7 +50,8 @@ from . import topics
 from .ports import MailSender, ReplyGenerator, SentMailbox, SmsSender
 from .records import Email, Workflow
 from .repository import Transaction, WorkflowRepository
-from .retrying import Exhausted, call_with_retries
+from .peers.ai import GeneratedDraft
+from .retrying import Exhausted, Gate, call_with_retries
 from .settings import Settings
 
 S = WorkflowState
@@ -75,6 +76,8 @@ class Stages:
     clock: Clock
     #: The account's Sent folder, to settle sends cut off mid-way (None: a person settles them).
     sent_folder: SentMailbox | None = None
+    #: Shared by every generation of this worker: closed while the generator asks us to wait.
+    generator_gate: Gate = field(default_factory=Gate)
 
     @property
     def policy(self) -> RetryPolicy:
@@ -93,7 +96,11 @@ class Stages:
     # ------------------------------------------------------------------ draft
 
     async def draft(self, message_id: str) -> None:
-        """Generate (or regenerate after an edit) the draft of ``message_id``."""
+        """Ask for the draft of ``message_id`` (new, or again after an edit):
+        move it to ``ai_generating``, where a generation pool leases it
+        (:class:`~streams.generation.GenerationPool`). Quick: the Kafka
+        message is done with once this commits; the generation itself, which
+        takes seconds, never holds a partition up."""
         wf = await self.repo.get(message_id)
         if wf is None:
             log.warning("draft: no workflow for %s", message_id)
@@ -102,27 +109,33 @@ class Stages:
             return
         if wf.current_state in (S.PENDING, S.USER_EDIT_REQUESTED):
             reason = "edit requested" if wf.current_state is S.USER_EDIT_REQUESTED else "draft requested"
-            if not await self.repo.transition(message_id, wf.current_state, S.AI_GENERATING, reason):
-                return
-        elif wf.current_state is not S.AI_GENERATING:
-            return  # already past this stage: a redelivery
+            await self.repo.transition(message_id, wf.current_state, S.AI_GENERATING, reason)
+        # Otherwise already asked for (a pool has it) or past this stage: a redelivery.
+
+    async def generate(self, wf: Workflow) -> None:
+        """Generate the draft of ``wf``, leased in ``ai_generating`` by this
+        worker's pool, and hand it on; park or fail it when the generator
+        cannot. Every call waits at the generator's gate (Retry-After)."""
+        message_id = wf.message_id
         history = list(wf.edit_history)
         is_edit = wf.edit_iteration > len(history)
         context = None
         if is_edit:
             instructions = [h["instructions"] for h in history] + [wf.user_edit_instructions or ""]
             context = context_instructions(wf.ai_reply_text, instructions)
+        async def ask() -> GeneratedDraft:
+            await self.generator_gate.wait()
+            try:
+                return await self.ai.generate(message_id, tone=self.settings.ai_reply_tone,
+                                              max_length=self.settings.ai_reply_max_length,
+                                              context_instructions=context)
+            except TransientError as exc:
+                if exc.retry_after:
+                    self.generator_gate.hold(exc.retry_after)  # the whole pool slows down
+                raise
+
         try:
-            draft, _ = await call_with_retries(
-                lambda: self.ai.generate(
-                    message_id,
-                    tone=self.settings.ai_reply_tone,
-                    max_length=self.settings.ai_reply_max_length,
-                    context_instructions=context,
-                ),
-                self.policy,
-                f"draft for {message_id}",
-            )
+            draft, _ = await call_with_retries(ask, self.policy, f"draft for {message_id}")
         except PermanentError as exc:
             await self.fail_workflow(wf, S.AI_GENERATING, Stage.DRAFT, exc)
             return
@@ -165,20 +178,13 @@ class Stages:
         workers never present twice. Inside QUIET_HOURS nothing is presented;
         the housekeeping sweep presents it when they end.
         """
-        now = self.clock.now()
-        if is_quiet(self.settings.quiet, now):
+        if is_quiet(self.settings.quiet, self.clock.now()):
             return
-        try:
-            failure_sms = await self._present()
-        except _GatewayOut as out:
-            await self.park_or_fail(out.workflow, READY_STATE, Stage.NOTIFY, out.error)
-            return
-        await self.tell_person(failure_sms)
+        await self.tell_person(await self._present())
 
     async def _present(self) -> str | None:
-        """:meth:`notify`'s transaction; returns the SMS to text after it, and
-        raises :class:`_GatewayOut` (rolling back) when the gateway is out."""
-        failure_sms = None
+        """:meth:`notify`'s transaction, all of it under the phone's lock;
+        returns the SMS to text once it commits (a failure or outage notice)."""
         async with self.repo.transaction() as tx:
             holder = await tx.phone.lock(self.phone)
             if holder is not None and holder.current_state is READY_STATE:
@@ -192,25 +198,26 @@ class Stages:
             if candidate is None:
                 return None
             waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
-            await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING,
-                                "presenting the draft", sms_phone_number=self.phone)
-            await tx.phone.assign(self.phone, candidate.message_id)
-            text = self._draft_sms(candidate, waiting)
             try:
-                sms_id, _ = await call_with_retries(
-                    lambda: self.sms.send(self.phone, text), self.policy, "draft SMS")
+                async with tx.savepoint():  # a failed presentation leaves the draft ready, unassigned
+                    if not await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING,
+                                               "presenting the draft", sms_phone_number=self.phone):
+                        return None  # it moved on since we looked: nothing to text
+                    await tx.phone.assign(self.phone, candidate.message_id)
+                    text = self._draft_sms(candidate, waiting)
+                    sms_id, _ = await call_with_retries(
+                        lambda: self.sms.send(self.phone, text), self.policy, "draft SMS")
+                    now = self.clock.now()
+                    await tx.transition(
+                        candidate.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
+                        sms_message_id=sms_id, sms_sent_at=now,
+                        timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
+                    )
             except Exhausted as exc:
-                raise _GatewayOut(candidate, exc) from exc
+                return await self._park_or_fail_in(tx, candidate, READY_STATE, Stage.NOTIFY, exc)
             except PermanentError as exc:
-                failure_sms = await self._fail_in(tx, candidate, S.SMS_SENDING, Stage.NOTIFY, exc)
-            else:
-                now = self.clock.now()
-                await tx.transition(
-                    candidate.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
-                    sms_message_id=sms_id, sms_sent_at=now,
-                    timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
-                )
-        return failure_sms
+                return await self._fail_in(tx, candidate, READY_STATE, Stage.NOTIFY, exc)
+        return None
 
     def _draft_sms(self, wf: Workflow, waiting: int) -> str:
         return render_draft_sms(
@@ -419,23 +426,25 @@ class Stages:
         """A peer outlasted the in-call retries: park ``wf`` in ``state`` and
         try ``stage`` again later (see :class:`~handlers.retry.ParkPolicy`),
         texting the person once per outage; past RETRY_DEADLINE, fail it."""
+        async with self.repo.transaction() as tx:
+            sms = await self._park_or_fail_in(tx, wf, state, stage, error, **fail_fields)
+        await self.tell_person(sms)
+
+    async def _park_or_fail_in(self, tx: Transaction, wf: Workflow, state: WorkflowState, stage: Stage,
+                               error: Exhausted, **fail_fields: Any) -> str | None:
+        """:meth:`park_or_fail` inside ``tx``; returns the SMS to text once it commits."""
         now = self.clock.now()
         since = wf.parked_since or now
         next_at = self.park_policy.next_attempt(wf.park_attempts, since, now)
         if next_at is None:
-            await self.fail_workflow(wf, state, stage, error, **fail_fields)
-            return
+            return await self._fail_in(tx, wf, state, stage, error, **fail_fields)
         peer = error.last.peer
-        async with self.repo.transaction() as tx:
-            parked = await tx.park(wf.message_id, state, stage=stage.value, peer=peer, reason=str(error.last),
-                                   since=since, attempts=wf.park_attempts + 1, next_attempt_at=next_at,
-                                   release_send="send_attempted_at" in fail_fields)
-            first_of_outage = parked and await tx.note_outage(peer)
-        if parked:
-            log.warning("%s parked at %s: %s; next try at %s", wf.message_id, stage, error.last,
-                        next_at.isoformat())
-        if first_of_outage:
-            await self.tell_person(render_outage_sms(peer))
+        if not await tx.park(wf.message_id, state, stage=stage.value, peer=peer, reason=str(error.last),
+                             since=since, attempts=wf.park_attempts + 1, next_attempt_at=next_at,
+                             release_send="send_attempted_at" in fail_fields):
+            return None
+        log.warning("%s parked at %s: %s; next try at %s", wf.message_id, stage, error.last, next_at.isoformat())
+        return render_outage_sms(peer) if await tx.note_outage(peer) else None
 
     async def resume_parked(self, limit: int = 100) -> int:
         """Set going again every parked stage whose next try is due (through
@@ -444,7 +453,8 @@ class Stages:
         async with self.repo.transaction() as tx:
             due = await tx.claim_due_parked(limit)
             for wf in due:
-                await tx.publish(_restart_message(Stage(wf.park_stage or Stage.DRAFT.value), wf))
+                if wf.park_stage != Stage.DRAFT.value:  # a due draft is leased by a generation pool
+                    await tx.publish(_restart_message(Stage(wf.park_stage or Stage.DRAFT.value), wf))
             for peer in await tx.end_outages():
                 log.info("%s is back: nothing is parked on it any more", peer)
         return len(due)
@@ -509,15 +519,6 @@ class _SendClaim:
     email: Email
     reply_id: str
     cut_off: bool
-
-
-class _GatewayOut(Exception):
-    """The SMS gateway outlasted the in-call retries while presenting ``workflow``."""
-
-    def __init__(self, workflow: Workflow, error: Exhausted) -> None:
-        super().__init__(str(error))
-        self.workflow = workflow
-        self.error = error
 
 
 def _restart_message(stage: Stage, wf: Workflow) -> TopicMessage:

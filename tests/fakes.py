@@ -113,6 +113,15 @@ class FakeTransaction:
         self.phone = FakePhoneSlot(self)
         self.sms = FakeSmsLedger(self)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        before = copy.deepcopy(self.data)
+        try:
+            yield
+        except BaseException:
+            self.data.__dict__.update(before.__dict__)
+            raise
+
     async def get(self, message_id: str, *, for_update: bool = False) -> Workflow | None:
         return self.data.workflows.get(message_id)
 

@@ -107,6 +107,7 @@ class Pipeline:
             "RETRY_BACKOFF_BASE": "0.05",
             "RETRY_BACKOFF_MAX": "0.2",
             "TIMEOUT_CHECK_INTERVAL": "0.5",
+            "GENERATION_LEASE": "6",  # a killed worker's drafts are taken over within 6 s
             "DATA_DIR": str(tmp / "data"),
             "LOG_LEVEL": "info",
         })

@@ -76,6 +76,12 @@ class AiGeneratorStub(_HttpStub):
         self.unknown: set[str] = set()
         self.draft_for: Callable[[dict[str, Any], int], str] = default_draft
         self.delay = 0.0
+        #: Sent as Retry-After with the injected failures, when set.
+        self.retry_after: str | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+        #: (loop time, status) of every answer, in order.
+        self.answered: list[tuple[float, int]] = []
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/generate-reply", self.generate)]
@@ -83,10 +89,21 @@ class AiGeneratorStub(_HttpStub):
     async def generate(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            response = await self._answer(body)
+        finally:
+            self.in_flight -= 1
+        self.answered.append((asyncio.get_running_loop().time(), response.status))
+        return response
+
+    async def _answer(self, body: dict[str, Any]) -> web.Response:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failures:
-            return web.json_response({"detail": "injected"}, status=self.failures.pop(0))
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            return web.json_response({"detail": "injected"}, status=self.failures.pop(0), headers=headers)
         if body["email_message_id"] in self.unknown:
             return web.json_response({"detail": "Email not found"}, status=404)
         draft = self.draft_for(body, len(self.requests))

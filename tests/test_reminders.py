@@ -52,6 +52,13 @@ def stages_for(make_stages: Any, peers: Peers, **settings: Any) -> Any:
                        retry_backoff_base=0.01, **settings)
 
 
+async def draft(stages: Any, repo: WorkflowRepository, mid: str) -> None:
+    """What the draft agent and then a generation pool do with ``mid``."""
+    await stages.draft(mid)
+    for wf in await repo.lease_drafts(10, 30):
+        await stages.generate(wf)
+
+
 async def answer(stages: Any, text: str, n: int) -> None:
     await stages.command(InboundSms(sms_id=f"r{n}", phone_number=PHONE, text=text))
 
@@ -61,7 +68,7 @@ async def test_one_reminder_then_the_draft_is_still_answerable(
 ) -> None:
     stages = stages_for(make_stages, peers)  # REMINDER_AFTER defaults to 4 hours
     mid = await start_workflow(repo, pool)
-    await stages.draft(mid)
+    await draft(stages, repo, mid)
     await stages.notify()
     [draft_sms] = peers.sms.messages
     clock.advance(timedelta(hours=3, minutes=59))
@@ -88,7 +95,7 @@ async def test_reminders_can_be_switched_off_and_a_refused_one_is_retried(
 ) -> None:
     off = stages_for(make_stages, peers, reminder_after=0)
     mid = await start_workflow(repo, pool)
-    await off.draft(mid)
+    await draft(off, repo, mid)
     await off.notify()
     clock.advance(timedelta(days=2))
     assert await off.send_reminders() == 0
@@ -107,17 +114,17 @@ async def test_nothing_is_texted_inside_quiet_hours_and_answers_still_work(
     evening = datetime(2026, 11, 25, 21, 50, tzinfo=BERLIN)
     clock.jump_to(evening.astimezone(UTC))
     first = await start_workflow(repo, pool)
-    await stages.draft(first)
+    await draft(stages, repo, first)
     await stages.notify()
     assert len(peers.sms.messages) == 1  # 21:50: presented
 
     clock.jump_to(datetime(2026, 11, 25, 23, 30, tzinfo=BERLIN))  # quiet; the reminder is due
     second = await start_workflow(repo, pool, from_address="Bob <bob@example.com>")
-    await stages.draft(second)
+    await draft(stages, repo, second)
     await stages.notify()
     assert await stages.send_reminders() == 0
     await answer(stages, "2 make it shorter", 1)  # the person answers anyway
-    await stages.draft(first)
+    await draft(stages, repo, first)
     await stages.notify()
     wf = await repo.get(first)
     assert wf is not None and wf.current_state is S.AI_GENERATED and wf.edit_iteration == 1

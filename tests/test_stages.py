@@ -46,9 +46,17 @@ class World:
         wf = self.repo.data.workflows[mid]
         return wf.current_state
 
+    async def draft(self, mid: str) -> None:
+        """What the draft agent and then a generation pool do with ``mid``."""
+        await self.stages.draft(mid)
+        wf = self.repo.data.workflows[mid]
+        if wf.current_state is S.AI_GENERATING and (wf.next_attempt_at is None
+                                                     or wf.next_attempt_at <= self.clock.now()):
+            await self.stages.generate(wf)
+
     async def presented(self, mid: str, **email: Any) -> None:
         await self.repo.start(mid, **email)
-        await self.stages.draft(mid)
+        await self.draft(mid)
         await self.stages.notify()
 
     async def answer(self, text: str, phone: str = PHONE, sms_id: str | None = None) -> None:
@@ -68,18 +76,18 @@ def world() -> World:
 
 async def test_draft_generates_and_hands_on(world: World) -> None:
     await world.repo.start("<a@x>")
-    await world.stages.draft("<a@x>")
+    await world.draft("<a@x>")
     wf = world.repo.data.workflows["<a@x>"]
     assert (wf.current_state, wf.ai_reply_text) == (S.AI_GENERATED, "Draft 1")
     assert world.repo.published(DraftReady) == [DraftReady(message_id="<a@x>", iteration=0)]
-    await world.stages.draft("<a@x>")  # a redelivery
+    await world.draft("<a@x>")  # a redelivery
     assert len(world.ai.calls) == 1
 
 
 async def test_a_permanent_generator_error_fails_dead_letters_and_tells(world: World) -> None:
     await world.repo.start("<a@x>")
     world.ai.fail_with = [PermanentError("AI Reply Generator", "404: unknown email")]
-    await world.stages.draft("<a@x>")
+    await world.draft("<a@x>")
     wf = world.repo.data.workflows["<a@x>"]
     assert (wf.current_state, wf.failed_stage) == (S.FAILED, "draft")
     [letter] = world.repo.published(DeadLetter)
@@ -92,8 +100,8 @@ async def test_notify_presents_the_oldest_ready_draft_once(world: World) -> None
     base = world.clock.now()
     await world.repo.start("<new@x>", received_at=base)
     await world.repo.start("<old@x>", received_at=base - timedelta(hours=1), from_address="Old <o@x>")
-    await world.stages.draft("<new@x>")
-    await world.stages.draft("<old@x>")
+    await world.draft("<new@x>")
+    await world.draft("<old@x>")
     await world.stages.notify()
     await world.stages.notify()  # the phone is busy: nothing more
     assert world.state("<old@x>") is S.AWAITING_USER and world.state("<new@x>") is S.AI_GENERATED
@@ -106,7 +114,7 @@ async def test_notify_presents_the_oldest_ready_draft_once(world: World) -> None
 async def test_a_gateway_that_keeps_failing_fails_the_draft_and_frees_the_phone() -> None:
     world = World(retry_deadline=0)  # no parking: give up after the in-call retries
     await world.repo.start("<a@x>")
-    await world.stages.draft("<a@x>")
+    await world.draft("<a@x>")
     world.sms.failing = 3
     await world.stages.notify()
     assert world.state("<a@x>") is S.FAILED
@@ -136,11 +144,11 @@ async def test_edit_keeps_the_phone_and_carries_every_instruction(world: World) 
     await world.answer("2 decline politely")
     [edit] = world.repo.published(EditRequested)
     assert (edit.instructions, edit.iteration) == ("decline politely", 1)
-    await world.stages.draft("<a@x>")
+    await world.draft("<a@x>")
     await world.stages.notify()
     assert world.state("<a@x>") is S.AWAITING_USER
     await world.answer("edit: shorter")
-    await world.stages.draft("<a@x>")
+    await world.draft("<a@x>")
     context = world.ai.calls[-1]["context_instructions"]
     assert "Draft 2" in context and "1. decline politely" in context and "2. shorter" in context
     assert len(world.repo.data.workflows["<a@x>"].edit_history) == 2
@@ -149,7 +157,7 @@ async def test_edit_keeps_the_phone_and_carries_every_instruction(world: World) 
 async def test_ignore_frees_the_phone_and_says_what_is_next(world: World) -> None:
     await world.presented("<a@x>")
     await world.repo.start("<b@x>", from_address="Bob <b@x>")
-    await world.stages.draft("<b@x>")
+    await world.draft("<b@x>")
     await world.answer("3")
     assert world.state("<a@x>") is S.USER_IGNORED
     assert world.repo.published(PhoneFreed)[-1].message_id == "<a@x>"
@@ -219,7 +227,7 @@ async def test_timeouts_and_retries_follow_the_state_machine(world: World) -> No
 
     await world.repo.start("<b@x>")
     world.ai.fail_with = [PermanentError("AI Reply Generator", "404")]
-    await world.stages.draft("<b@x>")
+    await world.draft("<b@x>")
     assert await world.stages.retry("<b@x>", "by hand") is S.PENDING
     assert world.repo.published(EmailPending)[-1].message_id == "<b@x>"
 
@@ -237,7 +245,7 @@ async def test_a_bug_fails_a_live_workflow_but_not_a_draft_on_the_phone(world: W
 
 async def test_a_no_reply_sender_is_filtered_before_any_draft(world: World) -> None:
     await world.repo.start("<n@x>", from_address="Shop <no-reply@shop.example>")
-    await world.stages.draft("<n@x>")
+    await world.draft("<n@x>")
     await world.stages.notify()
     assert world.state("<n@x>") is S.FILTERED
     assert world.ai.calls == [] and world.sms.sent == []
@@ -252,7 +260,7 @@ async def test_an_outage_parks_the_draft_and_the_sweep_sets_it_going_again(world
     for mid in ("<a@x>", "<b@x>"):
         await world.repo.start(mid)
         world.ai.fail_with = [down] * 3
-        await world.stages.draft(mid)
+        await world.draft(mid)
         wf = world.repo.data.workflows[mid]
         assert (wf.current_state, wf.park_stage, wf.park_attempts) == (S.AI_GENERATING, "draft", 1)
         assert about(wf.next_attempt_at, world.clock.now() + timedelta(seconds=30))
@@ -260,13 +268,13 @@ async def test_an_outage_parks_the_draft_and_the_sweep_sets_it_going_again(world
                                "when it is back; nothing to do."]  # once per outage, not per email
     assert await world.stages.resume_parked() == 0  # not due yet
     world.clock.advance(timedelta(seconds=30))
-    assert await world.stages.resume_parked() == 2
-    assert [m.message_id for m in world.repo.published(EmailPending)][-2:] == ["<a@x>", "<b@x>"]
+    assert await world.stages.resume_parked() == 2  # due: a generation pool leases them again
+    assert [world.repo.data.workflows[m].next_attempt_at for m in ("<a@x>", "<b@x>")] == [None, None]
     world.ai.fail_with = [down] * 3  # still down for <a@x>: parked again, twice as long
-    await world.stages.draft("<a@x>")
+    await world.draft("<a@x>")
     wf = world.repo.data.workflows["<a@x>"]
     assert wf.park_attempts == 2 and about(wf.next_attempt_at, world.clock.now() + timedelta(seconds=60))
-    await world.stages.draft("<b@x>")  # back
+    await world.draft("<b@x>")  # back
     assert world.state("<b@x>") is S.AI_GENERATED and world.repo.data.workflows["<b@x>"].park_peer is None
     assert len(world.sms.texts) == 1
 
@@ -278,7 +286,7 @@ async def test_past_the_deadline_a_parked_workflow_fails() -> None:
     await world.repo.start("<a@x>")
     for _ in range(4):
         world.ai.fail_with = [TransientError("AI Reply Generator", "503")] * 3
-        await world.stages.draft("<a@x>")
+        await world.draft("<a@x>")
         wf = world.repo.data.workflows["<a@x>"]
         if wf.current_state is S.FAILED:
             break
@@ -290,7 +298,7 @@ async def test_past_the_deadline_a_parked_workflow_fails() -> None:
 
 async def test_a_gateway_outage_parks_the_draft_unpresented(world: World) -> None:
     await world.repo.start("<a@x>")
-    await world.stages.draft("<a@x>")
+    await world.draft("<a@x>")
     world.sms.failing = 3
     await world.stages.notify()
     wf = world.repo.data.workflows["<a@x>"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -22,7 +24,23 @@ async def post_json(client: httpx.AsyncClient, url: str, body: dict[str, Any], p
     except httpx.HTTPError as exc:
         raise TransientError(peer, f"{type(exc).__name__}: {exc}") from exc
     if response.status_code >= 500 or response.status_code in transient_statuses:
-        raise TransientError(peer, f"HTTP {response.status_code}")
+        raise TransientError(peer, f"HTTP {response.status_code}", retry_after(response))
     if response.status_code >= 300 and response.status_code != 404:
         raise PermanentError(peer, f"HTTP {response.status_code}: {response.text[:200]}")
     return response
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if any."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None

@@ -1,0 +1,135 @@
+"""The generation pool on real PostgreSQL with a slow generator on loopback:
+many calls in flight (bounded), a dead worker's drafts taken over when its
+lease lapses, and a Retry-After that slows the whole pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from handlers.clock import OffsetClock
+from handlers.workflow import WorkflowState
+from streams.generation import GenerationPool
+from streams.repository import Pool, WorkflowRepository
+
+from .harness import eventually
+from .peers import AiGeneratorStub
+from .test_repository import start_workflow
+
+S = WorkflowState
+
+
+@pytest.fixture
+async def generator() -> AsyncIterator[AiGeneratorStub]:
+    stub = AiGeneratorStub()
+    await stub.start()
+    yield stub
+    await stub.stop()
+
+
+async def requested(repo: WorkflowRepository, pool: Pool, stages: Any, n: int) -> list[str]:
+    """``n`` emails whose drafts the draft agent has asked for."""
+    ids = []
+    for _ in range(n):
+        mid = await start_workflow(repo, pool)
+        await stages.draft(mid)
+        ids.append(mid)
+    return ids
+
+
+async def states(repo: WorkflowRepository, ids: list[str]) -> set[WorkflowState]:
+    return {(await repo.get(mid)).current_state for mid in ids}  # type: ignore[union-attr]
+
+
+async def run(pool: GenerationPool) -> asyncio.Task[None]:
+    return asyncio.create_task(pool.run())
+
+
+async def test_many_slow_generations_are_in_flight_at_once_but_no_more_than_allowed(
+    repo: WorkflowRepository, pool: Pool, database: str, make_stages: Any, generator: AiGeneratorStub
+) -> None:
+    generator.delay = 0.5
+    stages = make_stages(ai_reply_generator_url=generator.url)
+    ids = await requested(repo, pool, stages, 40)
+    workers = GenerationPool(stages, repo, database, concurrency=16, lease_seconds=30)
+    task = await run(workers)
+    try:
+        async def all_drafted() -> bool:
+            return await states(repo, ids) == {S.AI_GENERATED}
+
+        await eventually(all_drafted, 60, "40 drafts")
+    finally:
+        task.cancel()
+    assert generator.max_in_flight == 16
+    assert sorted(r["email_message_id"] for r in generator.requests) == sorted(ids)  # each once
+
+
+async def test_a_dead_workers_drafts_are_taken_over_when_its_lease_lapses(
+    repo: WorkflowRepository, pool: Pool, clock: OffsetClock, database: str, make_stages: Any,
+    generator: AiGeneratorStub
+) -> None:
+    stages = make_stages(ai_reply_generator_url=generator.url)
+    ids = await requested(repo, pool, stages, 3)
+    assert len(await repo.lease_drafts(10, 30)) == 3  # a worker took them, then died
+    survivor = GenerationPool(stages, repo, database, concurrency=4, lease_seconds=30)
+    assert await survivor.fill() == 0  # leased elsewhere
+    clock.advance(timedelta(seconds=31))
+    assert await survivor.fill() == 3
+    await asyncio.gather(*survivor.in_flight.values())
+    assert await states(repo, ids) == {S.AI_GENERATED}
+
+
+async def test_a_lease_is_renewed_while_the_call_runs(
+    repo: WorkflowRepository, pool: Pool, clock: OffsetClock, database: str, make_stages: Any,
+    generator: AiGeneratorStub
+) -> None:
+    generator.delay = 1.0
+    stages = make_stages(ai_reply_generator_url=generator.url)
+    [mid] = await requested(repo, pool, stages, 1)
+    mine = GenerationPool(stages, repo, database, concurrency=4, lease_seconds=3)
+    task = await run(mine)
+    try:
+        await eventually(lambda: _leased(repo, mid), 10, "the draft leased")
+        first = (await repo.get(mid)).lease_until  # type: ignore[union-attr]
+        await eventually(lambda: _renewed(repo, mid, first), 10, "the lease renewed")
+    finally:
+        task.cancel()
+
+
+async def _leased(repo: WorkflowRepository, mid: str) -> bool:
+    wf = await repo.get(mid)
+    return wf is not None and wf.lease_until is not None
+
+
+async def _renewed(repo: WorkflowRepository, mid: str, first: Any) -> bool:
+    wf = await repo.get(mid)
+    return wf is not None and (wf.current_state is S.AI_GENERATED
+                               or (wf.lease_until is not None and wf.lease_until > first))
+
+
+async def test_retry_after_slows_the_whole_pool(
+    repo: WorkflowRepository, pool: Pool, database: str, make_stages: Any, generator: AiGeneratorStub
+) -> None:
+    generator.failures = [503]
+    generator.retry_after = "2"
+    generator.delay = 0.05
+    stages = make_stages(ai_reply_generator_url=generator.url, retry_backoff_base=0.01, retry_backoff_max=0.02)
+    ids = await requested(repo, pool, stages, 6)
+    workers = GenerationPool(stages, repo, database, concurrency=2, lease_seconds=30)
+    task = await run(workers)
+    try:
+        async def all_drafted() -> bool:
+            return await states(repo, ids) == {S.AI_GENERATED}
+
+        await eventually(all_drafted, 30, "6 drafts")
+    finally:
+        task.cancel()
+    [(told_at, status)] = [a for a in generator.answered if a[1] == 503]
+    later = [at for at, code in generator.answered if code == 200 and at > told_at]
+    # The other call in flight may finish, but nothing new starts until the gate opens.
+    started_after = sorted(later)[1:]
+    assert started_after and min(started_after) - told_at >= 1.9
