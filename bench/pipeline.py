@@ -17,22 +17,14 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-import psycopg
+from tests.harness import eventually
 
-from tests.harness import Pipeline, eventually
+from .common import pct, pipeline, rss_mib
 
 EMAILS = int(os.environ.get("BENCH_EMAILS", "30"))
 WEBHOOKS = int(os.environ.get("BENCH_WEBHOOKS", "400"))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def line(name: str, values: list[float]) -> str:
@@ -42,20 +34,7 @@ def line(name: str, values: list[float]) -> str:
 
 
 async def main() -> None:
-    base = os.environ["DATABASE_URL"]
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = psycopg.conninfo.conninfo_to_dict(base)
-    params["dbname"] = name
-    database = psycopg.conninfo.make_conninfo(**params)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    p = Pipeline(database, os.environ["KAFKA_BOOTSTRAP_SERVERS"], f"bench{uuid.uuid4().hex[:6]}.", tmp,
-                 LOG_LEVEL="warning")
-    t0 = time.monotonic()
-    await p.start()
-    startup = time.monotonic() - t0
-    try:
+    async with pipeline() as (p, startup):
         to_sms, to_email = [], []
         for i in range(EMAILS):
             before = len(p.sms.sent)
@@ -93,23 +72,13 @@ async def main() -> None:
         await eventually(all_handled, 120, "every webhook SMS handled")
         drained = time.monotonic() - start
         assert p.worker.proc is not None
-        rss = next(l for l in Path(f"/proc/{p.worker.proc.pid}/status").read_text().splitlines()
-                   if l.startswith("VmRSS"))
         print(f"worker start to /health 200: {startup:.1f} s")
         print(line("email inserted -> draft SMS", to_sms))
         print(line("'1' posted -> email at SMTP", to_email))
         print(line("webhook request (10 clients)", latencies))
         print(f"webhook throughput: {WEBHOOKS / webhook_elapsed:.0f} req/s; all {WEBHOOKS} commands "
               f"handled by the agent after {drained:.1f} s ({WEBHOOKS / drained:.0f} commands/s incl. help SMS)")
-        print(f"worker memory: {rss.split(':')[1].strip()}")
-    finally:
-        p.worker.stop()
-        await p.http.aclose()
-        await p.ai.stop()
-        await p.sms.stop()
-        p.smtp.stop()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"worker memory: {rss_mib(p.worker.proc.pid):.0f} MiB")
 
 
 if __name__ == "__main__":

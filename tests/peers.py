@@ -80,13 +80,15 @@ class AiGeneratorStub(_HttpStub):
         self.retry_after: str | None = None
         self.in_flight = 0
         self.max_in_flight = 0
-        #: (loop time, status) of every answer, in order.
+        #: (loop time, status) of every answer, in order; loop time of every request's arrival.
         self.answered: list[tuple[float, int]] = []
+        self.arrived: list[float] = []
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/generate-reply", self.generate)]
 
     async def generate(self, request: web.Request) -> web.Response:
+        self.arrived.append(asyncio.get_running_loop().time())
         body = await request.json()
         self.requests.append(body)
         self.in_flight += 1
