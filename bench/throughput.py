@@ -8,6 +8,13 @@ Kafka and PostgreSQL (a database and topic prefix of its own) with the stub
 peers of tests/peers.py on loopback. Prints a table and writes
 bench/RESULTS.md. Every loop is bounded in count and time; traffic goes only
 to 127.0.0.1. Sizes can be changed with BENCH_* variables (below).
+
+BENCH_BASELINE=<a checkout of another commit> runs the same scenarios with
+that commit's worker in the same run (its code first on the worker's
+PYTHONPATH), so both columns come from one machine at one time: figures
+taken on different days or machines are not comparable. The slow-generator
+scenarios then use BENCH_BASELINE_SLOW_EMAILS for the baseline (one call in
+flight makes it slow).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ BULK_EMAILS = int(os.environ.get("BENCH_BULK_EMAILS", "2000"))
 LATENCY_EMAILS = int(os.environ.get("BENCH_LATENCY_EMAILS", "40"))
 WEBHOOK_RATE = int(os.environ.get("BENCH_WEBHOOK_RATE", "200"))
 WEBHOOK_SECONDS = float(os.environ.get("BENCH_WEBHOOK_SECONDS", "10"))
+BASELINE = os.environ.get("BENCH_BASELINE")
+BASELINE_SLOW_EMAILS = int(os.environ.get("BENCH_BASELINE_SLOW_EMAILS", "24"))
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -67,7 +76,7 @@ async def until_drafted(p: Pipeline, n: int, timeout: float) -> float:
     return time.monotonic()
 
 
-async def slow_generator(workers: int, **overrides: str) -> float:
+async def slow_generator(workers: int, emails: int = SLOW_EMAILS, **overrides: str) -> float:
     """Drafts per second with a generator taking SLOW_SECONDS per call."""
     async with pipeline(**overrides) as (p, _):
         p.ai.delay = SLOW_SECONDS
@@ -80,26 +89,26 @@ async def slow_generator(workers: int, **overrides: str) -> float:
         try:
             if extra:
                 await asyncio.sleep(8)  # let the group settle with every member
-            start = await insert_many(p, SLOW_EMAILS)
-            end = await until_drafted(p, SLOW_EMAILS, 60 + SLOW_EMAILS * SLOW_SECONDS)
+            start = await insert_many(p, emails)
+            end = await until_drafted(p, emails, 60 + emails * SLOW_SECONDS)
         finally:
             for w in extra:
                 w.stop()
-        return SLOW_EMAILS / (end - start)
+        return emails / (end - start)
 
 
-async def bulk() -> tuple[float, float]:
+async def bulk(**overrides: str) -> tuple[float, float]:
     """BULK_EMAILS pending at once, instant generator: seconds until all drafted, and drafts/s."""
-    async with pipeline() as (p, _):
+    async with pipeline(**overrides) as (p, _):
         start = await insert_many(p, BULK_EMAILS)
         end = await until_drafted(p, BULK_EMAILS, 600)
         return end - start, BULK_EMAILS / (end - start)
 
 
-async def latency_and_webhook() -> dict[str, float]:
+async def latency_and_webhook(**overrides: str) -> dict[str, float]:
     """Email row -> generator request (one at a time), the webhook at a steady
     rate, and the worker's memory afterwards."""
-    async with pipeline() as (p, _):
+    async with pipeline(**overrides) as (p, _):
         pickup = []
         for i in range(LATENCY_EMAILS):
             before = len(p.ai.arrived)
@@ -144,40 +153,56 @@ async def latency_and_webhook() -> dict[str, float]:
                 "webhook_lost": total - recorded + failures, "webhook_total": total, "rss_mib": rss}
 
 
+async def measure(emails: int, **code: str) -> dict[str, float]:
+    """Every scenario with one code base (``code``: the worker's PYTHONPATH, or none)."""
+    figures = {"one": await slow_generator(1, emails, **code),
+               "wide": await slow_generator(1, emails, GENERATION_CONCURRENCY="48", **code),
+               "two": await slow_generator(2, emails, **code)}
+    figures["bulk_seconds"], figures["bulk_rate"] = await bulk(**code)
+    return figures | await latency_and_webhook(**code)
+
+
+def rows(f: dict[str, float]) -> list[tuple[str, str]]:
+    return [
+        (f"drafts/s, generator {SLOW_SECONDS:g} s per call, one worker, GENERATION_CONCURRENCY=16 (default)",
+         f"{f['one']:.2f}"),
+        ("drafts/s, the same with GENERATION_CONCURRENCY=48", f"{f['wide']:.2f}"),
+        ("drafts/s, two workers in one group (default concurrency)",
+         f"{f['two']:.2f} ({f['two'] / f['one']:.2f}x one worker)"),
+        (f"{BULK_EMAILS} pending emails, instant generator -> all drafted",
+         f"{f['bulk_seconds']:.1f} s ({f['bulk_rate']:.0f}/s)"),
+        ("email row -> generator request", f"p50 {f['pickup_p50']:.0f} ms, p99 {f['pickup_p99']:.0f} ms"),
+        (f"webhook at {WEBHOOK_RATE} req/s for {WEBHOOK_SECONDS:g} s",
+         f"p50 {f['webhook_p50']:.1f} ms, p99 {f['webhook_p99']:.1f} ms, lost {f['webhook_lost']:.0f}"
+         f" of {f['webhook_total']:.0f}"),
+        ("worker RSS after the run", f"{f['rss_mib']:.0f} MiB"),
+    ]
+
+
 async def main() -> None:
-    one = await slow_generator(1)
-    wide = await slow_generator(1, GENERATION_CONCURRENCY="48")
-    two = await slow_generator(2)
-    bulk_seconds, bulk_rate = await bulk()
-    rest = await latency_and_webhook()
+    now = rows(await measure(SLOW_EMAILS))
+    before = rows(await measure(BASELINE_SLOW_EMAILS, PYTHONPATH=BASELINE)) if BASELINE else None
     cores = os.cpu_count()
     mem_gib = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
                        if line.startswith("MemTotal")).split()[1]) / 1024 / 1024
-    rows = [
-        ("drafts/s, generator 2 s per call, one worker, GENERATION_CONCURRENCY=16 (default)",
-         f"{one:.1f}", "0.49"),
-        ("drafts/s, the same with GENERATION_CONCURRENCY=48", f"{wide:.1f}", "0.49"),
-        ("drafts/s, two workers in one group (default concurrency)", f"{two:.1f} ({two / one:.2f}x one worker)",
-         "0.71 (1.45x)"),
-        (f"{BULK_EMAILS} pending emails, instant generator -> all drafted",
-         f"{bulk_seconds:.1f} s ({bulk_rate:.0f}/s)", "31.7 s for 2,000 (63/s)"),
-        ("email row -> generator request", f"p50 {rest['pickup_p50']:.0f} ms, p99 {rest['pickup_p99']:.0f} ms",
-         "p50 113 ms, p99 118 ms"),
-        (f"webhook at {WEBHOOK_RATE} req/s for {WEBHOOK_SECONDS:g} s",
-         f"p50 {rest['webhook_p50']:.1f} ms, p99 {rest['webhook_p99']:.1f} ms, lost {rest['webhook_lost']:.0f}"
-         f" of {rest['webhook_total']:.0f}", "p99 6.9 ms, 0 lost"),
-        ("worker RSS after the run", f"{rest['rss_mib']:.0f} MiB", "101 MiB"),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure':<{width}}  {'now':<40}  before (issue 9)")
-    for name, now, before in rows:
-        print(f"{name:<{width}}  {now:<40}  {before}")
-    table = "\n".join(f"| {name} | {now} | {before} |" for name, now, before in rows)
+    width = max(len(name) for name, _ in now)
+    header = f"{'measure':<{width}}  {'this code':<44}" + ("  baseline" if before else "")
+    print("\n" + header)
+    lines = []
+    for i, (name, figure) in enumerate(now):
+        other = before[i][1] if before else ""
+        print(f"{name:<{width}}  {figure:<44}  {other}")
+        lines.append(f"| {name} | {figure} |" + (f" {other} |" if before else ""))
+    columns = "| measure | this code |" + (" baseline |" if before else "")
+    rule = "|---|---|" + ("---|" if before else "")
+    baseline_note = (f" Baseline: the worker of `{BASELINE}` in the same run (slow-generator scenarios with "
+                     f"{BASELINE_SLOW_EMAILS} emails)." if before else "")
     RESULTS.write_text(
         f"# Throughput benchmark\n\n`python -m bench.throughput`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}; "
-        f"real Kafka and PostgreSQL on this machine, stub peers on loopback.\n\n"
-        f"| measure | now | before (issue 9's figures) |\n|---|---|---|\n{table}\n", encoding="utf-8")
+        f"real Kafka and PostgreSQL on this machine, stub peers on loopback, {SLOW_EMAILS} emails in the "
+        f"slow-generator scenarios.{baseline_note}\n\n{columns}\n{rule}\n" + "\n".join(lines) + "\n",
+        encoding="utf-8")
     print(f"\nwritten to {RESULTS}")
 
 
