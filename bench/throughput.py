@@ -23,6 +23,7 @@ import asyncio
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -179,6 +180,11 @@ def rows(f: dict[str, float]) -> list[tuple[str, str]]:
     ]
 
 
+def _commit(checkout: str) -> str:
+    found = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
+
+
 async def main() -> None:
     now = rows(await measure(SLOW_EMAILS))
     before = rows(await measure(BASELINE_SLOW_EMAILS, PYTHONPATH=BASELINE)) if BASELINE else None
@@ -195,8 +201,8 @@ async def main() -> None:
         lines.append(f"| {name} | {figure} |" + (f" {other} |" if before else ""))
     columns = "| measure | this code |" + (" baseline |" if before else "")
     rule = "|---|---|" + ("---|" if before else "")
-    baseline_note = (f" Baseline: the worker of `{BASELINE}` in the same run (slow-generator scenarios with "
-                     f"{BASELINE_SLOW_EMAILS} emails)." if before else "")
+    baseline_note = (f" Baseline: the worker of `{BASELINE}` (commit {_commit(BASELINE)}) in the same run "
+                     f"(slow-generator scenarios with {BASELINE_SLOW_EMAILS} emails)." if BASELINE else "")
     RESULTS.write_text(
         f"# Throughput benchmark\n\n`python -m bench.throughput`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}; "
