@@ -49,6 +49,13 @@ async def run(pool: GenerationPool) -> asyncio.Task[None]:
     return asyncio.create_task(pool.run())
 
 
+async def until_drafted(repo: WorkflowRepository, ids: list[str], timeout: float) -> None:
+    async def all_drafted() -> bool:
+        return await states(repo, ids) == {S.AI_GENERATED}
+
+    await eventually(all_drafted, timeout, f"{len(ids)} drafts")
+
+
 async def test_many_slow_generations_are_in_flight_at_once_but_no_more_than_allowed(
     repo: WorkflowRepository, pool: Pool, database: str, make_stages: Any, generator: AiGeneratorStub
 ) -> None:
@@ -58,10 +65,7 @@ async def test_many_slow_generations_are_in_flight_at_once_but_no_more_than_allo
     workers = GenerationPool(stages, repo, database, concurrency=16, lease_seconds=30)
     task = await run(workers)
     try:
-        async def all_drafted() -> bool:
-            return await states(repo, ids) == {S.AI_GENERATED}
-
-        await eventually(all_drafted, 60, "40 drafts")
+        await until_drafted(repo, ids, 60)
     finally:
         task.cancel()
     assert generator.max_in_flight == 16
@@ -122,10 +126,7 @@ async def test_retry_after_slows_the_whole_pool(
     workers = GenerationPool(stages, repo, database, concurrency=2, lease_seconds=30)
     task = await run(workers)
     try:
-        async def all_drafted() -> bool:
-            return await states(repo, ids) == {S.AI_GENERATED}
-
-        await eventually(all_drafted, 30, "6 drafts")
+        await until_drafted(repo, ids, 30)
     finally:
         task.cancel()
     [(told_at, status)] = [a for a in generator.answered if a[1] == 503]

@@ -57,12 +57,19 @@ def folder(account: ImapAccount, **overrides: Any) -> SentFolder:
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[_Inbox, int]]:
-    inbox, port = _Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+def inbox() -> Iterator[tuple[_Inbox, int]]:
+    """A real SMTP server's inbox, and its port."""
+    received, port = _Inbox(), free_port()
+    controller = Controller(received, hostname="127.0.0.1", port=port)
     controller.start()
-    yield inbox, port
+    yield received, port
     controller.stop()
+
+
+def stages_for(make_stages: Any, inbox: tuple[_Inbox, int], sent_folder: SentFolder) -> Any:
+    stages = make_stages(smtp=SmtpSender("127.0.0.1", inbox[1], "plain", "", ""), retry_backoff_base=0.01)
+    stages.sent_folder = sent_folder
+    return stages
 
 
 async def cut_off_send(repo: WorkflowRepository, pool: Pool) -> tuple[str, str]:
@@ -79,11 +86,10 @@ async def cut_off_send(repo: WorkflowRepository, pool: Pool) -> tuple[str, str]:
 
 
 async def test_found_in_the_sent_folder_it_counts_as_sent_and_is_not_sent_again(
-    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, smtp: tuple[_Inbox, int]
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[_Inbox, int]
 ) -> None:
-    inbox, port = smtp
-    stages = make_stages(smtp=SmtpSender("127.0.0.1", port, "plain", "", ""), retry_backoff_base=0.01)
-    stages.sent_folder = folder(account)
+    stages = stages_for(make_stages, inbox, folder(account))
+    received = inbox[0]
     mid, reply_id = await cut_off_send(repo, pool)
     file_in_sent(account, reply_id)
 
@@ -91,24 +97,23 @@ async def test_found_in_the_sent_folder_it_counts_as_sent_and_is_not_sent_again(
 
     wf = await repo.get(mid)
     assert wf is not None and wf.current_state is S.REPLY_SENT and wf.reply_message_id == reply_id
-    assert inbox.attempts == 0
+    assert received.attempts == 0
     trail = await repo.audit_trail(mid)
     assert trail[-1].transition_reason == f"reply confirmed in the Sent folder ({reply_id})"
 
 
 async def test_not_in_the_sent_folder_it_is_sent_once_more_with_the_same_message_id(
-    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, smtp: tuple[_Inbox, int]
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[_Inbox, int]
 ) -> None:
-    inbox, port = smtp
-    stages = make_stages(smtp=SmtpSender("127.0.0.1", port, "plain", "", ""), retry_backoff_base=0.01)
-    stages.sent_folder = folder(account)
+    stages = stages_for(make_stages, inbox, folder(account))
+    received = inbox[0]
     mid, reply_id = await cut_off_send(repo, pool)
 
     await stages.send(mid)
     await stages.send(mid)  # and a second redelivery sends nothing more
 
-    [message] = inbox.messages
-    assert message["Message-ID"] == reply_id and inbox.attempts == 1
+    [message] = received.messages
+    assert message["Message-ID"] == reply_id and received.attempts == 1
     wf = await repo.get(mid)
     assert wf is not None and wf.current_state is S.REPLY_SENT
     reasons = [a.transition_reason for a in await repo.audit_trail(mid)]
@@ -116,18 +121,17 @@ async def test_not_in_the_sent_folder_it_is_sent_once_more_with_the_same_message
 
 
 async def test_a_sent_folder_that_cannot_be_read_leaves_it_to_a_person(
-    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, smtp: tuple[_Inbox, int]
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[_Inbox, int]
 ) -> None:
-    inbox, port = smtp
-    stages = make_stages(smtp=SmtpSender("127.0.0.1", port, "plain", "", ""), retry_backoff_base=0.01)
-    stages.sent_folder = folder(account, password="wrong")
+    stages = stages_for(make_stages, inbox, folder(account, password="wrong"))
+    received = inbox[0]
     mid, _ = await cut_off_send(repo, pool)
     await stages.send(mid)
     wf = await repo.get(mid)
     assert wf is not None and wf.current_state is S.FAILED
     assert "the Sent folder could not be checked (IMAP: login refused" in (wf.error_message or "")
     assert "may or may not have gone out" in (wf.error_message or "")
-    assert inbox.attempts == 0
+    assert received.attempts == 0
 
 
 async def test_the_adapter_names_what_went_wrong(account: ImapAccount, tmp_path: Any) -> None:
