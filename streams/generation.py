@@ -67,7 +67,11 @@ class GenerationPool:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                await self.fill()
+                try:
+                    await self.fill()
+                except Exception as exc:  # noqa: BLE001 - the pool must outlive any one failure
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("generation pool: could not lease drafts")
         finally:
             listener.cancel()
             renewer.cancel()

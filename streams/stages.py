@@ -377,8 +377,8 @@ class Stages:
                             what_happened, reply_id)
                 return True
         unknown = OutcomeUnknownError(
-            "SMTP", f"{what_happened}; it may or may not have gone out. Check the Sent folder, "
-            "then retry to send it again")
+            "SMTP", f"outcome unknown: {what_happened}; it may or may not have gone out. Check the Sent "
+            "folder, then retry to send it again")
         await self.fail_workflow(wf, S.USER_APPROVED, Stage.SEND, unknown)
         return False
 

@@ -83,7 +83,7 @@ class SmtpSender:
         except smtplib.SMTPResponseException as exc:
             raise self._classify(exc) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise OutcomeUnknownError(PEER, f"connection lost while sending: {exc}") from exc
+            raise OutcomeUnknownError(PEER, f"outcome unknown: connection lost while sending: {exc}") from exc
         finally:
             try:
                 client.quit()
