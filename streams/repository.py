@@ -81,6 +81,19 @@ _UNPARK = ("park_stage = NULL, park_peer = NULL, park_reason = NULL, parked_sinc
            " park_attempts = 0, next_attempt_at = NULL, lease_until = NULL")
 
 
+# Audit reasons of the rows that keep the state (the fake repository writes the same).
+REMINDED = "reminder sent by SMS"
+
+
+def send_claim_reason(reply_message_id: str, again: bool) -> str:
+    return (f"not in the Sent folder: sending again as {reply_message_id}" if again
+            else f"sending the reply as {reply_message_id}")
+
+
+def park_reason(reason: str, next_attempt_at: datetime) -> str:
+    return f"parked: {reason}; tried again at {next_attempt_at.isoformat()}"
+
+
 async def _one(conn: Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
     cur = await conn.execute(query, params)
     return await cur.fetchone()
@@ -275,8 +288,7 @@ class Transaction:
                          (reply_message_id, now, now, message_id, WorkflowState.USER_APPROVED.value))
         if row is None:
             return False
-        reason = (f"not in the Sent folder: sending again as {reply_message_id}" if again
-                  else f"sending the reply as {reply_message_id}")
+        reason = send_claim_reason(reply_message_id, again)
         await self._audit(message_id, row["current_state"], row["current_state"], reason, None, now)
         return True
 
@@ -298,7 +310,7 @@ class Transaction:
             return False
         if attempts == 1:
             await self._audit(message_id, state.value, state.value,
-                              f"parked: {reason}; tried again at {next_attempt_at.isoformat()}", reason, now)
+                              park_reason(reason, next_attempt_at), reason, now)
         return True
 
     async def note_outage(self, peer: str) -> bool:
@@ -335,7 +347,7 @@ class Transaction:
                          (now, now, message_id, WorkflowState.AWAITING_USER.value))
         if row is None:
             return False
-        await self._audit(message_id, row["current_state"], row["current_state"], "reminder sent by SMS",
+        await self._audit(message_id, row["current_state"], row["current_state"], REMINDED,
                           None, now)
         return True
 

@@ -32,7 +32,7 @@ from handlers.workflow import (
 )
 from streams.peers.ai import GeneratedDraft
 from streams.records import AuditEntry, Email, Workflow
-from streams.repository import SETTABLE_COLUMNS
+from streams.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
 
 S = WorkflowState
 _UNPARKED: dict[str, Any] = {"park_stage": None, "park_peer": None, "park_reason": None, "parked_since": None,
@@ -163,8 +163,7 @@ class FakeTransaction:
             return False
         self.data.workflows[message_id] = replace(wf, reply_message_id=reply_message_id,
                                                   send_attempted_at=self.clock.now())
-        reason = (f"not in the Sent folder: sending again as {reply_message_id}" if again
-                  else f"sending the reply as {reply_message_id}")
+        reason = send_claim_reason(reply_message_id, again)
         self._audit(message_id, wf.current_state.value, wf.current_state.value, reason, None)
         return True
 
@@ -178,7 +177,7 @@ class FakeTransaction:
             next_attempt_at=next_attempt_at, send_attempted_at=None if release_send else wf.send_attempted_at)
         if attempts == 1:
             self._audit(message_id, state.value, state.value,
-                        f"parked: {reason}; tried again at {next_attempt_at.isoformat()}", reason)
+                        park_reason(reason, next_attempt_at), reason)
         return True
 
     async def note_outage(self, peer: str) -> bool:
@@ -207,7 +206,7 @@ class FakeTransaction:
         if wf is None or wf.current_state is not S.AWAITING_USER or wf.reminded_at is not None:
             return False
         self.data.workflows[message_id] = replace(wf, reminded_at=self.clock.now())
-        self._audit(message_id, wf.current_state.value, wf.current_state.value, "reminder sent by SMS", None)
+        self._audit(message_id, wf.current_state.value, wf.current_state.value, REMINDED, None)
         return True
 
     async def record_sent_reply(self, message_id: str, body: str) -> None:
