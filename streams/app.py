@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from . import agents, web
+from .kafka_access import faust_credentials
 from .runtime import Runtime
 from .settings import Settings
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Orchestrat
     app = OrchestratorApp(
         settings.app_id,
         broker=[f"kafka://{s}" for s in servers],
+        broker_credentials=faust_credentials(settings),
         datadir=str(settings.data_dir / settings.app_id),
         web_port=settings.port,
         web_bind=settings.host,

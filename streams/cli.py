@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .settings import ConfigError, DatabaseSettings, Settings, load_settings
+from .settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
 
 
 def _db_init(_: argparse.Namespace) -> int:
@@ -29,15 +29,10 @@ def _db_init(_: argparse.Namespace) -> int:
 
 
 def _topics_create(_: argparse.Namespace) -> int:
-    from .topics import create_topics
+    from .topics import ensure_topics
 
-    settings = load_settings(Settings)
-    created = create_topics(
-        settings.kafka_bootstrap_servers,
-        settings.kafka_topic_prefix,
-        settings.kafka_topic_partitions,
-        settings.kafka_replication_factor,
-    )
+    settings = load_settings(KafkaSettings, kafka_create_topics=True)
+    created = ensure_topics(settings)
     print(f"orchestrator: created {len(created)} topic(s): {', '.join(created) or 'none needed'}")
     return 0
 

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from .kafka_access import aiokafka_config
 from .outbox import OutboxRelay
 from .poller import EmailPoller
 from .repository import WorkflowRepository
@@ -72,10 +73,9 @@ class HealthReporter:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._offsets is None:
-            servers = self.settings.kafka_bootstrap_servers
-            admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="orchestrator-health")
-            offsets = AIOKafkaConsumer(bootstrap_servers=servers, client_id="orchestrator-health",
-                                       enable_auto_commit=False)
+            access = aiokafka_config(self.settings)
+            admin = AIOKafkaAdminClient(client_id="orchestrator-health", **access)
+            offsets = AIOKafkaConsumer(client_id="orchestrator-health", enable_auto_commit=False, **access)
             await admin.start()
             try:
                 await offsets.start()

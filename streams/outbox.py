@@ -17,7 +17,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from .database import run_on_notify
+from .kafka_access import confluent_config
 from .repository import Pool
+from .settings import KafkaSettings
 from .topics import full_name
 
 log = logging.getLogger(__name__)
@@ -26,17 +28,12 @@ RELAY_LOCK_ID = 0x0E4A12
 BATCH = 500
 
 
-def new_producer(bootstrap_servers: str) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 2,
-            "message.timeout.ms": 30000,
-            "client.id": "orchestrator-outbox",
-        }
-    )
+def new_producer(kafka: KafkaSettings) -> Producer:
+    return Producer(confluent_config(
+        kafka,
+        **{"enable.idempotence": True, "acks": "all", "linger.ms": 2, "message.timeout.ms": 30000,
+           "client.id": "orchestrator-outbox"},
+    ))
 
 
 class OutboxRelay:

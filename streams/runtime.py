@@ -53,7 +53,7 @@ class Runtime:
         self.generation = GenerationPool(self.stages, self.repo, settings.conninfo,
                                          settings.generation_concurrency, settings.generation_lease)
         self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval)
-        self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings.kafka_bootstrap_servers),
+        self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings),
                                  settings.kafka_topic_prefix)
         self.progress = AgentProgress()
         self.ready = False

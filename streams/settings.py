@@ -34,7 +34,7 @@ SmtpSecurity = Literal["ssl", "starttls", "plain"]
 Tone = Literal["professional", "casual", "technical", "friendly"]
 
 
-_S = TypeVar("_S", bound="DatabaseSettings")
+_S = TypeVar("_S", bound=BaseSettings)
 
 
 class ConfigError(Exception):
@@ -77,7 +77,124 @@ class DatabaseSettings(BaseSettings):
         )
 
 
-class Settings(DatabaseSettings):
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster, and the topics' names and shape: what
+    the Kafka commands need (``orchestrator topics``, ``tail``, ``dlq``).
+    :mod:`streams.kafka_access` turns it into each client's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # The CA that signed the brokers' certificates (else the system's trust store),
+    # and this client's certificate and key for mutual TLS.
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_topic_prefix: str = "email-orchestrator."
+    # False on clusters that forbid creating topics: the worker checks they exist instead.
+    kafka_create_topics: bool = True
+    # Partitions of new topics: the most workers of one consumer group that can share an agent's work.
+    kafka_topic_partitions: int = Field(default=12, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    # How soon a crashed worker's partitions go to a live one (faust's default is 60 s).
+    kafka_session_timeout: float = Field(default=10.0, ge=6.0, le=300.0)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers or any(not re.match(r"^[\w.\-\[\]:]+:\d+$", s) for s in servers):
+            raise ValueError("must be a comma-separated host:port list such as kafka:9092")
+        return ",".join(servers)
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9._\-]*$", value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                with value.open("rb") as f:
+                    f.read(1)
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        problems = []
+        login = {"KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism, "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+                 "KAFKA_SASL_PASSWORD": self.kafka_sasl_password}
+        files = {"KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file, "KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
+                 "KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file}
+        for name, value in login.items():
+            if sasl and not value:
+                problems.append(f"{name}: is required when KAFKA_SECURITY_PROTOCOL={protocol}")
+            elif not sasl and value:
+                problems.append(f"{name}: is set but KAFKA_SECURITY_PROTOCOL={protocol} does not log in "
+                                f"(use SASL_SSL or SASL_PLAINTEXT)")
+        for name, path in files.items():
+            if path is not None and not tls:
+                problems.append(f"{name}: is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS "
+                                f"(use SSL or SASL_SSL)")
+        if tls and (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            given, missing = (("KAFKA_SSL_KEY_FILE", "KAFKA_SSL_CERT_FILE") if self.kafka_ssl_cert_file is None
+                              else ("KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE"))
+            problems.append(f"{missing}: is required with {given} (mutual TLS needs both)")
+        if tls and not problems:
+            problems += self._tls_files_load()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _tls_files_load(self) -> list[str]:
+        """The TLS files parse as what they claim to be (else the worker would fail later, vaguely)."""
+        import ssl
+
+        if self.kafka_ssl_ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=str(self.kafka_ssl_ca_file))
+            except (ssl.SSLError, ValueError) as exc:
+                return [f"KAFKA_SSL_CA_FILE: not a PEM CA certificate: {exc}"]
+        if self.kafka_ssl_cert_file is not None and self.kafka_ssl_key_file is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(str(self.kafka_ssl_cert_file),
+                                                             str(self.kafka_ssl_key_file))
+            except (ssl.SSLError, ValueError) as exc:
+                return [f"KAFKA_SSL_CERT_FILE: the certificate and KAFKA_SSL_KEY_FILE do not load as a "
+                        f"PEM pair: {exc}"]
+        return []
+
+    @property
+    def app_id(self) -> str:
+        """The faust app id, which is also the Kafka consumer group."""
+        return f"{self.kafka_topic_prefix}orchestrator"
+
+
+class Settings(DatabaseSettings, KafkaSettings):
     """All configuration. Field names are the environment variables, upper-cased."""
 
     # Peers (docs/contracts.md §2, §3)
@@ -147,14 +264,6 @@ class Settings(DatabaseSettings):
     # unless this says it is meant (e.g. behind an authenticating proxy).
     allow_unauthenticated: bool = False
 
-    # Kafka
-    kafka_bootstrap_servers: str = "localhost:9092"
-    kafka_topic_prefix: str = "email-orchestrator."
-    # Partitions of new topics: the most workers of one consumer group that can share an agent's work.
-    kafka_topic_partitions: int = Field(default=12, ge=1)
-    kafka_replication_factor: int = Field(default=1, ge=1)
-    # How soon a crashed worker's partitions go to a live one (faust's default is 60 s).
-    kafka_session_timeout: float = Field(default=10.0, ge=6.0, le=300.0)
     data_dir: Path = Path("/tmp/email-orchestrator")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -171,21 +280,6 @@ class Settings(DatabaseSettings):
     def _address(cls, value: str) -> str:
         if "@" not in value or value.startswith("@") or value.endswith("@"):
             raise ValueError("must be an email address such as you@gmail.com")
-        return value
-
-    @field_validator("kafka_bootstrap_servers")
-    @classmethod
-    def _bootstrap(cls, value: str) -> str:
-        servers = [s.strip() for s in value.split(",") if s.strip()]
-        if not servers or any(not re.match(r"^[\w.\-\[\]:]+:\d+$", s) for s in servers):
-            raise ValueError("must be a comma-separated host:port list such as kafka:9092")
-        return ",".join(servers)
-
-    @field_validator("kafka_topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9._\-]*$", value):
-            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
         return value
 
     @field_validator("timezone")
@@ -256,15 +350,13 @@ class Settings(DatabaseSettings):
         return QuietHours.parse(self.quiet_hours, self.timezone) if self.quiet_hours else None
 
     @property
-    def app_id(self) -> str:
-        """The faust app id, which is also the Kafka consumer group."""
-        return f"{self.kafka_topic_prefix}orchestrator"
-
-    @property
     def draft_link_key(self) -> bytes:
         """The HMAC key for draft links: DRAFT_LINK_SECRET, else derived from a secret we have."""
         secret = self.draft_link_secret or self.email_password
         return b"draft-link:" + secret.get_secret_value().encode()
+
+
+_NAMED = re.compile(r"^[A-Z][A-Z0-9_]+: ")
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:
@@ -285,5 +377,8 @@ def load_settings(cls: type[_S] = Settings, **overrides: Any) -> _S:  # type: ig
             message = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "missing":
                 message = "is required but not set"
-            lines.append(f"{_variable(error['loc'])}: {message}")
+            if not error["loc"] and all(_NAMED.match(line) for line in message.splitlines()):
+                lines += message.splitlines()  # a check across variables, already naming each
+            else:
+                lines.append(f"{_variable(error['loc'])}: {message}")
         raise ConfigError("\n".join(lines)) from None

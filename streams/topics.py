@@ -3,17 +3,18 @@
 Names are logical (``emails.pending``, each message model names its own, see
 :mod:`handlers.messages`) plus KAFKA_TOPIC_PREFIX. Topics are created
 explicitly at start with the AdminClient, with the configured partition count
-and replication factor; an existing topic is left as it is. docs/topics.md
-describes each.
+and replication factor; an existing topic is left as it is. On a cluster that
+forbids creating topics (KAFKA_CREATE_TOPICS=false) they are only checked.
+docs/topics.md describes each.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from handlers.messages import (
     DeadLetter,
@@ -27,6 +28,11 @@ from handlers.messages import (
     WorkflowEvent,
 )
 from handlers.workflow import Stage
+
+from .kafka_access import KafkaUnavailable, probe
+
+if TYPE_CHECKING:
+    from .settings import KafkaSettings
 
 EMAILS_PENDING: Final = EmailPending.topic
 EDITS_REQUESTED: Final = EditRequested.topic
@@ -62,31 +68,42 @@ def full_name(prefix: str, topic: str) -> str:
     return f"{prefix}{topic}"
 
 
-def create_topics(
-    bootstrap_servers: str,
-    prefix: str,
-    partitions: int,
-    replication_factor: int,
-    timeout: float = 30.0,
-) -> list[str]:
-    """Create every topic that does not exist yet; return the names created.
+def topic_names(k: KafkaSettings) -> list[str]:
+    """Every topic's Kafka name, in :data:`ALL` order."""
+    return [full_name(k.kafka_topic_prefix, topic) for topic in ALL]
 
-    Blocks up to ``timeout`` seconds. Raises :class:`KafkaException` when the
-    cluster cannot be reached or refuses a creation for another reason than
-    the topic already existing.
+
+def ensure_topics(k: KafkaSettings, timeout: float = 30.0) -> list[str]:
+    """Make sure every topic exists; return the names created.
+
+    With KAFKA_CREATE_TOPICS (the default) missing topics are created with the
+    configured partition count and replication factor, and an existing topic
+    is left as it is; otherwise they are only looked for. Raises
+    :class:`~streams.kafka_access.KafkaUnavailable` with one line saying what
+    is wrong: the cluster cannot be reached or refuses the login, topics are
+    missing, or the principal may not create them.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    wanted = [
-        NewTopic(full_name(prefix, topic), partitions, replication_factor) for topic in ALL
-    ]
+    admin, metadata = probe(k, timeout)
+    missing = [name for name in topic_names(k) if name not in metadata.topics]
+    if not missing:
+        return []
+    if not k.kafka_create_topics:
+        raise KafkaUnavailable(f"missing topics {', '.join(missing)} (KAFKA_CREATE_TOPICS=false: create them, "
+                               f"see the README's 'Deploying on your cluster')")
+    wanted = [NewTopic(name, k.kafka_topic_partitions, k.kafka_replication_factor) for name in missing]
     created = []
     for name, future in admin.create_topics(wanted, request_timeout=timeout).items():
         try:
             future.result(timeout=timeout)
             created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if error.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+                raise KafkaUnavailable(f"not allowed to create topic {name} ({error.str()}); grant CREATE or "
+                                       f"create the topics and set KAFKA_CREATE_TOPICS=false") from None
+            raise KafkaUnavailable(f"cannot create topic {name}: {error.str()}") from None
     if created:
         log.info("created topics %s", ", ".join(created))
     return created

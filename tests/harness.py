@@ -116,12 +116,13 @@ class Pipeline:
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=10)
         self._sms_counter = 0
 
-    async def start(self) -> None:
+    async def start(self, wait_healthy: bool = True) -> None:
         await self.ai.start()
         await self.sms.start()
         self.smtp.start()
         self.worker.start()
-        await self.wait_healthy()
+        if wait_healthy:
+            await self.wait_healthy()
 
     async def wait_healthy(self, timeout: float = 90) -> None:
         async def healthy() -> bool:

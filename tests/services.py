@@ -86,3 +86,40 @@ def imap_account() -> ImapAccount:
         spec = _from_script()["ORCH_TEST_IMAP"]
     host, port, ca_file, username, password = spec.split(":", 4)
     return ImapAccount(host, int(port), Path(ca_file), username, password)
+
+
+@dataclass(frozen=True)
+class SecuredKafka:
+    """The broker's SASL_SSL listener (SCRAM user) and its mutual-TLS listener."""
+
+    sasl_servers: str
+    ca_file: Path
+    username: str
+    password: str
+    mtls_servers: str
+    client_cert: Path
+    client_key: Path
+
+    def sasl_env(self, mechanism: str = "SCRAM-SHA-512", **overrides: str) -> dict[str, str]:
+        """The worker's settings for the SASL_SSL listener."""
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.sasl_servers, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": mechanism, "KAFKA_SASL_USERNAME": self.username,
+                "KAFKA_SASL_PASSWORD": self.password, "KAFKA_SSL_CA_FILE": str(self.ca_file)} | overrides
+
+    def mtls_env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.mtls_servers, "KAFKA_SECURITY_PROTOCOL": "SSL",
+                "KAFKA_SSL_CA_FILE": str(self.ca_file), "KAFKA_SSL_CERT_FILE": str(self.client_cert),
+                "KAFKA_SSL_KEY_FILE": str(self.client_key)}
+
+
+def secured_kafka() -> SecuredKafka:
+    """ORCH_TEST_KAFKA_SASL / ORCH_TEST_KAFKA_MTLS when set, else ``scripts/services up kafka``."""
+    sasl, mtls = os.environ.get("ORCH_TEST_KAFKA_SASL"), os.environ.get("ORCH_TEST_KAFKA_MTLS")
+    if not sasl or not mtls:
+        subprocess.run([str(ROOT / "scripts" / "services"), "up", "kafka"], check=True)
+        env = _from_script()
+        sasl, mtls = env["ORCH_TEST_KAFKA_SASL"], env["ORCH_TEST_KAFKA_MTLS"]
+    host, port, ca_file, username, password = sasl.split(":", 4)
+    mhost, mport, _, cert, key = mtls.split(":", 4)
+    return SecuredKafka(f"{host}:{port}", Path(ca_file), username, password, f"{mhost}:{mport}",
+                        Path(cert), Path(key))
