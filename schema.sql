@@ -97,6 +97,10 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMPTZ;
 -- lease_until (renewed while the call runs); a crashed worker's lease lapses
 -- and another pool takes the draft. Any transition clears it.
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;
+-- The workflow's W3C trace id, begun as the email is picked up: every record
+-- written for the workflow carries it in its traceparent header.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS trace_id CHAR(32)
+    DEFAULT replace(gen_random_uuid()::text, '-', '');
 
 -- The deployed service may have used timestamps without time zone; they held
 -- UTC. Convert in place so every timestamp is absolute.
@@ -194,6 +198,18 @@ CREATE TABLE IF NOT EXISTS kafka_outbox (
     payload         TEXT NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- The CloudEvents id of the record (ce_id): made with the row, so a batch
+-- published again after a crash carries the same ids and consumers can drop
+-- the duplicates. trace_id is the trace its traceparent header continues.
+ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS event_id UUID NOT NULL DEFAULT gen_random_uuid();
+ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS trace_id CHAR(32);
+-- A dead letter keeps another record's bytes as they were (which need not be
+-- text), in raw_key / raw_value instead of message_key / payload, and says
+-- why in headers (name -> value).
+ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS raw_key BYTEA;
+ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS raw_value BYTEA;
+ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS headers JSONB;
+ALTER TABLE kafka_outbox ALTER COLUMN payload DROP NOT NULL;
 
 -- ---------------------------------------------------------------------------
 -- Instant wake-ups: a new pending email wakes the poller, a new outbox row

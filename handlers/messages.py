@@ -9,6 +9,7 @@ message cannot be sent to the wrong place. Decoding failures raise
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Literal
 
@@ -118,20 +119,46 @@ class PhoneFreed(TopicMessage):
         return self.phone_number
 
 
-class DeadLetter(TopicMessage):
-    """``deadletter``: a message the orchestrator gave up on, with why."""
+#: Where a dead letter's headers say what happened: Kafka Connect's names for
+#: its dead-letter queues, so tools that read those read these.
+DLQ_HEADER = "__connect.errors."
+
+DeadLetterKind = Literal["poison", "permanent", "exhausted"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """``deadletter``: a record the orchestrator gave up on. The record keeps
+    the original key and value bytes; its headers (:meth:`headers`) name the
+    original topic, partition and offset, the stage, the attempts and the
+    error. A stage that failed without a record in hand (a draft generated
+    from the database, a sweep) writes the message that would start the stage
+    again, with no partition or offset."""
 
     topic: ClassVar[str] = "deadletter"
 
-    source_topic: str
-    key: str | None
-    value: str
-    error: str
-    error_kind: Literal["poison", "permanent", "exhausted"]
+    source_topic: str  # logical, without KAFKA_TOPIC_PREFIX
+    key: bytes | None
+    value: bytes
     stage: str
+    kind: DeadLetterKind
     attempts: int
-    at: datetime
+    error_class: str
+    error_message: str
+    partition: int | None = None
+    offset: int | None = None
 
     @property
     def record_key(self) -> str | None:
-        return self.key
+        return self.key.decode("utf-8", "replace") if self.key is not None else None
+
+    def headers(self, prefix: str) -> dict[str, str]:
+        """The record's headers; ``prefix`` is KAFKA_TOPIC_PREFIX (the topic is named as Kafka knows it)."""
+        found = {"topic": f"{prefix}{self.source_topic}", "partition": self.partition, "offset": self.offset,
+                 "stage": self.stage, "attempts": self.attempts, "kind": self.kind,
+                 "exception.class.name": self.error_class, "exception.message": self.error_message}
+        return {DLQ_HEADER + name: str(value) for name, value in found.items() if value is not None}
+
+
+#: What the repository's ``publish`` takes: a topic message, or a dead letter.
+Publishable = TopicMessage | DeadLetter

@@ -33,7 +33,9 @@ def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: Agent
         async def body(stream: AsyncIterator[Any]) -> None:
             async for event in stream.events():  # type: ignore[attr-defined]
                 record = event.message
-                await handler.handle(record.topic.removeprefix(prefix), event.key, event.value)
+                await handler.handle(record.topic.removeprefix(prefix), event.key, event.value,
+                                     partition=record.partition, offset=record.offset,
+                                     headers=dict(record.headers or ()))
                 progress.tick(stage)
 
         body.__name__ = body.__qualname__ = f"{stage}_agent"

@@ -245,11 +245,11 @@ ROUTES = [
 
 
 def auth_middleware(token: SecretStr | None) -> Middleware:
-    """``Authorization: Bearer <API_TOKEN>`` on /workflow/* when API_TOKEN is set."""
+    """``Authorization: Bearer <API_TOKEN>`` on /workflow/* and /metrics when API_TOKEN is set."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and request.path.startswith("/workflow"):
+        if token is not None and (request.path.startswith("/workflow") or request.path == "/metrics"):
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not given:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
+from . import logs
 from .settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
 
 
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(os.environ.get("LOG_FORMAT") or None, "info")  # until the settings are read
     try:
         code: int = args.run(args)
     except ConfigError as exc:

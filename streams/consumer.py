@@ -16,19 +16,43 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
 from handlers.clock import Clock
-from handlers.messages import DeadLetter, TopicMessage
+from handlers.messages import DeadLetter, DeadLetterKind, Publishable, TopicMessage
 from handlers.workflow import Stage
 
-from .retrying import outlasting_outages
+from . import metrics, tracing
+from .retrying import Exhausted, outlasting_outages
 
 log = logging.getLogger(__name__)
 
 Act = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """The record being handled, as it came: what a dead letter keeps."""
+
+    topic: str  # logical
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    offset: int | None = None
+
+    def dead_letter(self, stage: Stage, kind: DeadLetterKind, error: Exception, attempts: int = 1) -> DeadLetter:
+        cause = error.last if isinstance(error, Exhausted) else error
+        return DeadLetter(source_topic=self.topic, key=self.key, value=self.value, stage=stage.value,
+                          kind=kind, attempts=attempts, error_class=type(cause).__name__,
+                          error_message=str(error), partition=self.partition, offset=self.offset)
+
+
+#: The record the work in hand came from (None for work found in the database).
+CURRENT_RECORD: ContextVar[SourceRecord | None] = ContextVar("current_record", default=None)
 
 
 class MessageHandler:
@@ -44,7 +68,7 @@ class MessageHandler:
         stage: Stage,
         models: Mapping[str, type[TopicMessage]],
         act: Act,
-        publish: Callable[[TopicMessage], Awaitable[None]],
+        publish: Callable[[Publishable], Awaitable[None]],
         fail_unexpected: Callable[[str, Stage, Exception], Awaitable[None]],
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -57,23 +81,34 @@ class MessageHandler:
         self.clock = clock
         self.sleep = sleep
 
-    async def handle(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    async def handle(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
+                     offset: int | None = None, headers: Mapping[str, bytes] | None = None) -> None:
         """Handle one record of logical ``topic``; returns once it may be acknowledged."""
-        raw = value or b""
-        key_text = key.decode("utf-8", "replace") if key else None
+        record = SourceRecord(topic, key, value or b"", partition, offset)
+        with tracing.working_on(trace_id=tracing.trace_id_of(headers)):
+            token = CURRENT_RECORD.set(record)
+            try:
+                await self._handle(record)
+            finally:
+                CURRENT_RECORD.reset(token)
+
+    async def _handle(self, record: SourceRecord) -> None:
+        topic = record.topic
         try:
-            message = self.models[topic].model_validate_json(raw)
+            message = self.models[topic].model_validate_json(record.value)
         except (ValidationError, ValueError) as exc:
-            await self._dead_letter(topic, key_text, raw, f"undecodable message: {exc}", "poison")
+            await self._dead_letter(record, "poison", UndecodableMessage(f"undecodable message: {exc}"))
             return
+        message_id = getattr(message, "message_id", None)
+        tracing.MESSAGE_ID.set(message_id)
         try:
-            await outlasting_outages(lambda: self.act(message), f"{self.stage} on {topic}", self.sleep)
+            with metrics.STAGE_SECONDS.labels(self.stage.value).time():
+                await outlasting_outages(lambda: self.act(message), f"{self.stage} on {topic}", self.sleep)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - nothing may escape an agent
             log.exception("%s: giving up on a message", topic)
-            await self._dead_letter(topic, key_text, raw, f"{type(exc).__name__}: {exc}", "permanent")
-            message_id = getattr(message, "message_id", None)
+            await self._dead_letter(record, "permanent", exc)
             if message_id:
                 try:
                     await outlasting_outages(lambda: self.fail_unexpected(message_id, self.stage, exc),
@@ -81,9 +116,12 @@ class MessageHandler:
                 except Exception:  # noqa: BLE001 - the dead letter already records it
                     log.exception("%s: could not mark %s failed", topic, message_id)
 
-    async def _dead_letter(self, topic: str, key: str | None, raw: bytes, error: str,
-                           kind: Literal["poison", "permanent"]) -> None:
-        log.error("dead-lettering a message from %s (key %s): %s", topic, key, error)
-        letter = DeadLetter(source_topic=topic, key=key, value=raw.decode("utf-8", "replace"), error=error,
-                            error_kind=kind, stage=self.stage.value, attempts=1, at=self.clock.now())
+    async def _dead_letter(self, record: SourceRecord, kind: DeadLetterKind, error: Exception) -> None:
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        log.error("dead-lettering a message from %s (key %s): %s", record.topic, key, error)
+        letter = record.dead_letter(self.stage, kind, error)
         await outlasting_outages(lambda: self.publish(letter), "dead letter", self.sleep)
+
+
+class UndecodableMessage(ValueError):
+    """A record whose value is not the topic's message (a poison message)."""

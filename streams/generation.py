@@ -33,6 +33,7 @@ from handlers.workflow import Stage
 from .database import run_on_notify
 from .records import Workflow
 from .repository import WorkflowRepository
+from . import metrics, tracing
 from .retrying import INFRASTRUCTURE_ERRORS, outlasting_outages
 from .stages import Stages
 
@@ -111,8 +112,12 @@ class GenerationPool:
     async def _generate(self, wf: Workflow) -> None:
         """One generation; nothing escapes (a bug fails the workflow, visibly)."""
         started = time.monotonic()
+        # This task's own context: its log lines name the workflow and its trace.
+        tracing.MESSAGE_ID.set(wf.message_id)
+        tracing.TRACE_ID.set(wf.trace_id)
         try:
-            await outlasting_outages(lambda: self.stages.generate(wf), f"generating {wf.message_id}")
+            with metrics.STAGE_SECONDS.labels(Stage.DRAFT.value).time():
+                await outlasting_outages(lambda: self.stages.generate(wf), f"generating {wf.message_id}")
         except asyncio.CancelledError:
             raise  # the worker is stopping: the lease lapses and another pool takes it
         except Exception as exc:  # noqa: BLE001 - a bug, not a peer: record it on the workflow

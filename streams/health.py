@@ -69,7 +69,7 @@ class HealthReporter:
         self.started_at = time.time()
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
-        self._lag: tuple[float, dict[str, int]] | None = None
+        self._lag: tuple[float, dict[tuple[str, int], int]] | None = None
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._offsets is None:
@@ -91,8 +91,8 @@ class HealthReporter:
         if self._offsets is not None:
             await self._offsets.stop()
 
-    async def _topic_lag(self) -> dict[str, int]:
-        """Lag per logical topic for this worker's consumer group."""
+    async def _partition_lag(self) -> dict[tuple[str, int], int]:
+        """Lag per (Kafka topic, partition) of this worker's consumer group."""
         s = self.settings
         admin, offsets = await self._clients()
         names = sorted({full_name(s.kafka_topic_prefix, t)
@@ -104,19 +104,27 @@ class HealthReporter:
             return {}
         ends = await offsets.end_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(s.app_id, partitions=partitions)
-        lag: dict[str, int] = {}
+        lag: dict[tuple[str, int], int] = {}
         for tp, end in ends.items():
             done = committed.get(tp)
             position = done.offset if done is not None and done.offset >= 0 else 0
-            logical = tp.topic.removeprefix(s.kafka_topic_prefix)
-            lag[logical] = lag.get(logical, 0) + max(0, end - position)
+            lag[(tp.topic, tp.partition)] = max(0, end - position)
         return lag
 
-    async def topic_lag(self) -> dict[str, int]:
+    async def partition_lag(self) -> dict[tuple[str, int], int]:
+        """:meth:`_partition_lag`, read at most every LAG_CACHE_SECONDS."""
         now = time.time()
         if self._lag is None or now - self._lag[0] > LAG_CACHE_SECONDS:
-            self._lag = (now, await asyncio.wait_for(self._topic_lag(), timeout=5))
+            self._lag = (now, await asyncio.wait_for(self._partition_lag(), timeout=5))
         return self._lag[1]
+
+    async def topic_lag(self) -> dict[str, int]:
+        """Lag per logical topic."""
+        lag: dict[str, int] = {}
+        for (topic, _), behind in (await self.partition_lag()).items():
+            logical = topic.removeprefix(self.settings.kafka_topic_prefix)
+            lag[logical] = lag.get(logical, 0) + behind
+        return lag
 
     async def _peer(self, url: str) -> dict[str, Any]:
         try:

@@ -6,6 +6,12 @@ one that committed. One relay publishes at a time (a transaction-scoped
 advisory lock), in id order, with confluent-kafka's idempotent producer
 (acks=all); rows are deleted only after every delivery in the batch is
 confirmed. A crash in between republishes the batch: consumers are idempotent.
+
+The value stays plain JSON; what describes it travels in headers: the
+CloudEvents Kafka binding in binary mode (``ce_specversion``, ``ce_id`` (the
+row's ``event_id``, the same when a batch is published again), ``ce_source``,
+``ce_type``, ``ce_time``, ``content-type``), made with the CloudEvents SDK, and a
+W3C ``traceparent`` in the workflow's trace (see :mod:`streams.tracing`).
 """
 
 from __future__ import annotations
@@ -14,13 +20,19 @@ import asyncio
 import logging
 from typing import Any
 
+from cloudevents.http import CloudEvent
+from cloudevents.kafka import to_binary
 from confluent_kafka import KafkaError, Message, Producer
 
+from handlers.messages import DLQ_HEADER, SCHEMA_VERSION, DeadLetter
+
+from . import metrics
 from .database import run_on_notify
 from .kafka_access import confluent_config
 from .repository import Pool
 from .settings import KafkaSettings
 from .topics import full_name
+from .tracing import new_trace_id, traceparent
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +51,13 @@ def new_producer(kafka: KafkaSettings) -> Producer:
 class OutboxRelay:
     """Drains the outbox whenever woken (NOTIFY) and at least every ``interval`` s."""
 
-    def __init__(self, pool: Pool, conninfo: str, producer: Producer, prefix: str, interval: float = 1.0) -> None:
+    def __init__(self, pool: Pool, conninfo: str, producer: Producer, prefix: str, interval: float = 1.0,
+                 source: str = "email-orchestrator") -> None:
         self.pool = pool
         self.conninfo = conninfo
         self.producer = producer
         self.prefix = prefix
+        self.source = source  # ce_source is /<source>; ce_type is <source>.<topic>.v<schema version>
         self.interval = interval
         self.last_error: str | None = None
         self.published = 0
@@ -69,7 +83,8 @@ class OutboxRelay:
                 if not row or not row["locked"]:
                     return False
                 cur = await conn.execute(
-                    "SELECT id, topic, message_key, payload FROM kafka_outbox ORDER BY id LIMIT %s",
+                    "SELECT id, topic, message_key, payload, created_at, event_id, trace_id, raw_key,"
+                    " raw_value, headers FROM kafka_outbox ORDER BY id LIMIT %s",
                     (BATCH,),
                 )
                 rows = await cur.fetchall()
@@ -77,8 +92,34 @@ class OutboxRelay:
                     await self._publish(rows)
                     await conn.execute("DELETE FROM kafka_outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
                     self.published += len(rows)
+                    metrics.PUBLISHED.inc(len(rows))
         self.last_error = None
         return len(rows) == BATCH
+
+    def record(self, row: dict[str, Any]) -> tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]:
+        """The Kafka record of an outbox row: key, value and headers."""
+        dead = row["topic"] == DeadLetter.topic
+        if dead:
+            key, value = row["raw_key"], row["raw_value"]
+        else:
+            key = row["message_key"].encode() if row["message_key"] is not None else None
+            value = row["payload"].encode()
+        event = CloudEvent({
+            "id": str(row["event_id"]),
+            "source": f"/{self.source}",
+            "type": f"{self.source}.{row['topic']}.v{SCHEMA_VERSION}",
+            "time": row["created_at"].isoformat(),
+            # A dead letter holds another record's bytes, which need not be JSON.
+            "datacontenttype": "application/octet-stream" if dead else "application/json",
+        })
+        headers = to_binary(event, data_marshaller=lambda _: b"").headers
+        trace = (row["trace_id"] or new_trace_id()).strip()
+        headers["traceparent"] = traceparent(trace, row["event_id"].hex[:16]).encode()
+        for name, text in (row["headers"] or {}).items():
+            if name == DLQ_HEADER + "topic":
+                text = full_name(self.prefix, text)  # stored logical: the prefix is configuration
+            headers[name] = str(text).encode()
+        return key, value, list(headers.items())
 
     async def _publish(self, rows: list[dict[str, Any]]) -> None:
         errors: list[KafkaError] = []
@@ -88,10 +129,9 @@ class OutboxRelay:
                 errors.append(err)
 
         for row in rows:
-            key = row["message_key"].encode() if row["message_key"] is not None else None
-            self.producer.produce(
-                full_name(self.prefix, row["topic"]), row["payload"].encode(), key, on_delivery=delivered
-            )
+            key, value, headers = self.record(row)
+            self.producer.produce(full_name(self.prefix, row["topic"]), value, key, headers=headers,
+                                  on_delivery=delivered)
         remaining = await asyncio.to_thread(self.producer.flush, 30.0)
         if remaining or errors:
             raise RuntimeError(f"Kafka delivery failed ({remaining} undelivered): {errors[:1]}")

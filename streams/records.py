@@ -49,6 +49,7 @@ class Workflow:
     park_attempts: int = 0
     next_attempt_at: datetime | None = None
     lease_until: datetime | None = None
+    trace_id: str | None = None
     error_message: str | None = None
     failed_stage: str | None = None
     retry_count: int = 0

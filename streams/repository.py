@@ -24,11 +24,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from handlers.clock import Clock
-from handlers.messages import PhoneFreed, TopicMessage, WorkflowEvent
+from handlers.messages import DeadLetter, PhoneFreed, Publishable, WorkflowEvent
 from handlers.workflow import (
+    AWAITING_STATES,
     QUEUED_FOR_PHONE_STATES,
     READY_STATE,
     TIMES_OUT_FROM,
@@ -40,6 +42,7 @@ from handlers.workflow import (
     names,
 )
 
+from . import metrics, tracing
 from .records import AuditEntry, Email, Workflow
 
 #: Columns a transition may set besides the state columns.
@@ -190,13 +193,20 @@ class Transaction:
         self.clock = clock
         self.phone = PhoneSlot(self)
         self.sms = SmsLedger(self)
+        #: What this transaction queued for Kafka (counted in metrics once it commits).
+        self.queued: list[Publishable] = []
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """A nested block: if it raises, what it wrote is undone and the
         transaction goes on (the exception propagates)."""
-        async with self.conn.transaction():
-            yield
+        mark = len(self.queued)
+        try:
+            async with self.conn.transaction():
+                yield
+        except BaseException:
+            del self.queued[mark:]
+            raise
 
     async def get(self, message_id: str, *, for_update: bool = False) -> Workflow | None:
         """The workflow of ``message_id``; ``for_update`` locks the row until commit."""
@@ -405,11 +415,22 @@ class Transaction:
             (status.value, error, self.clock.now(), message_id),
         )
 
-    async def publish(self, message: TopicMessage) -> None:
-        """Queue ``message`` for its topic; it is published after commit, never before."""
+    async def publish(self, message: Publishable) -> None:
+        """Queue ``message`` for its topic; it is published after commit, never
+        before. Its record continues the trace of the workflow it names, else
+        the trace in hand (a new one when there is none)."""
+        trace = tracing.TRACE_ID.get() or tracing.new_trace_id()
+        message_id = getattr(message, "message_id", None)
+        self.queued.append(message)
+        if isinstance(message, DeadLetter):
+            await self.conn.execute(
+                "INSERT INTO kafka_outbox (topic, raw_key, raw_value, headers, trace_id) VALUES (%s, %s, %s, %s,"
+                " %s)", (message.topic, message.key, message.value, Jsonb(message.headers("")), trace))
+            return
         await self.conn.execute(
-            "INSERT INTO kafka_outbox (topic, message_key, payload) VALUES (%s, %s, %s)",
-            (message.topic, message.record_key, message.to_json()),
+            "INSERT INTO kafka_outbox (topic, message_key, payload, trace_id) VALUES (%s, %s, %s,"
+            " COALESCE((SELECT trace_id FROM workflow_state WHERE message_id = %s), %s))",
+            (message.topic, message.record_key, message.to_json(), message_id, trace),
         )
 
 
@@ -425,7 +446,9 @@ class WorkflowRepository:
         """One transaction: committed when the block exits, rolled back if it raises."""
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                yield Transaction(conn, self.clock)
+                tx = Transaction(conn, self.clock)
+                yield tx
+        metrics.committed(tx.queued)
 
     async def transition(
         self,
@@ -441,7 +464,7 @@ class WorkflowRepository:
         async with self.transaction() as tx:
             return await tx.transition(message_id, expected, new, reason, error=error, **fields)
 
-    async def publish(self, message: TopicMessage) -> None:
+    async def publish(self, message: Publishable) -> None:
         """:meth:`Transaction.publish` in a transaction of its own."""
         async with self.transaction() as tx:
             await tx.publish(message)
@@ -533,6 +556,24 @@ class WorkflowRepository:
                 "by_peer": {r["park_peer"]: {"count": int(r["n"]), "since": r["since"],
                                              "next_attempt_at": r["next"], "attempts": int(r["attempts"])}
                             for r in rows}}
+
+    async def gauges(self, timeout: float | None = None) -> tuple[dict[str, int], float | None, int, float | None]:
+        """For the metrics: workflows by state, the age in seconds of the
+        oldest draft awaiting an answer, the outbox's rows and the age of its oldest."""
+        now = self.clock.now()
+        async with self.pool.connection(timeout=timeout) as conn:
+            cur = await conn.execute("SELECT current_state, count(*) AS n FROM workflow_state GROUP BY 1")
+            counts = {str(r["current_state"]): int(r["n"]) for r in await cur.fetchall()}
+            row = await _one(conn, "SELECT (SELECT min(COALESCE(sms_sent_at, updated_at)) FROM workflow_state"
+                             " WHERE current_state = ANY(%s)) AS awaiting, (SELECT count(*) FROM kafka_outbox)"
+                             " AS rows, (SELECT min(created_at) FROM kafka_outbox) AS oldest",
+                             (names(AWAITING_STATES),))
+        assert row is not None
+
+        def age(since: datetime | None) -> float | None:
+            return max(0.0, (now - since).total_seconds()) if since else None
+
+        return counts, age(row["awaiting"]), int(row["rows"]), age(row["oldest"])
 
     async def count_by_state(self, timeout: float | None = None) -> dict[str, int]:
         """How many workflows are in each state (states with none are left out).

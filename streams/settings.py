@@ -266,6 +266,8 @@ class Settings(DatabaseSettings, KafkaSettings):
 
     data_dir: Path = Path("/tmp/email-orchestrator")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # json: one object a line; text: for people. Unset: json unless on a terminal.
+    log_format: Literal["json", "text"] | None = None
 
     @field_validator("your_phone_number")
     @classmethod

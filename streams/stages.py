@@ -23,7 +23,7 @@ from handlers.edits import context_instructions
 from handlers.emails import Reply, build_reply, new_message_id, sender_name
 from handlers.errors import OutcomeUnknownError, PeerError, PermanentError, TransientError
 from handlers.links import draft_url
-from handlers.messages import DeadLetter, DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
+from handlers.messages import DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.quiet import is_quiet
 from handlers.retry import ParkPolicy, RetryPolicy
 from handlers.senders import parse_patterns, skip_rule
@@ -47,6 +47,7 @@ from handlers.workflow import (
 )
 
 from . import topics
+from .consumer import CURRENT_RECORD, SourceRecord
 from .ports import MailSender, ReplyGenerator, SentMailbox, SmsSender
 from .records import Email, Workflow
 from .repository import Transaction, WorkflowRepository
@@ -486,11 +487,15 @@ class Stages:
                                    failed_stage=stage.value, error_message=text,
                                    retry_count=wf.retry_count + attempts - 1, **fields):
             return None
-        await tx.publish(DeadLetter(
-            source_topic=topics.STAGE_TOPIC[stage], key=wf.message_id,
-            value=wf.message_id, error=text,
-            error_kind="exhausted" if isinstance(error, Exhausted) else "permanent",
-            stage=stage.value, attempts=attempts, at=self.clock.now()))
+        # The record that set the stage going when there is one; else the
+        # message that sets it going again (a draft is driven from the database).
+        record = CURRENT_RECORD.get()
+        if (record is None or record.topic != topics.STAGE_TOPIC[stage]
+                or (stage is not Stage.COMMAND and record.key != wf.message_id.encode())):
+            restart = _restart_message(stage, wf)
+            record = SourceRecord(restart.topic, wf.message_id.encode(), restart.to_json().encode())
+        await tx.publish(record.dead_letter(stage, "exhausted" if isinstance(error, Exhausted) else "permanent",
+                                            error, attempts))
         return render_failed_sms(sender_name(wf.email_from or "?"), wf.email_subject, _reason(error))
 
     async def tell_person(self, text: str | None) -> None:

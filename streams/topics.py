@@ -34,6 +34,7 @@ from .kafka_access import KafkaUnavailable, probe
 if TYPE_CHECKING:
     from .settings import KafkaSettings
 
+DEADLETTER: Final = DeadLetter.topic
 EMAILS_PENDING: Final = EmailPending.topic
 EDITS_REQUESTED: Final = EditRequested.topic
 DRAFTS_READY: Final = DraftReady.topic
@@ -41,16 +42,15 @@ SMS_INBOUND: Final = InboundSms.topic
 REPLIES_APPROVED: Final = ReplyApproved.topic
 PHONE_FREED: Final = PhoneFreed.topic
 WORKFLOW_EVENTS: Final = WorkflowEvent.topic
-DEADLETTER: Final = DeadLetter.topic
 
-#: The model of every topic's values.
+#: The model of every topic's values (dead letters hold other topics' bytes).
 MODELS: Final[dict[str, type[TopicMessage]]] = {
     model.topic: model
     for model in (EmailPending, EditRequested, DraftReady, InboundSms, ReplyApproved,
-                  PhoneFreed, WorkflowEvent, DeadLetter)
+                  PhoneFreed, WorkflowEvent)
 }
 
-ALL: Final = tuple(MODELS)
+ALL: Final = (*MODELS, DEADLETTER)
 
 #: The topic whose message sets each stage going (a retry publishes there).
 STAGE_TOPIC: Final[dict[Stage, str]] = {

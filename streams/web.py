@@ -21,7 +21,7 @@ from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, veri
 from handlers.links import token_matches
 from handlers.messages import InboundSms
 
-from . import api, openapi
+from . import api, metrics, openapi
 from .api import error_response
 from .appkeys import HEALTH, REPO, SETTINGS, STAGES
 from .health import HealthReporter
@@ -113,10 +113,25 @@ async def health(request: web.Request) -> web.Response:
                              dumps=lambda o: json.dumps(o, default=str))
 
 
+async def metrics_view(request: web.Request) -> web.Response:
+    """Prometheus text; the database and lag gauges are read now (a part that
+    cannot be read keeps its last value, and /health says why)."""
+    try:
+        metrics.set_database_view(*await request.app[REPO].gauges(timeout=3))
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        log.warning("metrics: database gauges not read: %s", exc)
+    try:
+        metrics.set_lag(await request.app[HEALTH].partition_lag())
+    except Exception as exc:  # noqa: BLE001 - reported by /health
+        log.warning("metrics: consumer lag not read: %s", exc)
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
 ROUTES = [
     web.post("/orchestrator/sms-response", sms_response),
     web.get("/drafts/{message_id:.+}", draft_page),
     web.get("/health", health),
+    web.get("/metrics", metrics_view),
 ]
 
 

@@ -20,6 +20,7 @@ import time
 import faust
 from aiohttp import web
 
+from . import logs
 from .app import create_app
 from .kafka_access import LIBRDKAFKA_LOG, KafkaUnavailable
 from .settings import Settings
@@ -31,6 +32,7 @@ WAIT_FIRST, WAIT_MAX = 5.0, 60.0
 
 
 def run_worker(settings: Settings) -> int:
+    config = logs.configure(settings.log_format, settings.log_level, logs.secret_values(settings))
     if settings.log_level == "debug":
         LIBRDKAFKA_LOG.setLevel(logging.DEBUG)
     if settings.unauthenticated_exposure:
@@ -43,7 +45,7 @@ def run_worker(settings: Settings) -> int:
             return 1
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, logging_config=config)
     worker.execute_from_commandline()
     return 0
 

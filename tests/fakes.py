@@ -19,7 +19,7 @@ from typing import Any
 
 from handlers.clock import Clock
 from handlers.errors import PermanentError, TransientError
-from handlers.messages import PhoneFreed, TopicMessage, WorkflowEvent
+from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
 from handlers.workflow import (
     QUEUED_FOR_PHONE_STATES,
     READY_STATE,
@@ -44,7 +44,7 @@ class _Data:
     emails: dict[str, Email] = field(default_factory=dict)
     workflows: dict[str, Workflow] = field(default_factory=dict)
     audit: list[tuple[str, AuditEntry]] = field(default_factory=list)
-    outbox: list[TopicMessage] = field(default_factory=list)
+    outbox: list[Publishable] = field(default_factory=list)
     phones: dict[str, str | None] = field(default_factory=dict)
     sms: dict[str, dict[str, Any]] = field(default_factory=dict)
     reply_drafts: dict[str, str] = field(default_factory=dict)
@@ -233,7 +233,7 @@ class FakeTransaction:
     async def set_email_status(self, message_id: str, status: EmailStatus, *, error: str | None = None) -> None:
         self.data.emails[message_id] = replace(self.data.emails[message_id], status=status.value)
 
-    async def publish(self, message: TopicMessage) -> None:
+    async def publish(self, message: Publishable) -> None:
         self.data.outbox.append(message)
 
 
@@ -256,7 +256,7 @@ class FakeRepository:
         async with self.transaction() as tx:
             return await tx.transition(message_id, expected, new, reason, error=error, **fields)
 
-    async def publish(self, message: TopicMessage) -> None:
+    async def publish(self, message: Publishable) -> None:
         async with self.transaction() as tx:
             await tx.publish(message)
 
@@ -293,7 +293,7 @@ class FakeRepository:
             assert await tx.create_workflow(self.data.emails[message_id], body_preview="Shall we?",
                                             reason="test")
 
-    def published(self, kind: type[TopicMessage]) -> list[Any]:
+    def published(self, kind: type[Publishable]) -> list[Any]:
         return [m for m in self.data.outbox if isinstance(m, kind)]
 
     def trail(self, message_id: str) -> list[tuple[str | None, str]]:

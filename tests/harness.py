@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -21,6 +22,8 @@ from urllib.parse import quote
 import httpx
 import psycopg
 from psycopg.rows import dict_row
+
+from handlers.messages import DLQ_HEADER
 
 from .factories import insert_email
 from .peers import AiGeneratorStub, SmsGatewayStub, SmtpServer, free_port
@@ -40,6 +43,16 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30.0, w
             return last  # type: ignore[no-any-return]
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
 
 
 class Worker:
@@ -82,7 +95,7 @@ class Pipeline:
         self.prefix = prefix
         self.ai = AiGeneratorStub()
         self.sms = SmsGatewayStub()
-        self.smtp = SmtpServer(tmp, "me@example.com", "app-password")
+        self.smtp = SmtpServer(tmp, "me@example.com", overrides.get("EMAIL_PASSWORD", "app-password"))
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KAFKA_", "SMTP_"))}
@@ -115,6 +128,7 @@ class Pipeline:
         self.worker = Worker(self.env, tmp / "worker.log")
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=10)
         self._sms_counter = 0
+        self._stopped = False
 
     async def start(self, wait_healthy: bool = True) -> None:
         await self.ai.start()
@@ -141,6 +155,9 @@ class Pipeline:
             raise
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.worker.stop()
         print(f"--- worker log ({self.worker.log_path}) ---\n{self.worker.log_tail(150)}")
         await self.http.aclose()
@@ -222,23 +239,32 @@ class Pipeline:
             "SELECT from_state, to_state FROM workflow_audit_log WHERE message_id = %s ORDER BY id", message_id)
         return [(r["from_state"], r["to_state"]) for r in rows]
 
-    def dead_letters(self, at_least: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
-        """The records on the dead-letter topic (read with a throwaway consumer group)."""
+    def records(self, topic: str, at_least: int = 1, timeout: float = 20) -> list[KafkaRecord]:
+        """The records on logical ``topic``, from the beginning (a throwaway consumer group)."""
         from confluent_kafka import Consumer
 
-        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": f"dlq-{uuid.uuid4().hex}",
+        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": f"read-{uuid.uuid4().hex}",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        consumer.subscribe([f"{self.prefix}deadletter"])
-        found: list[dict[str, Any]] = []
+        consumer.subscribe([f"{self.prefix}{topic}"])
+        found: list[KafkaRecord] = []
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline and len(found) < at_least:
                 msg = consumer.poll(0.5)
                 if msg is not None and msg.error() is None:
-                    found.append(json.loads(msg.value()))
+                    found.append(KafkaRecord(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                             dict(msg.headers() or ())))
         finally:
             consumer.close()
         return found
+
+    def dead_letters(self, at_least: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+        """The dead letters: original ``key`` and ``value`` bytes, and their
+        ``__connect.errors.*`` headers by their short names (``topic``, ``stage``, ...)."""
+        return [{"key": r.key, "value": r.value}
+                | {name.removeprefix(DLQ_HEADER): v.decode() for name, v in r.headers.items()
+                   if name.startswith(DLQ_HEADER)}
+                for r in self.records("deadletter", at_least, timeout)]
 
     @staticmethod
     def workflow_path(message_id: str, action: str = "") -> str:

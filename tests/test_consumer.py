@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from handlers.clock import OffsetClock
-from handlers.messages import DeadLetter, EmailPending, TopicMessage
+from handlers.messages import DeadLetter, EmailPending, Publishable
 from handlers.workflow import Stage
 from streams import topics
 from streams.consumer import MessageHandler
@@ -28,7 +28,7 @@ class Recorder:
         if self.act_errors:
             raise self.act_errors.pop(0)
 
-    async def publish(self, message: TopicMessage) -> None:
+    async def publish(self, message: Publishable) -> None:
         if self.publish_errors:
             raise self.publish_errors.pop(0)
         assert isinstance(message, DeadLetter)
@@ -57,12 +57,17 @@ async def test_a_message_is_decoded_and_acted_on() -> None:
 
 async def test_poison_is_dead_lettered_with_its_bytes_and_never_acted_on() -> None:
     r = Recorder()
-    await r.handler().handle("emails.pending", b"k", b"{not json")
+    await r.handler().handle("emails.pending", b"k", b"{not json", partition=3, offset=41)
     await r.handler().handle("emails.pending", None, b'{"schema_version":1}')
     assert r.acted == []
     first, second = r.letters
-    assert (first.value, first.key, first.error_kind, first.stage) == ("{not json", "k", "poison", "draft")
-    assert "message_id" in second.error and second.key is None
+    assert (first.value, first.key, first.kind, first.stage) == (b"{not json", b"k", "poison", "draft")
+    assert first.headers("p.") == {
+        "__connect.errors.topic": "p.emails.pending", "__connect.errors.partition": "3",
+        "__connect.errors.offset": "41", "__connect.errors.stage": "draft", "__connect.errors.attempts": "1",
+        "__connect.errors.kind": "poison", "__connect.errors.exception.class.name": "UndecodableMessage",
+        "__connect.errors.exception.message": first.error_message}
+    assert "message_id" in second.error_message and second.key is None
 
 
 async def test_a_database_outage_is_outlasted_with_growing_waits() -> None:
@@ -77,8 +82,8 @@ async def test_a_bug_dead_letters_the_message_and_fails_its_workflow() -> None:
     r = Recorder([KeyError("surprise")])
     await r.handler().handle("emails.pending", b"<a@x>", VALID)
     [letter] = r.letters
-    assert (letter.error_kind, letter.value) == ("permanent", VALID.decode())
-    assert "KeyError" in letter.error
+    assert (letter.kind, letter.value, letter.key) == ("permanent", VALID, b"<a@x>")
+    assert letter.error_class == "KeyError"
     assert r.failed == [("<a@x>", Stage.DRAFT, "'surprise'")]
 
 

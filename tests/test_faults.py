@@ -19,12 +19,15 @@ async def test_a_poison_message_is_dead_lettered_and_the_agent_goes_on(pipeline:
     mid = await pipeline.new_email()
     await pipeline.reaches(mid, "awaiting_user")
     letters = await asyncio.to_thread(pipeline.dead_letters, 2)
-    by_topic = {d["source_topic"]: d for d in letters}
-    assert by_topic["emails.pending"]["error_kind"] == "poison"
-    assert by_topic["emails.pending"]["value"] == "{this is not json"
-    assert by_topic["emails.pending"]["key"] == "<poison@x>"
-    assert "undecodable" in by_topic["emails.pending"]["error"]
-    assert "sms_id" in by_topic["sms.inbound"]["error"]
+    by_topic = {d["topic"].removeprefix(pipeline.prefix): d for d in letters}
+    poison = by_topic["emails.pending"]
+    # The original bytes and key, and headers saying where they came from and why.
+    assert (poison["value"], poison["key"]) == (b"{this is not json", b"<poison@x>")
+    assert (poison["kind"], poison["stage"], poison["attempts"]) == ("poison", "draft", "1")
+    assert poison["partition"].isdigit() and poison["offset"].isdigit()
+    assert poison["exception.class.name"] == "UndecodableMessage"
+    assert "undecodable" in poison["exception.message"]
+    assert "sms_id" in by_topic["sms.inbound"]["exception.message"]
 
 
 async def test_sms_gateway_failing_twice_is_retried(pipeline: Pipeline) -> None:
@@ -47,7 +50,9 @@ async def test_sms_gateway_failing_past_the_budget_fails_the_workflow(make_pipel
     assert "modem busy" in row["error_message"] and row["retry_count"] == 2
     assert await p.email_status(mid) == "failed"
     [letter] = await asyncio.to_thread(p.dead_letters, 1)
-    assert (letter["stage"], letter["attempts"], letter["error_kind"]) == ("notify", 3, "exhausted")
+    assert (letter["stage"], letter["attempts"], letter["kind"]) == ("notify", "3", "exhausted")
+    assert letter["topic"] == f"{p.prefix}drafts.ready" and letter["key"] == mid.encode()
+    assert letter["exception.class.name"] == "TransientError" and "modem busy" in letter["exception.message"]
     [failure_sms] = await p.sms_count(1)  # the gateway is back for the give-up notice
     assert failure_sms.startswith("Gave up on the email from John Smith (Meeting tomorrow at 2pm?)")
     assert failure_sms.endswith("It can be retried from the orchestrator.")
@@ -156,8 +161,9 @@ async def test_an_unexpected_error_fails_the_workflow_instead_of_stranding_it(pi
     await pipeline.reaches(mid, "failed")
     [row] = await pipeline.query("SELECT failed_stage, error_message FROM workflow_state WHERE message_id = %s", mid)
     assert row["failed_stage"] == "draft" and "NUL" in row["error_message"]
-    letters = await asyncio.to_thread(pipeline.dead_letters, 2)
-    assert {(d["source_topic"], d["error_kind"]) for d in letters} >= {("emails.pending", "permanent")}
+    letters = await asyncio.to_thread(pipeline.dead_letters, 1)
+    assert {(d["topic"], d["kind"], d["stage"]) for d in letters} >= {
+        (f"{pipeline.prefix}emails.pending", "permanent", "draft")}
     [sms] = await pipeline.sms_count(1)
     assert sms.startswith("Gave up on the email from John Smith")
     pipeline.ai.draft_for = lambda body, n: "Sure thing"

@@ -91,7 +91,9 @@ async def test_a_permanent_generator_error_fails_dead_letters_and_tells(world: W
     wf = world.repo.data.workflows["<a@x>"]
     assert (wf.current_state, wf.failed_stage) == (S.FAILED, "draft")
     [letter] = world.repo.published(DeadLetter)
-    assert (letter.stage, letter.source_topic, letter.error_kind) == ("draft", "emails.pending", "permanent")
+    assert (letter.stage, letter.source_topic, letter.kind) == ("draft", "emails.pending", "permanent")
+    assert (letter.key, letter.error_class) == (b"<a@x>", "PermanentError")
+    assert EmailPending.model_validate_json(letter.value).message_id == "<a@x>"  # what starts the draft again
     [text] = world.sms.texts
     assert "404" in text
 

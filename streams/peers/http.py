@@ -10,6 +10,8 @@ import httpx
 
 from handlers.errors import PermanentError, TransientError
 
+from .. import metrics
+
 
 async def post_json(client: httpx.AsyncClient, url: str, body: dict[str, Any], peer: str,
                     transient_statuses: frozenset[int] = frozenset({429})) -> httpx.Response:
@@ -19,15 +21,18 @@ async def post_json(client: httpx.AsyncClient, url: str, body: dict[str, Any], p
     :class:`TransientError`; other 4xx except 404 raise :class:`PermanentError`.
     404 is returned: what it means is the caller's to say.
     """
-    try:
-        response = await client.post(url, json=body)
-    except httpx.HTTPError as exc:
-        raise TransientError(peer, f"{type(exc).__name__}: {exc}") from exc
-    if response.status_code >= 500 or response.status_code in transient_statuses:
-        raise TransientError(peer, f"HTTP {response.status_code}", retry_after(response))
-    if response.status_code >= 300 and response.status_code != 404:
-        raise PermanentError(peer, f"HTTP {response.status_code}: {response.text[:200]}")
-    return response
+    with metrics.peer_call(peer) as call:
+        try:
+            response = await client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            call["outcome"] = "unreachable"
+            raise TransientError(peer, f"{type(exc).__name__}: {exc}") from exc
+        call["outcome"] = str(response.status_code)
+        if response.status_code >= 500 or response.status_code in transient_statuses:
+            raise TransientError(peer, f"HTTP {response.status_code}", retry_after(response))
+        if response.status_code >= 300 and response.status_code != 404:
+            raise PermanentError(peer, f"HTTP {response.status_code}: {response.text[:200]}")
+        return response
 
 
 def retry_after(response: httpx.Response) -> float | None:

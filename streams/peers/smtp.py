@@ -13,6 +13,8 @@ from typing import Literal
 
 from handlers.errors import OutcomeUnknownError, PermanentError, TransientError
 
+from .. import metrics
+
 PEER = "SMTP"
 
 
@@ -48,7 +50,16 @@ class SmtpSender:
         self.timeout = timeout
 
     async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._send, message)
+        with metrics.peer_call(PEER) as call:
+            try:
+                await asyncio.to_thread(self._send, message)
+            except TransientError:
+                call["outcome"] = "transient"
+                raise
+            except PermanentError:
+                call["outcome"] = "permanent"
+                raise
+            call["outcome"] = "sent"
 
     def _connect(self) -> smtplib.SMTP:
         try:
