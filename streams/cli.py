@@ -1,11 +1,17 @@
 """The ``orchestrator`` command.
 
-    orchestrator worker          agents, poller, timers and web server in one process
-    orchestrator db init         apply schema.sql (idempotent)
-    orchestrator topics create   create the Kafka topics (idempotent)
+    orchestrator worker                          agents, poller, timers and web server in one process
+    orchestrator doctor                          check every dependency, a line each (exit 1 if any fails)
+    orchestrator db init                         apply schema.sql (idempotent)
+    orchestrator topics create|list|describe     the Kafka topics
+    orchestrator tail [TOPIC] [--from-beginning] follow a topic as readable lines (workflow.events by default)
+    orchestrator dlq list                        the dead letters, a line each
+    orchestrator dlq replay [ID ...|--all] [--dry-run]
+                                                 send dead letters back to the topic they came from
 
 A configuration problem stops the command with exit status 2 and one line per
-offending variable, before anything connects anywhere.
+offending variable, before anything connects anywhere; a Kafka cluster that
+cannot be used, with exit status 1 and one line saying why.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from . import logs
+from .kafka_access import KafkaUnavailable
 from .settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
 
 
@@ -36,6 +43,49 @@ def _topics_create(_: argparse.Namespace) -> int:
     created = ensure_topics(settings)
     print(f"orchestrator: created {len(created)} topic(s): {', '.join(created) or 'none needed'}")
     return 0
+
+
+def _kafka_settings() -> KafkaSettings:
+    return load_settings(KafkaSettings)
+
+
+def _topics_list(_: argparse.Namespace) -> int:
+    from .kafka_tools import topics_list
+
+    return topics_list(_kafka_settings())
+
+
+def _topics_describe(args: argparse.Namespace) -> int:
+    from .kafka_tools import topics_describe
+
+    return topics_describe(_kafka_settings(), args.topics)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from .kafka_tools import tail
+
+    try:
+        return tail(_kafka_settings(), args.topic, from_beginning=args.from_beginning, until_end=args.exit)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _dlq_list(_: argparse.Namespace) -> int:
+    from .kafka_tools import dlq_list
+
+    return dlq_list(_kafka_settings())
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from .kafka_tools import dlq_replay
+
+    return dlq_replay(_kafka_settings(), args.ids, args.all, args.dry_run)
+
+
+def _doctor(_: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor()
 
 
 def _worker(_: argparse.Namespace) -> int:
@@ -59,18 +109,44 @@ def build_parser() -> argparse.ArgumentParser:
         dest="topics_command", required=True, metavar="SUBCOMMAND"
     )
     topics.add_parser("create", help="create the topics (idempotent)").set_defaults(run=_topics_create)
+    topics.add_parser("list", help="each topic: partitions and replication, or MISSING").set_defaults(
+        run=_topics_list)
+    describe = topics.add_parser("describe", help="partitions, replicas, end offsets and the group's lag")
+    describe.add_argument("topics", nargs="*", metavar="TOPIC", help="logical or full names (default: all)")
+    describe.set_defaults(run=_topics_describe)
+    commands.add_parser("doctor", help="check every dependency, a line each").set_defaults(run=_doctor)
+    tail = commands.add_parser("tail", help="follow a topic as readable lines")
+    tail.add_argument("topic", nargs="?", default="workflow.events",
+                      help="a logical topic name (default: workflow.events)")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tail.add_argument("--exit", action="store_true", help="stop at the end instead of waiting for more")
+    tail.set_defaults(run=_tail)
+    dlq = commands.add_parser("dlq", help="the dead letters").add_subparsers(
+        dest="dlq_command", required=True, metavar="SUBCOMMAND")
+    dlq.add_parser("list", help="every dead letter: its ID, origin, stage and error").set_defaults(run=_dlq_list)
+    replay = dlq.add_parser("replay", help="send dead letters back to the topic they came from")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="IDs from `dlq list` (partition:offset)")
+    replay.add_argument("--all", action="store_true", help="every dead letter")
+    replay.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
+    replay.set_defaults(run=_dlq_replay)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(os.environ.get("LOG_FORMAT") or None, "info")  # until the settings are read
+    # The worker logs to stdout (and configures its logging once its settings
+    # are read); the other commands print their answer there, so log to stderr.
+    logs.configure(os.environ.get("LOG_FORMAT") or None, "info" if args.command == "worker" else "warning",
+                   stream="stdout" if args.command == "worker" else "stderr")
     try:
         code: int = args.run(args)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"orchestrator: configuration error: {line}", file=sys.stderr)
         return 2
+    except KafkaUnavailable as exc:
+        print(f"orchestrator: kafka: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,39 @@ async def run_on_notify(
             on_error(f"{type(exc).__name__}: {exc}")
             log.warning("%s: %s; retrying in 1s", what, f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(1.0)
+
+
+_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", re.S)
+_ADDED = re.compile(r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)")
+_COLUMN = re.compile(r"^\s+(\w+)\s+[A-Z]", re.M)
+
+
+def expected_columns(sql: str) -> dict[str, set[str]]:
+    """The tables and columns ``schema.sql`` makes (CREATE TABLE and ADD COLUMN statements)."""
+    tables: dict[str, set[str]] = {}
+    for table, body in _TABLE.findall(sql):
+        tables[table] = {c for c in _COLUMN.findall(body) if c.upper() not in ("PRIMARY", "UNIQUE", "CHECK")}
+    for table, column in _ADDED.findall(sql):
+        tables.setdefault(table, set()).add(column)
+    return tables
+
+
+async def missing_schema(conninfo: str, connect_timeout: float = 5.0) -> list[str]:
+    """What ``schema.sql`` makes that the database lacks, as ``table`` or
+    ``table.column`` (empty when it is all there). Raises :class:`psycopg.Error`
+    when the database cannot be reached."""
+    wanted = expected_columns(schema_file().read_text(encoding="utf-8"))
+    async with await psycopg.AsyncConnection.connect(conninfo, connect_timeout=int(max(1, connect_timeout))) as conn:
+        cur = await conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ANY(%s)", (list(wanted),))
+        present: dict[str, set[str]] = {}
+        for table, column in await cur.fetchall():
+            present.setdefault(table, set()).add(column)
+    missing = []
+    for table, columns in wanted.items():
+        if table not in present:
+            missing.append(table)
+        else:
+            missing += [f"{table}.{c}" for c in sorted(columns - present[table])]
+    return missing

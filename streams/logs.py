@@ -94,8 +94,10 @@ def secret_values(settings: Any) -> tuple[str, ...]:
     return tuple(sorted({s for s in found if len(s) >= 4}, key=len, reverse=True))
 
 
-def logging_config(log_format: str | None, level: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """A :func:`logging.config.dictConfig` configuration for the whole process."""
+def logging_config(log_format: str | None, level: str, secrets: Iterable[str] = (),
+                   stream: str = "stdout") -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` configuration for the whole process
+    (the worker logs to stdout; the other commands to stderr, beside their output)."""
     formatter = JsonLines if resolve_format(log_format) == "json" else TextLines
     formatter.secrets = tuple(secrets)
     return {
@@ -103,16 +105,17 @@ def logging_config(log_format: str | None, level: str, secrets: Iterable[str] = 
         "disable_existing_loggers": False,
         "filters": {"context": {"()": WorkContext}},
         "formatters": {"lines": {"()": formatter}},
-        "handlers": {"default": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+        "handlers": {"default": {"class": "logging.StreamHandler", "stream": f"ext://sys.{stream}",
                                  "formatter": "lines", "filters": ["context"]}},
         "root": {"level": level.upper(), "handlers": ["default"]},
     }
 
 
-def configure(log_format: str | None, level: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
+def configure(log_format: str | None, level: str, secrets: Iterable[str] = (),
+              stream: str = "stdout") -> dict[str, Any]:
     """Apply :func:`logging_config` now; returns it (the faust worker applies it again as it starts)."""
     import logging.config
 
-    config = logging_config(log_format, level, secrets)
+    config = logging_config(log_format, level, secrets, stream)
     logging.config.dictConfig(config)
     return config

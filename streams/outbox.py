@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from cloudevents.http import CloudEvent
@@ -37,6 +38,7 @@ from .tracing import new_trace_id, traceparent
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_ID = 0x0E4A12
+SOURCE = "email-orchestrator"
 BATCH = 500
 
 
@@ -48,11 +50,25 @@ def new_producer(kafka: KafkaSettings) -> Producer:
     ))
 
 
+def cloud_event_headers(event_id: str, topic: str, at: datetime, source: str = SOURCE) -> dict[str, bytes]:
+    """The CloudEvents Kafka binding's headers (binary mode) for a record of logical ``topic``."""
+    event = CloudEvent({
+        "id": event_id,
+        "source": f"/{source}",
+        "type": f"{source}.{topic}.v{SCHEMA_VERSION}",
+        "time": at.isoformat(),
+        # A dead letter holds another record's bytes, which need not be JSON.
+        "datacontenttype": "application/octet-stream" if topic == DeadLetter.topic else "application/json",
+    })
+    headers: dict[str, bytes] = to_binary(event, data_marshaller=lambda _: b"").headers
+    return headers
+
+
 class OutboxRelay:
     """Drains the outbox whenever woken (NOTIFY) and at least every ``interval`` s."""
 
     def __init__(self, pool: Pool, conninfo: str, producer: Producer, prefix: str, interval: float = 1.0,
-                 source: str = "email-orchestrator") -> None:
+                 source: str = SOURCE) -> None:
         self.pool = pool
         self.conninfo = conninfo
         self.producer = producer
@@ -104,15 +120,7 @@ class OutboxRelay:
         else:
             key = row["message_key"].encode() if row["message_key"] is not None else None
             value = row["payload"].encode()
-        event = CloudEvent({
-            "id": str(row["event_id"]),
-            "source": f"/{self.source}",
-            "type": f"{self.source}.{row['topic']}.v{SCHEMA_VERSION}",
-            "time": row["created_at"].isoformat(),
-            # A dead letter holds another record's bytes, which need not be JSON.
-            "datacontenttype": "application/octet-stream" if dead else "application/json",
-        })
-        headers = to_binary(event, data_marshaller=lambda _: b"").headers
+        headers = cloud_event_headers(str(row["event_id"]), row["topic"], row["created_at"], self.source)
         trace = (row["trace_id"] or new_trace_id()).strip()
         headers["traceparent"] = traceparent(trace, row["event_id"].hex[:16]).encode()
         for name, text in (row["headers"] or {}).items():

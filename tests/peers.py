@@ -192,7 +192,9 @@ class SmtpServer:
                 and data.password.decode() == password
             if ok:
                 self.logins.append(username)
-            return AuthResult(success=ok)
+                return AuthResult(success=True)
+            # handled=False with a message: aiosmtpd answers at once (a bare failure stalls the client).
+            return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
 
         self.controller = Controller(
             self.inbox, hostname="127.0.0.1", port=self.port, ssl_context=context,

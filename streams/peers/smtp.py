@@ -61,6 +61,15 @@ class SmtpSender:
                 raise
             call["outcome"] = "sent"
 
+    def check_login(self) -> None:
+        """Connect, EHLO, TLS and AUTH as a send would, then QUIT: nothing is
+        sent. Raises what :meth:`send` would for the same failure."""
+        client = self._connect()
+        try:
+            client.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+
     def _connect(self) -> smtplib.SMTP:
         try:
             if self.security == "ssl":
