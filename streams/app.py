@@ -47,6 +47,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Orchestrat
         topic_partitions=settings.kafka_topic_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
         topic_allow_declare=False,
+        # faust's leader election needs a topic of its own ("<id>-__assignor-__leader")
+        # that it creates itself; nothing here uses a leader, and a cluster that
+        # forbids creating topics must see only the ones docs/topics.md lists.
+        topic_disable_leader=True,
         producer_acks=-1,
         broker_session_timeout=settings.kafka_session_timeout,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),

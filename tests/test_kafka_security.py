@@ -192,3 +192,22 @@ async def test_a_bad_cluster_setting_gives_one_line_and_a_503_naming_kafka(
 
 async def _lines_with(p: Pipeline, text: str) -> list[str]:
     return [line for line in p.worker.log_path.read_text().splitlines() if text in line]
+
+
+async def test_on_a_cluster_that_forbids_creating_topics_the_worker_uses_only_the_documented_ones(
+        make_pipeline: Any, topic_prefix: str, endpoints: Any, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers, "KAFKA_TOPIC_PREFIX": topic_prefix,
+            "KAFKA_TOPIC_PARTITIONS": "2"}
+    created = subprocess.run([str(ORCHESTRATOR), "topics", "create"], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    p: Pipeline = await make_pipeline(KAFKA_CREATE_TOPICS="false")
+    mid = await p.new_email()
+    await p.reaches(mid, "awaiting_user")
+    from confluent_kafka.admin import AdminClient
+
+    names = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers}).list_topics(timeout=10).topics
+    ours = sorted(n.removeprefix(topic_prefix) for n in names if n.startswith(topic_prefix))
+    assert ours == sorted(["emails.pending", "edits.requested", "drafts.ready", "sms.inbound", "replies.approved",
+                           "phone.freed", "workflow.events", "deadletter"])
