@@ -97,6 +97,9 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMPTZ;
 -- lease_until (renewed while the call runs); a crashed worker's lease lapses
 -- and another pool takes the draft. Any transition clears it.
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;
+-- The first draft, kept when edits replace ai_reply_text (edit_history holds
+-- each later one with the instructions that produced it).
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS ai_first_draft TEXT;
 -- The workflow's W3C trace id, begun as the email is picked up: every record
 -- written for the workflow carries it in its traceparent header.
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS trace_id CHAR(32)
@@ -210,6 +213,24 @@ ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS raw_key BYTEA;
 ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS raw_value BYTEA;
 ALTER TABLE kafka_outbox ADD COLUMN IF NOT EXISTS headers JSONB;
 ALTER TABLE kafka_outbox ALTER COLUMN payload DROP NOT NULL;
+
+-- ---------------------------------------------------------------------------
+-- dead_letter_log: what was dead-lettered, for the dashboard (the records
+-- themselves, with their bytes, are on the deadletter topic). Written in the
+-- same transaction as the dead letter's outbox row.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS dead_letter_log (
+    id              BIGSERIAL PRIMARY KEY,
+    at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    source_topic    VARCHAR(100) NOT NULL,
+    record_key      TEXT,
+    stage           VARCHAR(20) NOT NULL,
+    kind            VARCHAR(20) NOT NULL,
+    attempts        INTEGER NOT NULL,
+    error_class     VARCHAR(200) NOT NULL,
+    error_message   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letter_log_at_idx ON dead_letter_log (at DESC);
 
 -- ---------------------------------------------------------------------------
 -- Instant wake-ups: a new pending email wakes the poller, a new outbox row

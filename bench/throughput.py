@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 
 from tests.harness import Pipeline, Worker, eventually
-from tests.peers import free_port
+from standins import free_port
 
 from .common import pct, pipeline, rss_mib
 

@@ -50,6 +50,7 @@ class Workflow:
     next_attempt_at: datetime | None = None
     lease_until: datetime | None = None
     trace_id: str | None = None
+    ai_first_draft: str | None = None
     error_message: str | None = None
     failed_stage: str | None = None
     retry_count: int = 0

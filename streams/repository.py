@@ -54,6 +54,7 @@ SETTABLE_COLUMNS = frozenset(
         "email_body_preview",
         "email_received_at",
         "ai_reply_text",
+        "ai_first_draft",
         "ai_reply_generated_at",
         "ai_draft_id",
         "ai_model_version",
@@ -426,6 +427,11 @@ class Transaction:
             await self.conn.execute(
                 "INSERT INTO kafka_outbox (topic, raw_key, raw_value, headers, trace_id) VALUES (%s, %s, %s, %s,"
                 " %s)", (message.topic, message.key, message.value, Jsonb(message.headers("")), trace))
+            await self.conn.execute(
+                "INSERT INTO dead_letter_log (at, source_topic, record_key, stage, kind, attempts, error_class,"
+                " error_message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (self.clock.now(), message.source_topic, message.record_key, message.stage, message.kind,
+                 message.attempts, message.error_class, message.error_message[:2000]))
             return
         await self.conn.execute(
             "INSERT INTO kafka_outbox (topic, message_key, payload, trace_id) VALUES (%s, %s, %s,"
@@ -574,6 +580,54 @@ class WorkflowRepository:
             return max(0.0, (now - since).total_seconds()) if since else None
 
         return counts, age(row["awaiting"]), int(row["rows"]), age(row["oldest"])
+
+    # ------------------------------------------------------------ dashboard
+
+    async def phone_view(self, phone: str, limit: int = 20) -> tuple[Workflow | None, list[Workflow]]:
+        """The draft on ``phone`` (if any) and the drafts waiting for it, next first."""
+        async with self.pool.connection() as conn:
+            row = await _one(conn, "SELECT w.* FROM phone_conversation p JOIN workflow_state w"
+                                   " ON w.message_id = p.message_id WHERE p.phone_number = %s", (phone,))
+            cur = await conn.execute("SELECT * FROM workflow_state WHERE current_state = ANY(%s)"
+                                     + _READY_FIRST + " LIMIT %s", (names(QUEUED_FOR_PHONE_STATES), limit))
+            queue = [Workflow.from_row(r) for r in await cur.fetchall()]
+        return (Workflow.from_row(row) if row else None), queue
+
+    async def recent(self, states: frozenset[WorkflowState], limit: int = 50) -> list[Workflow]:
+        """The workflows in ``states``, most recently changed first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM workflow_state WHERE current_state = ANY(%s)"
+                                     " ORDER BY updated_at DESC, id DESC LIMIT %s", (names(states), limit))
+            return [Workflow.from_row(r) for r in await cur.fetchall()]
+
+    async def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent dead letters (``dead_letter_log`` rows), newest first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM dead_letter_log ORDER BY id DESC LIMIT %s", (limit,))
+            return list(await cur.fetchall())
+
+    async def outcomes_by_day(self, states: frozenset[WorkflowState], days: int) -> dict[tuple[str, str], int]:
+        """How many workflows ended in each of ``states`` per UTC day (``YYYY-MM-DD``), for the last ``days``."""
+        since = self.clock.now() - timedelta(days=days)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, current_state, count(*) AS n"
+                " FROM workflow_state WHERE current_state = ANY(%s) AND updated_at >= %s GROUP BY 1, 2",
+                (names(states), since))
+            return {(r["day"], r["current_state"]): int(r["n"]) for r in await cur.fetchall()}
+
+    async def decision_seconds(self, limit: int = 500) -> list[float]:
+        """Seconds from the draft reaching the phone to the person's answer, most recent ``limit``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT EXTRACT(EPOCH FROM user_responded_at - sms_sent_at) AS s FROM workflow_state"
+                " WHERE user_responded_at IS NOT NULL AND sms_sent_at IS NOT NULL"
+                " AND user_responded_at >= sms_sent_at ORDER BY user_responded_at DESC LIMIT %s", (limit,))
+            return [float(r["s"]) for r in await cur.fetchall()]
+
+    async def email(self, message_id: str) -> Email | None:
+        async with self.transaction() as tx:
+            return await tx.email(message_id)
 
     async def count_by_state(self, timeout: float | None = None) -> dict[str, int]:
         """How many workflows are in each state (states with none are left out).

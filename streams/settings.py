@@ -263,6 +263,8 @@ class Settings(DatabaseSettings, KafkaSettings):
     # anyone who reaches the port steer the workflow; the worker refuses that
     # unless this says it is meant (e.g. behind an authenticating proxy).
     allow_unauthenticated: bool = False
+    # Set by `orchestrator demo` only: the peers are its stand-ins, and every page says so.
+    demo: bool = False
 
     data_dir: Path = Path("/tmp/email-orchestrator")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

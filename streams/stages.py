@@ -145,6 +145,7 @@ class Stages:
             return
         if is_edit:
             history.append({"instructions": wf.user_edit_instructions, "draft": draft.full_draft})
+        first = {} if is_edit or wf.ai_first_draft else {"ai_first_draft": draft.full_draft}
         async with self.repo.transaction() as tx:
             if await tx.transition(
                 message_id, S.AI_GENERATING, S.AI_GENERATED,
@@ -155,6 +156,7 @@ class Stages:
                 ai_reply_generated_at=self.clock.now(),
                 edit_history=history,
                 error_message=None,
+                **first,
             ):
                 await tx.publish(DraftReady(message_id=message_id, iteration=wf.edit_iteration))
 

@@ -21,7 +21,7 @@ from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, veri
 from handlers.links import token_matches
 from handlers.messages import InboundSms
 
-from . import api, metrics, openapi
+from . import api, dashboard, metrics, openapi
 from .api import error_response
 from .appkeys import HEALTH, REPO, SETTINGS, STAGES
 from .health import HealthReporter
@@ -181,3 +181,8 @@ def attach(web_app: web.Application, settings: Settings, repo: WorkflowRepositor
     web_app[HEALTH] = health_reporter
     web_app.middlewares.extend([json_errors, api.auth_middleware(settings.api_token)])
     web_app.add_routes(ROUTES + api.ROUTES + [web.get("/openapi.json", openapi_json)])
+    dashboard.attach(web_app, settings.api_token.get_secret_value() if settings.api_token else None)
+    if settings.demo:
+        from standins import demo  # the stand-ins' pages: only ever in `orchestrator demo`
+
+        demo.attach_pages(web_app)

@@ -122,7 +122,7 @@ async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: st
     from streams.settings import Settings
     from streams.stages import Stages
 
-    from .peers import free_port
+    from standins import free_port
 
     async with httpx.AsyncClient() as http:
         def make(smtp: SmtpSender | None = None, **settings: Any) -> Stages:

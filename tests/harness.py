@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from handlers.messages import DLQ_HEADER
 
 from .factories import insert_email
-from .peers import AiGeneratorStub, SmsGatewayStub, SmtpServer, free_port
+from standins import AiGeneratorStub, SmsGatewayStub, SmtpServer, free_port
 
 T = TypeVar("T")
 PHONE = "+15551234567"

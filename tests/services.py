@@ -25,13 +25,21 @@ class Endpoints:
 
 
 def _docker_available() -> bool:
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False  # no engine to ask (asking leaks a socket in docker-py)
     try:
         import docker  # type: ignore[import-untyped]
 
-        docker.from_env(timeout=3).ping()
+        client = docker.from_env(timeout=3)
+    except Exception:
+        return False
+    try:
+        client.ping()
         return True
     except Exception:
         return False
+    finally:
+        client.close()  # its socket, else closed by the garbage collector with a ResourceWarning
 
 
 def _from_script() -> dict[str, str]:

@@ -17,7 +17,7 @@ from streams.generation import GenerationPool
 from streams.repository import Pool, WorkflowRepository
 
 from .harness import eventually
-from .peers import AiGeneratorStub
+from standins import AiGeneratorStub
 from .test_repository import start_workflow
 
 S = WorkflowState

@@ -9,7 +9,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from .harness import ORCHESTRATOR, Pipeline
-from .peers import free_port
+from standins import free_port
 from .services import secured_kafka
 
 

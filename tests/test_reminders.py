@@ -17,7 +17,7 @@ from handlers.workflow import WorkflowState
 from streams.peers.smtp import SmtpSender
 from streams.repository import Pool, WorkflowRepository
 
-from .peers import AiGeneratorStub, SmsGatewayStub, _Inbox, free_port
+from standins import AiGeneratorStub, SmsGatewayStub, Inbox, free_port
 from .test_repository import start_workflow
 
 S = WorkflowState
@@ -27,7 +27,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 class Peers:
     def __init__(self) -> None:
-        self.ai, self.sms, self.inbox = AiGeneratorStub(), SmsGatewayStub(), _Inbox()
+        self.ai, self.sms, self.inbox = AiGeneratorStub(), SmsGatewayStub(), Inbox()
         self.smtp_port = free_port()
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
 

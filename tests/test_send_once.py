@@ -11,7 +11,7 @@ from handlers.workflow import WorkflowState
 from streams.peers.smtp import SmtpSender
 from streams.repository import Pool, WorkflowRepository
 
-from .peers import _Inbox, free_port
+from standins import Inbox, free_port
 from .test_repository import start_workflow
 
 S = WorkflowState
@@ -20,7 +20,7 @@ S = WorkflowState
 async def test_a_cut_off_send_fails_as_outcome_unknown_without_touching_smtp(
     repo: WorkflowRepository, pool: Pool, make_stages: Any
 ) -> None:
-    inbox, port = _Inbox(), free_port()
+    inbox, port = Inbox(), free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:

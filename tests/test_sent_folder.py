@@ -19,7 +19,7 @@ from streams.peers.imap import SentFolder
 from streams.peers.smtp import SmtpSender
 from streams.repository import Pool, WorkflowRepository
 
-from .peers import _Inbox, free_port
+from standins import Inbox, free_port
 from .services import ImapAccount, imap_account
 from .test_repository import start_workflow
 
@@ -57,16 +57,16 @@ def folder(account: ImapAccount, **overrides: Any) -> SentFolder:
 
 
 @pytest.fixture
-def inbox() -> Iterator[tuple[_Inbox, int]]:
+def inbox() -> Iterator[tuple[Inbox, int]]:
     """A real SMTP server's inbox, and its port."""
-    received, port = _Inbox(), free_port()
+    received, port = Inbox(), free_port()
     controller = Controller(received, hostname="127.0.0.1", port=port)
     controller.start()
     yield received, port
     controller.stop()
 
 
-def stages_for(make_stages: Any, inbox: tuple[_Inbox, int], sent_folder: SentFolder) -> Any:
+def stages_for(make_stages: Any, inbox: tuple[Inbox, int], sent_folder: SentFolder) -> Any:
     stages = make_stages(smtp=SmtpSender("127.0.0.1", inbox[1], "plain", "", ""), retry_backoff_base=0.01)
     stages.sent_folder = sent_folder
     return stages
@@ -86,7 +86,7 @@ async def cut_off_send(repo: WorkflowRepository, pool: Pool) -> tuple[str, str]:
 
 
 async def test_found_in_the_sent_folder_it_counts_as_sent_and_is_not_sent_again(
-    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[_Inbox, int]
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[Inbox, int]
 ) -> None:
     stages = stages_for(make_stages, inbox, folder(account))
     received = inbox[0]
@@ -103,7 +103,7 @@ async def test_found_in_the_sent_folder_it_counts_as_sent_and_is_not_sent_again(
 
 
 async def test_not_in_the_sent_folder_it_is_sent_once_more_with_the_same_message_id(
-    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[_Inbox, int]
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[Inbox, int]
 ) -> None:
     stages = stages_for(make_stages, inbox, folder(account))
     received = inbox[0]
@@ -121,7 +121,7 @@ async def test_not_in_the_sent_folder_it_is_sent_once_more_with_the_same_message
 
 
 async def test_a_sent_folder_that_cannot_be_read_leaves_it_to_a_person(
-    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[_Inbox, int]
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, inbox: tuple[Inbox, int]
 ) -> None:
     stages = stages_for(make_stages, inbox, folder(account, password="wrong"))
     received = inbox[0]

@@ -18,7 +18,7 @@ from handlers.emails import Reply, build_reply
 from handlers.errors import PermanentError, TransientError
 from streams.peers.smtp import SmtpSender
 
-from .peers import _Inbox, free_port
+from standins import Inbox, free_port
 
 
 def reply() -> Any:
@@ -47,8 +47,8 @@ def server_context(authority: trustme.CA) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def starttls_server(ca: tuple[trustme.CA, Path]) -> Iterator[tuple[_Inbox, int]]:
-    inbox, port = _Inbox(), free_port()
+def starttls_server(ca: tuple[trustme.CA, Path]) -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port, tls_context=server_context(ca[0]),
                             require_starttls=True, authenticator=_auth, auth_exclude_mechanism=["LOGIN"])
     controller.start()
@@ -57,29 +57,29 @@ def starttls_server(ca: tuple[trustme.CA, Path]) -> Iterator[tuple[_Inbox, int]]
 
 
 @pytest.fixture
-def plain_server() -> Iterator[tuple[_Inbox, int]]:
-    inbox, port = _Inbox(), free_port()
+def plain_server() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     yield inbox, port
     controller.stop()
 
 
-async def test_starttls_with_a_private_ca(starttls_server: tuple[_Inbox, int], ca: tuple[trustme.CA, Path]) -> None:
+async def test_starttls_with_a_private_ca(starttls_server: tuple[Inbox, int], ca: tuple[trustme.CA, Path]) -> None:
     inbox, port = starttls_server
     await SmtpSender("127.0.0.1", port, "starttls", "me@example.com", "pw", ca_file=ca[1]).send(reply())
     [msg] = inbox.messages
     assert msg["Subject"] == "Re: Hi" and msg["In-Reply-To"] == "<a@x>"
 
 
-async def test_an_untrusted_certificate_is_refused(starttls_server: tuple[_Inbox, int]) -> None:
+async def test_an_untrusted_certificate_is_refused(starttls_server: tuple[Inbox, int]) -> None:
     inbox, port = starttls_server
     with pytest.raises(PermanentError, match="certificate not trusted"):
         await SmtpSender("127.0.0.1", port, "starttls", "me@example.com", "pw").send(reply())
     assert inbox.messages == []
 
 
-async def test_plain_local_relay(plain_server: tuple[_Inbox, int]) -> None:
+async def test_plain_local_relay(plain_server: tuple[Inbox, int]) -> None:
     inbox, port = plain_server
     await SmtpSender("127.0.0.1", port, "plain", "", "").send(reply())
     assert len(inbox.messages) == 1

@@ -130,6 +130,8 @@ class SmsGatewayStub(_HttpStub):
     def __init__(self) -> None:
         super().__init__()
         self.sent: list[dict[str, str]] = []
+        #: When each of ``sent`` arrived.
+        self.sent_at: list[datetime] = []
         self.failures = 0
         self.attempts = 0
 
@@ -145,6 +147,7 @@ class SmsGatewayStub(_HttpStub):
             self.failures -= 1
             return web.json_response({"success": False, "message_id": None, "error": "modem busy"})
         self.sent.append(body)
+        self.sent_at.append(datetime.now(UTC))
         return web.json_response({"success": True, "message_id": f"sms-{len(self.sent)}", "error": None})
 
     @property
@@ -153,7 +156,7 @@ class SmsGatewayStub(_HttpStub):
 
 
 @dataclass
-class _Inbox:
+class Inbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -168,7 +171,7 @@ class _Inbox:
                 return self.refusals.pop(0)
         msg = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
-            self.messages.append(msg)  # type: ignore[arg-type]
+            self.messages.append(msg)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
@@ -183,7 +186,7 @@ class SmtpServer:
         self.ca.cert_pem.write_to_path(str(self.ca_file))
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
-        self.inbox = _Inbox()
+        self.inbox = Inbox()
         self.port = free_port()
         self.logins: list[str] = []
 
