@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -59,30 +60,32 @@ def _first_name(sender: str) -> str:
     return name.split()[0] if name else "there"
 
 
+_INSTRUCTION = re.compile(r"^\s*\d+\.\s+(.+?)\s*$", re.M)
+_STYLE_WORDS = ("casual", "friendly", "formal", "decline", "say no", "can't", "short")
+
+
 def plausible_draft(email: dict[str, Any] | None, body: dict[str, Any]) -> str:
-    """A reply a person might write to ``email``, with the instructions folded in."""
+    """A reply a person might write to ``email``, with every instruction so far
+    folded in (they arrive numbered in ``context_instructions``, oldest first)."""
     sender = _first_name(email["from_address"]) if email else "there"
     subject = (email or {}).get("subject") or "your email"
     text = (email or {}).get("body_text") or ""
-    instructions = [line.strip() for line in (body.get("context_instructions") or "").splitlines()
-                    if line.strip().lower().startswith(("- ", "* ")) or line.strip()]
-    wish = (instructions[-1] if instructions else "").lower()
+    wishes = _INSTRUCTION.findall(body.get("context_instructions") or "")
+    said = " ".join(wishes).lower()
     greeting, closing = f"Hi {sender},", "Best regards,\nMe"
-    if "casual" in wish or "friendly" in wish:
+    if "casual" in said or "friendly" in said:
         greeting, closing = f"Hey {sender}!", "Cheers!"
-    if "formal" in wish:
+    if "formal" in said:
         greeting, closing = f"Dear {sender},", "Kind regards,\nMe"
-    if "decline" in wish or "say no" in wish or "can't" in wish:
+    if "decline" in said or "say no" in said or "can't" in said:
         middle = f"Thanks for asking about \"{subject}\". Unfortunately that won't work for me this time."
     elif "?" in text:
         middle = f"Thanks for your message about \"{subject}\". Yes, that works for me."
     else:
         middle = f"Thanks for your message about \"{subject}\". I'll take care of it."
-    extra = ""
-    if wish and not any(word in wish for word in ("casual", "friendly", "formal", "decline", "say no", "can't",
-                                                   "short")):
-        extra = f" {instructions[-1].rstrip('.').capitalize()}."
-    if "short" in wish:
+    extra = "".join(f" {w.rstrip('.')[:1].upper()}{w.rstrip('.')[1:]}." for w in wishes
+                    if not any(word in w.lower() for word in _STYLE_WORDS))
+    if "short" in said:
         return f"{greeting} {middle.split('. ')[-1]}{extra} {closing.splitlines()[0]}"
     return f"{greeting}\n\n{middle}{extra}\n\n{closing}"
 

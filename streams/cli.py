@@ -138,6 +138,8 @@ def _demo(_: argparse.Namespace) -> int:
 
 def _worker(_: argparse.Namespace) -> int:
     settings = load_settings(Settings)
+    if settings.demo:
+        raise ConfigError("DEMO: is set by `orchestrator demo` only; the worker never runs the stand-in peers")
     if settings.unauthenticated_exposure and not settings.allow_unauthenticated:
         raise ConfigError(settings.unauthenticated_exposure)
     from .worker import run_worker

@@ -97,7 +97,10 @@ async def draft_page(request: web.Request) -> web.Response:
     wf = await request.app[REPO].get(message_id)
     if wf is None or not wf.ai_reply_text:
         return error_response(404, "no such draft")
+    banner = ('<p class="meta"><b>DEMO</b>: stand-in peers on this machine; nothing is sent anywhere.</p>'
+              if request.app[SETTINGS].demo else "")
     page = _DRAFT_PAGE.format(
+        banner=banner,
         subject=html.escape(wf.email_subject or "(no subject)"),
         sender=html.escape(wf.email_from or ""),
         state=html.escape(wf.current_state.value),
@@ -142,7 +145,7 @@ _DRAFT_PAGE = """<!doctype html>
 <style>body{{font:17px/1.5 system-ui,sans-serif;max-width:40em;margin:1.5em auto;padding:0 1em}}
 pre{{white-space:pre-wrap;font:inherit;background:#f4f4f4;padding:1em;border-radius:6px}}
 .meta{{color:#555}}</style></head>
-<body><h1>Re: {subject}</h1>
+<body>{banner}<h1>Re: {subject}</h1>
 <p class="meta">To: {sender} &middot; state: {state}</p>
 <pre>{draft}</pre>
 <p>Reply to the SMS with <b>1</b> to send, <b>2 &lt;what to change&gt;</b> to edit, <b>3</b> to ignore.</p>

@@ -1,0 +1,71 @@
+"""The dashboard's parts without a server: charts, sessions and CSRF tokens,
+and the demo generator's drafts."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from handlers.edits import context_instructions
+from streams import charts
+from streams.dashboard import Guard
+from standins.demo import plausible_draft
+
+
+def titles(svg: str) -> list[str]:
+    root = ET.fromstring(svg)  # well-formed, whatever the labels held
+    return [el.text or "" for el in root.iter("{http://www.w3.org/2000/svg}title")]
+
+
+def test_a_chart_escapes_what_it_is_given() -> None:
+    svg = charts.stacked_bars("<b>title</b>", ["2026-11-24", "2026-11-25"], [("<script>", "#000")],
+                              {("2026-11-25", "<script>"): 3}, column_label="day")
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert titles(svg) == ["<b>title</b>", "2026-11-25: 3 <script>"]
+
+
+def test_the_decision_histogram_buckets_by_time() -> None:
+    svg = charts.histogram("answers", [30, 45, 100, 2 * 86400])
+    assert titles(svg)[1:] == ["<1 min: 2 answers", "<5 min: 1 answers", "longer: 1 answers"]
+
+
+def test_sessions_and_csrf_tokens_cannot_be_forged() -> None:
+    guard = Guard.for_token("token-1")
+    session = guard.new_session()
+    assert guard.valid_session(session)
+    expires, mac = session.split(".")
+    assert not guard.valid_session(f"{int(expires) + 1}.{mac}")  # a longer life is not for the asking
+    assert not guard.valid_session(f"{int(time.time()) - 1}.{mac}")
+    assert not Guard.for_token("token-2").valid_session(session)  # a new token ends every session
+    assert "token-1" not in session
+
+    class Request:
+        def __init__(self, cookie: str | None) -> None:
+            self.cookies: dict[str, Any] = {"orchestrator_session": cookie} if cookie else {}
+
+    mine, other = Request(session), Request(guard.new_session() + "x")
+    assert guard.check_csrf(mine, guard.csrf(mine))  # type: ignore[arg-type]
+    assert not guard.check_csrf(other, guard.csrf(mine))  # type: ignore[arg-type]
+    assert not guard.check_csrf(mine, "")  # type: ignore[arg-type]
+    assert Guard.for_token(None).required is False
+
+
+EMAIL = {"from_address": "Maria Garcia <maria@example.com>", "subject": "Lunch on Thursday?",
+         "body_text": "Are you free for lunch on Thursday?"}
+
+
+def edits(first: str, *wishes: str) -> dict[str, str]:
+    """The generator's request for a regeneration, as the orchestrator words it."""
+    return {"email_message_id": "<m>", "context_instructions": context_instructions(first, wishes)}
+
+
+def test_the_demo_generator_answers_the_email_and_folds_in_instructions() -> None:
+    first = plausible_draft(EMAIL, {"email_message_id": "<m>"})
+    assert first.startswith("Hi Maria,") and '"Lunch on Thursday?"' in first and "works for me" in first
+    shorter = plausible_draft(EMAIL, edits(first, "make it shorter"))
+    assert len(shorter) < len(first) and "\n" not in shorter
+    both = plausible_draft(EMAIL, edits(first, "make it shorter", "more casual please"))
+    assert both.startswith("Hey Maria!") and "\n" not in both  # every instruction so far, not just the last
+    assert "Unfortunately" in plausible_draft(EMAIL, edits(first, "decline politely"))
+    assert "Mention the new place." in plausible_draft(EMAIL, edits(first, "mention the new place"))
