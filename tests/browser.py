@@ -18,6 +18,7 @@ from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
@@ -89,7 +90,10 @@ class Browser:
         deadline = time.monotonic() + timeout
         body = ""
         while time.monotonic() < deadline:
-            body = await self.text()
+            try:
+                body = await self.text()
+            except WebDriverException:  # between two pages: no body yet
+                body = ""
             if text in body:
                 return body
             await asyncio.sleep(0.5)

@@ -61,7 +61,7 @@ async def test_the_demo_from_a_sample_email_to_sent_with_an_edit(demo: str, tmp_
     try:
         await b.open("/demo/phone")
         await b.wait_for_text("1=Send 2=Edit 3=Ignore", 60)  # a sample's draft reached the phone
-        assert "DEMO" in await b.text()
+        await b.wait_for_text("DEMO", 10)
         await b.shot("demo-phone-first-draft")
         first = await b.script("return document.querySelector('#thread .out').innerText")
         samples = {"Lunch on Thursday?": "Maria Garcia", "Q3 report: numbers for slide 4": "Tom Becker",
@@ -109,8 +109,8 @@ async def test_a_failed_workflow_is_retried_from_its_button(pipeline: Pipeline) 
         await b.shot("dashboard-failed")
         await b.click("#failed button.retry")
         await pipeline.reaches(mid, "awaiting_user")
-        assert unquote(await b.url()).endswith("/workflows/" + mid)  # the workflow's page
         await b.wait_for_text("awaiting_user", reload=True)
+        assert unquote(await b.url()).endswith("/workflows/" + mid)  # the workflow's page
         assert "retried from the dashboard" in await b.text()
         await b.shot("dashboard-retried")
     finally:
@@ -127,7 +127,7 @@ async def test_with_a_token_the_dashboard_asks_for_it_once(make_pipeline: Any) -
         assert "/signin?next=" in await b.url()
         await b.shot("dashboard-signin")
         await b.type_and_send("input[name=token]", "wrong", "form[action='/signin'] button")
-        assert "That is not the API token." in await b.text()
+        await b.wait_for_text("That is not the API token.", 20)
         await b.type_and_send("input[name=token]", "dash-token-Qw12", "form[action='/signin'] button")
         await b.wait_for_text("Behind the sign-in")
         [cookie] = await b._do(b.driver.get_cookies)
