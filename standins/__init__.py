@@ -7,6 +7,17 @@ starts when nothing is configured) runs them beside the worker; the tests use
 the same classes. ``orchestrator worker`` never starts them.
 """
 
-from .peers import AiGeneratorStub, Inbox, SmsGatewayStub, SmtpServer, default_draft, free_port
+from .peers import (
+    AiGeneratorStub,
+    Inbox,
+    SmsGatewayStub,
+    SmtpServer,
+    default_draft,
+    free_port,
+    webhook_body,
+    webhook_headers,
+    worker_settings,
+)
 
-__all__ = ["AiGeneratorStub", "Inbox", "SmsGatewayStub", "SmtpServer", "default_draft", "free_port"]
+__all__ = ["AiGeneratorStub", "Inbox", "SmsGatewayStub", "SmtpServer", "default_draft", "free_port",
+           "webhook_body", "webhook_headers", "worker_settings"]

@@ -10,13 +10,10 @@ to ``processed_emails`` as the Email Monitor would.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +24,7 @@ import httpx
 import psycopg
 from aiohttp import web
 
-from .peers import AiGeneratorStub, SmsGatewayStub, SmtpServer
+from .peers import AiGeneratorStub, SmsGatewayStub, SmtpServer, webhook_body, webhook_headers, worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +124,8 @@ class DemoWorld:
 
     def settings(self) -> dict[str, str]:
         """The worker's settings that point at the stand-ins."""
-        return {
-            "DEMO": "true",
-            "AI_REPLY_GENERATOR_URL": self.ai.url,
-            "SMS_GATEWAY_URL": self.sms.url,
-            "GMAIL_SMTP_SERVER": "127.0.0.1",
-            "GMAIL_SMTP_PORT": str(self.smtp.port),
-            "SMTP_SECURITY": "ssl",
-            "SMTP_CA_FILE": str(self.smtp.ca_file),
-            "IMAP_SERVER": "off",
-            "EMAIL_ADDRESS": ADDRESS,
-            "EMAIL_PASSWORD": PASSWORD,
-            "YOUR_PHONE_NUMBER": PHONE,
-        }
+        return {"DEMO": "true", **worker_settings(self.ai, self.sms, self.smtp), "IMAP_SERVER": "off",
+                "YOUR_PHONE_NUMBER": PHONE}
 
     def insert_samples(self) -> list[str]:
         """The sample emails, as the Email Monitor writes them (new Message-IDs each run)."""
@@ -206,21 +192,13 @@ async def phone_answer(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/demo/phone")
     settings = request.app[SETTINGS]
     now = datetime.now(UTC)
-    body = json.dumps({
-        "deviceId": "demo-phone", "event": "sms:received", "id": f"evt-{uuid.uuid4().hex[:10]}",
-        "webhookId": "demo",
-        "payload": {"messageId": f"demo-{uuid.uuid4().hex[:12]}", "message": text, "phoneNumber": PHONE,
-                    "simNumber": 1, "receivedAt": now.isoformat(timespec="milliseconds")},
-    }).encode()
-    headers = {"Content-Type": "application/json"}
-    if settings.sms_webhook_signing_key is not None:
-        stamp = str(int(time.time()))
-        key = settings.sms_webhook_signing_key.get_secret_value().encode()
-        headers |= {"X-Timestamp": stamp, "X-Signature": hmac.new(key, body + stamp.encode(),
-                                                                  hashlib.sha256).hexdigest()}
+    body = json.dumps(webhook_body(text, PHONE, device_id="demo-phone", webhook_id="demo",
+                                   received_at=now.isoformat(timespec="milliseconds"))).encode()
+    key = settings.sms_webhook_signing_key
     url = f"http://127.0.0.1:{settings.port}/orchestrator/sms-response"
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(url, content=body, headers=headers)
+        response = await http.post(url, content=body,
+                                   headers=webhook_headers(body, key.get_secret_value() if key else None))
     if response.status_code != 200:
         raise web.HTTPBadGateway(reason=f"the webhook answered {response.status_code}: {response.text[:200]}")
     world.typed.append((now, text))

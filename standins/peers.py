@@ -10,6 +10,8 @@ import asyncio
 import socket
 import ssl
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +24,8 @@ import trustme
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from handlers.inbound import expected_signature
 
 
 def free_port() -> int:
@@ -189,6 +193,7 @@ class SmtpServer:
         self.inbox = Inbox()
         self.port = free_port()
         self.logins: list[str] = []
+        self.username, self.password = username, password
 
         def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
             ok = isinstance(data, LoginPassword) and data.login.decode() == username \
@@ -214,3 +219,38 @@ class SmtpServer:
     def messages(self) -> list[EmailMessage]:
         with self.inbox.lock:
             return list(self.inbox.messages)
+
+
+def worker_settings(ai: AiGeneratorStub, sms: SmsGatewayStub, smtp: SmtpServer) -> dict[str, str]:
+    """The worker's settings that point it at these stand-ins (the account is the SMTP server's)."""
+    return {
+        "AI_REPLY_GENERATOR_URL": ai.url,
+        "SMS_GATEWAY_URL": sms.url,
+        "GMAIL_SMTP_SERVER": "127.0.0.1",
+        "GMAIL_SMTP_PORT": str(smtp.port),
+        "SMTP_SECURITY": "ssl",
+        "SMTP_CA_FILE": str(smtp.ca_file),
+        "EMAIL_ADDRESS": smtp.username,
+        "EMAIL_PASSWORD": smtp.password,
+    }
+
+
+def webhook_body(text: str, phone: str, *, sms_id: str | None = None, received_at: str | None = None,
+                 device_id: str = "dev-1", webhook_id: str = "wh-1") -> dict[str, Any]:
+    """What the SMS gateway posts to the orchestrator for a received SMS (docs/contracts.md §3)."""
+    return {
+        "deviceId": device_id, "event": "sms:received", "id": f"evt-{uuid.uuid4().hex[:10]}",
+        "webhookId": webhook_id,
+        "payload": {"messageId": sms_id or f"m-{uuid.uuid4().hex[:10]}", "message": text, "phoneNumber": phone,
+                    "simNumber": 1,
+                    "receivedAt": received_at or datetime.now(UTC).isoformat(timespec="milliseconds")},
+    }
+
+
+def webhook_headers(body: bytes, key: str | None) -> dict[str, str]:
+    """The gateway's headers for ``body``: signed (X-Timestamp, X-Signature) when there is a key."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        stamp = str(int(time.time()))
+        headers |= {"X-Timestamp": stamp, "X-Signature": expected_signature(key.encode(), body, stamp)}
+    return headers

@@ -356,16 +356,12 @@ async def signout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def _signin_get(request: web.Request) -> web.Response:
-    return await signin_page(request)
-
-
 ROUTES = [
     web.get("/", status_page),
     web.get("/workflows/{message_id:.+}", workflow_page),
     web.get("/dead-letters", dead_letters_page),
     web.post("/actions/retry", retry_action),
-    web.get("/signin", _signin_get),
+    web.get("/signin", signin_page),
     web.post("/signin", signin),
     web.post("/signout", signout),
 ]

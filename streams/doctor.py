@@ -27,7 +27,7 @@ from .database import missing_schema
 from .kafka_access import KafkaUnavailable, probe, uses_sasl
 from .peers.smtp import SmtpSender
 from .settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
-from .topics import topic_names
+from .topics import missing_topics, topic_names
 
 #: What the worker does with every topic: read it (the agents), write it (the outbox relay).
 NEEDED_ON_TOPICS = (AclOperation.DESCRIBE, AclOperation.READ, AclOperation.WRITE)
@@ -94,7 +94,7 @@ def _kafka(k: KafkaSettings) -> list[Check]:
     checks = [Check("Kafka login", True, f"{k.kafka_bootstrap_servers} ({how}), "
                                          f"{len(metadata.brokers)} broker(s)")]
     names = topic_names(k)
-    missing = [n for n in names if n not in metadata.topics]
+    missing = missing_topics(k, metadata)
     if missing:
         fix = "the worker creates them at start" if k.kafka_create_topics else \
             "KAFKA_CREATE_TOPICS=false: create them (README: Deploying on your cluster)"

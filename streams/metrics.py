@@ -19,8 +19,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from handlers.messages import DeadLetter, Publishable, WorkflowEvent
 from handlers.workflow import WorkflowState
 
-from . import tracing
-
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -66,7 +64,6 @@ def committed(queued: Iterable[Publishable]) -> None:
     for message in queued:
         if isinstance(message, WorkflowEvent):
             TRANSITIONS.labels(message.from_state or "none", message.to_state).inc()
-            tracing.STATE.set(message.to_state)
         elif isinstance(message, DeadLetter):
             DEAD_LETTERS.labels(message.stage, message.kind).inc()
 

@@ -455,6 +455,9 @@ class WorkflowRepository:
                 tx = Transaction(conn, self.clock)
                 yield tx
         metrics.committed(tx.queued)
+        reached = [m.to_state for m in tx.queued if isinstance(m, WorkflowEvent)]
+        if reached:
+            tracing.STATE.set(reached[-1])  # the state the log lines of the work in hand name
 
     async def transition(
         self,

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import ClusterMetadata, NewTopic  # type: ignore[attr-defined]
 
 from handlers.messages import (
     DeadLetter,
@@ -73,6 +73,11 @@ def topic_names(k: KafkaSettings) -> list[str]:
     return [full_name(k.kafka_topic_prefix, topic) for topic in ALL]
 
 
+def missing_topics(k: KafkaSettings, metadata: ClusterMetadata) -> list[str]:
+    """The topics' Kafka names that ``metadata`` (of the cluster) lacks."""
+    return [name for name in topic_names(k) if name not in metadata.topics]
+
+
 def ensure_topics(k: KafkaSettings, timeout: float = 30.0) -> list[str]:
     """Make sure every topic exists; return the names created.
 
@@ -84,7 +89,7 @@ def ensure_topics(k: KafkaSettings, timeout: float = 30.0) -> list[str]:
     missing, or the principal may not create them.
     """
     admin, metadata = probe(k, timeout)
-    missing = [name for name in topic_names(k) if name not in metadata.topics]
+    missing = missing_topics(k, metadata)
     if not missing:
         return []
     if not k.kafka_create_topics:

@@ -4,8 +4,6 @@ real Kafka, a database of the test's own, stub peers and a TLS SMTP server."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -26,7 +24,15 @@ from psycopg.rows import dict_row
 from handlers.messages import DLQ_HEADER
 
 from .factories import insert_email
-from standins import AiGeneratorStub, SmsGatewayStub, SmtpServer, free_port
+from standins import (
+    AiGeneratorStub,
+    SmsGatewayStub,
+    SmtpServer,
+    free_port,
+    webhook_body,
+    webhook_headers,
+    worker_settings,
+)
 
 T = TypeVar("T")
 PHONE = "+15551234567"
@@ -99,15 +105,8 @@ class Pipeline:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KAFKA_", "SMTP_"))}
+        self.env.update(worker_settings(self.ai, self.sms, self.smtp))
         self.env.update({
-            "AI_REPLY_GENERATOR_URL": self.ai.url,
-            "SMS_GATEWAY_URL": self.sms.url,
-            "GMAIL_SMTP_SERVER": "127.0.0.1",
-            "GMAIL_SMTP_PORT": str(self.smtp.port),
-            "SMTP_SECURITY": "ssl",
-            "SMTP_CA_FILE": str(self.smtp.ca_file),
-            "EMAIL_ADDRESS": "me@example.com",
-            "EMAIL_PASSWORD": "app-password",
             "YOUR_PHONE_NUMBER": PHONE,
             "DATABASE_URL": database,
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
@@ -127,7 +126,6 @@ class Pipeline:
         self.env.update(overrides)
         self.worker = Worker(self.env, tmp / "worker.log")
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=10)
-        self._sms_counter = 0
         self._stopped = False
 
     async def start(self, wait_healthy: bool = True) -> None:
@@ -179,24 +177,12 @@ class Pipeline:
             return ids
 
     def webhook_body(self, text: str, phone: str = PHONE, sms_id: str | None = None) -> dict[str, Any]:
-        self._sms_counter += 1
-        return {
-            "deviceId": "dev-1", "event": "sms:received", "id": f"evt-{uuid.uuid4().hex[:8]}",
-            "webhookId": "wh-1",
-            "payload": {"messageId": sms_id or f"m-{uuid.uuid4().hex[:10]}", "message": text,
-                        "phoneNumber": phone, "simNumber": 1,
-                        "receivedAt": "2026-11-24T10:15:00.000+00:00"},
-        }
+        return webhook_body(text, phone, sms_id=sms_id, received_at="2026-11-24T10:15:00.000+00:00")
 
     async def reply_sms(self, text: str, phone: str = PHONE, sms_id: str | None = None,
                         key: str | None = None) -> httpx.Response:
         body = json.dumps(self.webhook_body(text, phone, sms_id)).encode()
-        headers = {"Content-Type": "application/json"}
-        if key:
-            ts = str(int(time.time()))
-            headers |= {"X-Timestamp": ts,
-                        "X-Signature": hmac.new(key.encode(), body + ts.encode(), hashlib.sha256).hexdigest()}
-        return await self.http.post("/orchestrator/sms-response", content=body, headers=headers)
+        return await self.http.post("/orchestrator/sms-response", content=body, headers=webhook_headers(body, key))
 
     async def sms_count(self, n: int, timeout: float = 30) -> list[str]:
         async def enough() -> list[str] | None:
