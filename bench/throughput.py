@@ -4,8 +4,8 @@ two workers, pickup latency, the webhook under a steady rate, memory.
     scripts/services up && eval "$(scripts/services env)" && .venv/bin/python -m bench.throughput
 
 Each scenario runs real `orchestrator worker` processes against the local
-Kafka and PostgreSQL (a database and topic prefix of its own) with the stub
-peers of tests/peers.py on loopback. Prints a table and writes
+Kafka and PostgreSQL (a database and topic prefix of its own) with the stand-in
+peers of standins/ on loopback. Prints a table and writes
 bench/RESULTS.md. Every loop is bounded in count and time; traffic goes only
 to 127.0.0.1. Sizes can be changed with BENCH_* variables (below).
 
