@@ -7,6 +7,7 @@ sent, so tests assert on what a peer saw, not on the orchestrator's database.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import ssl
 import threading
@@ -28,10 +29,40 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from handlers.inbound import expected_signature
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections (Linux's default when unreadable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, for a server to bind a moment later.
+
+    Chosen below the kernel's ephemeral range: a port the kernel picked (bind to
+    port 0) can be taken by any outgoing connection (a Kafka client, say)
+    before the server binds it, which made a test's server fail with "address
+    already in use". Ports handed out by this process are not handed out again.
+    """
+    ephemeral = _ephemeral_ports()
+    candidates = range(20000, max(20001, min(ephemeral.start, 32768)))
+    for _ in range(200):
+        port = random.choice(candidates)
+        if port in _handed_out or port in ephemeral:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {candidates}")
 
 
 class _HttpStub:

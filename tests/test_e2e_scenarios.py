@@ -223,16 +223,25 @@ async def test_awkward_emails(pipeline: Pipeline, fields: dict[str, object], exp
 
 
 async def test_pending_emails_are_taken_oldest_first_however_old(pipeline: Pipeline) -> None:
+    """Drafts wait for the phone oldest email first, however old (no time
+    window). Both are drafted while another draft holds the phone, so which
+    generation finished first does not matter: a slow one never holds the
+    phone, the oldest *ready* one is presented."""
     from datetime import UTC, datetime, timedelta
 
+    first = await present_first(pipeline, subject="on the phone")
     newer, older = await pipeline.new_emails(
         {"subject": "newer", "received_at": datetime.now(UTC) - timedelta(hours=1)},
         {"subject": "older", "received_at": datetime.now(UTC) - timedelta(days=3)},
     )
-    [sms] = await pipeline.sms_count(1)
-    assert "older" in sms
-    await pipeline.reaches(older, "awaiting_user")
     await pipeline.reaches(newer, "ai_generated")
+    await pipeline.reaches(older, "ai_generated")
+    await pipeline.reply_sms("3")
+    await pipeline.reaches(first, "user_ignored")
+    await pipeline.reaches(older, "awaiting_user")
+    [draft] = [t for t in (await pipeline.sms_count(3))[1:] if "1=Send" in t]
+    assert draft.startswith("John Smith: older") and draft.endswith("(+1 waiting)")
+    assert await pipeline.state(newer) == "ai_generated"
 
 
 async def test_machines_newsletters_and_yourself_get_no_draft(make_pipeline: Any) -> None:
