@@ -1,12 +1,19 @@
 """The message loop every agent shares: decode, act, and never lose a message.
 
 faust acks a message whose agent raised, so nothing may escape
-:meth:`MessageHandler.handle`. A message that does not decode is a poison
+:meth:`MessageHandler.handle_many`. A message that does not decode is a poison
 message: dead-lettered with its original bytes, never retried. While the
 database is unreachable the act is repeated (:func:`outlasting_outages`), so
 an outage delays work but drops none. Any other error is a bug: the message is
 dead-lettered with its reason, and the workflow it names is failed so that it
 is visible and retryable instead of stuck mid-stage.
+
+Agents hand over the records they took together (faust's ``take_events``,
+acknowledged once this returns). A stage that works on many messages at
+once (``together``) gets the whole batch in one call, which is one
+transaction; if that call fails with a bug, the batch is handled again one
+message at a time, so only the culprit is dead-lettered. Other stages get one
+call per message, in order.
 
 Plain code with its collaborators passed in, so it is tested without a broker.
 """
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +38,8 @@ from .retrying import Exhausted, outlasting_outages
 
 log = logging.getLogger(__name__)
 
-Act = Callable[[Any], Awaitable[None]]
+#: A stage's work on decoded messages, in the order they came.
+Act = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class SourceRecord:
     value: bytes
     partition: int | None = None
     offset: int | None = None
+    headers: Mapping[str, bytes] | None = None
 
     def dead_letter(self, stage: Stage, kind: DeadLetterKind, error: Exception, attempts: int = 1) -> DeadLetter:
         cause = error.last if isinstance(error, Exhausted) else error
@@ -58,9 +67,11 @@ CURRENT_RECORD: ContextVar[SourceRecord | None] = ContextVar("current_record", d
 class MessageHandler:
     """Handles one stage's messages (see the module docstring).
 
-    ``publish`` queues a dead letter (it may raise an infrastructure error,
-    which is outlasted); ``fail_unexpected(message_id, stage, error)`` marks a
-    workflow failed after a bug.
+    ``act(messages)`` does the stage's work; with ``together`` it gets every
+    decoded message of a batch at once, otherwise one at a time. ``publish``
+    queues a dead letter (it may raise an infrastructure error, which is
+    outlasted); ``fail_unexpected(message_id, stage, error)`` marks a workflow
+    failed after a bug.
     """
 
     def __init__(
@@ -72,6 +83,8 @@ class MessageHandler:
         fail_unexpected: Callable[[str, Stage, Exception], Awaitable[None]],
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        together: bool = False,
     ) -> None:
         self.stage = stage
         self.models = models
@@ -80,41 +93,64 @@ class MessageHandler:
         self.fail_unexpected = fail_unexpected
         self.clock = clock
         self.sleep = sleep
+        self.together = together
 
     async def handle(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
                      offset: int | None = None, headers: Mapping[str, bytes] | None = None) -> None:
         """Handle one record of logical ``topic``; returns once it may be acknowledged."""
-        record = SourceRecord(topic, key, value or b"", partition, offset)
-        with tracing.working_on(trace_id=tracing.trace_id_of(headers)):
+        await self.handle_many([SourceRecord(topic, key, value or b"", partition, offset, headers)])
+
+    async def handle_many(self, records: Sequence[SourceRecord]) -> None:
+        """Handle records taken together, in order; returns once they may be acknowledged."""
+        decoded: list[tuple[SourceRecord, TopicMessage]] = []
+        for record in records:
+            message = await self._decode(record)
+            if message is not None:
+                decoded.append((record, message))
+        if self.together and len(decoded) > 1:
+            try:
+                with metrics.STAGE_SECONDS.labels(self.stage.value).time():
+                    await outlasting_outages(lambda: self.act([m for _, m in decoded]),
+                                             f"{self.stage} on {len(decoded)} messages", self.sleep)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - find the culprit: one message at a time
+                log.exception("%s: a batch of %d failed; handling its messages one at a time",
+                              self.stage, len(decoded))
+        for record, message in decoded:
+            await self._act_on(record, message)
+
+    async def _decode(self, record: SourceRecord) -> TopicMessage | None:
+        """The record's message; None (and a dead letter) when it is poison."""
+        try:
+            return self.models[record.topic].model_validate_json(record.value)
+        except (ValidationError, ValueError) as exc:
+            with tracing.working_on(trace_id=tracing.trace_id_of(record.headers)):
+                await self._dead_letter(record, "poison", UndecodableMessage(f"undecodable message: {exc}"))
+            return None
+
+    async def _act_on(self, record: SourceRecord, message: TopicMessage) -> None:
+        message_id = getattr(message, "message_id", None)
+        with tracing.working_on(message_id, tracing.trace_id_of(record.headers)):
             token = CURRENT_RECORD.set(record)
             try:
-                await self._handle(record)
+                with metrics.STAGE_SECONDS.labels(self.stage.value).time():
+                    await outlasting_outages(lambda: self.act([message]), f"{self.stage} on {record.topic}",
+                                             self.sleep)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - nothing may escape an agent
+                log.exception("%s: giving up on a message", record.topic)
+                await self._dead_letter(record, "permanent", exc)
+                if message_id:
+                    try:
+                        await outlasting_outages(lambda: self.fail_unexpected(message_id, self.stage, exc),
+                                                 "marking a workflow failed", self.sleep)
+                    except Exception:  # noqa: BLE001 - the dead letter already records it
+                        log.exception("%s: could not mark %s failed", record.topic, message_id)
             finally:
                 CURRENT_RECORD.reset(token)
-
-    async def _handle(self, record: SourceRecord) -> None:
-        topic = record.topic
-        try:
-            message = self.models[topic].model_validate_json(record.value)
-        except (ValidationError, ValueError) as exc:
-            await self._dead_letter(record, "poison", UndecodableMessage(f"undecodable message: {exc}"))
-            return
-        message_id = getattr(message, "message_id", None)
-        tracing.MESSAGE_ID.set(message_id)
-        try:
-            with metrics.STAGE_SECONDS.labels(self.stage.value).time():
-                await outlasting_outages(lambda: self.act(message), f"{self.stage} on {topic}", self.sleep)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - nothing may escape an agent
-            log.exception("%s: giving up on a message", topic)
-            await self._dead_letter(record, "permanent", exc)
-            if message_id:
-                try:
-                    await outlasting_outages(lambda: self.fail_unexpected(message_id, self.stage, exc),
-                                             "marking a workflow failed", self.sleep)
-                except Exception:  # noqa: BLE001 - the dead letter already records it
-                    log.exception("%s: could not mark %s failed", topic, message_id)
 
     async def _dead_letter(self, record: SourceRecord, kind: DeadLetterKind, error: Exception) -> None:
         key = record.key.decode("utf-8", "replace") if record.key else None

@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import re
+import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,24 @@ async def apply_schema(conninfo: str, path: Path | None = None) -> None:
             await conn.execute(sql.encode())  # several statements: simple query protocol
 
 
+#: A connection back in the pool for longer than this is checked before it is lent again.
+CHECK_IDLE_AFTER = 1.0
+
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+
+async def _returned(conn: psycopg.AsyncConnection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _check_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Check a connection that sat idle (the server may have restarted since);
+    one just returned is lent as it is. Checking every loan cost a round trip
+    per transaction; a connection that broke in use is discarded on return anyway."""
+    if time.monotonic() - _returned_at.get(conn, 0.0) > CHECK_IDLE_AFTER:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def create_pool(conninfo: str, max_size: int = 10) -> AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]:
     """A pool of dict-row connections; open it with ``await pool.open(wait=True)``."""
     return AsyncConnectionPool(
@@ -48,7 +68,8 @@ def create_pool(conninfo: str, max_size: int = 10) -> AsyncConnectionPool[psycop
         max_size=max_size,
         open=False,
         kwargs={"row_factory": dict_row, "autocommit": False},
-        check=AsyncConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_returned,
         # Fail fast while the database is away: views answer 503 at once and
         # agents back off and retry (PoolTimeout counts as infrastructure).
         timeout=5.0,
@@ -64,11 +85,14 @@ async def run_on_notify(
     on_error: Callable[[str], None],
     what: str,
 ) -> None:
-    """Call ``work`` now, on every NOTIFY on ``channel``, and at least every
+    """Call ``work`` now, after NOTIFY on ``channel``, and at least every
     ``interval`` seconds, until cancelled.
 
-    A lost connection or a failing ``work`` is reported through ``on_error``
-    and retried after a second, so database outages are waited out.
+    Notifications that arrived while ``work`` ran are taken together: one
+    call covers them all (a transaction that inserts 10,000 pending emails
+    notifies 10,000 times, and one poll takes them). A lost connection or a
+    failing ``work`` is reported through ``on_error`` and retried after a
+    second, so database outages are waited out.
     """
     while True:
         try:
@@ -77,6 +101,8 @@ async def run_on_notify(
                 while True:
                     await work()
                     async for _ in listener.notifies(timeout=interval, stop_after=1):
+                        pass
+                    async for _ in listener.notifies(timeout=0):  # and whatever else is already here
                         pass
         except asyncio.CancelledError:
             raise

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import psycopg
 from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]
@@ -25,6 +24,7 @@ from handlers.errors import PeerError
 
 from .database import missing_schema
 from .kafka_access import KafkaUnavailable, probe, uses_sasl
+from .peers.http import UNREACHABLE, PeerHttp
 from .peers.smtp import SmtpSender
 from .settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
 from .topics import missing_topics, topic_names
@@ -63,10 +63,13 @@ async def run_checks() -> list[Check]:
     if kafka is not None:
         checks += await asyncio.to_thread(_kafka, kafka)
     if settings is not None:
-        async with httpx.AsyncClient(timeout=5.0) as http:
+        http = PeerHttp(5.0)
+        try:
             checks.append(await _peer(http, "AI generator", str(settings.ai_reply_generator_url),
                                       "AI_REPLY_GENERATOR_URL"))
             checks.append(await _peer(http, "SMS gateway", str(settings.sms_gateway_url), "SMS_GATEWAY_URL"))
+        finally:
+            await http.close()
         checks.append(await asyncio.to_thread(_smtp, settings))
     return checks
 
@@ -120,15 +123,15 @@ def _kafka(k: KafkaSettings) -> list[Check]:
     return checks
 
 
-async def _peer(http: httpx.AsyncClient, name: str, url: str, variable: str) -> Check:
+async def _peer(http: PeerHttp, name: str, url: str, variable: str) -> Check:
     target = url.rstrip("/") + "/health"
     try:
-        response = await http.get(target)
-    except httpx.HTTPError as exc:
+        status = await http.health(target, timeout=5.0)
+    except UNREACHABLE as exc:
         return Check(name, False, f"unreachable at {target} ({type(exc).__name__}); check {variable} "
                                   f"and that the service runs")
-    if response.status_code != 200:
-        return Check(name, False, f"{target} answered HTTP {response.status_code}")
+    if status != 200:
+        return Check(name, False, f"{target} answered HTTP {status}")
     return Check(name, True, f"{target} answered 200")
 
 

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from .kafka_access import aiokafka_config
 from .outbox import OutboxRelay
+from .peers.http import UNREACHABLE, PeerHttp
 from .poller import EmailPoller
 from .repository import WorkflowRepository
 from .settings import Settings
@@ -56,7 +56,7 @@ class HealthReporter:
     a broker outage (re-creating librdkafka clients with requests in flight
     crashed the process in testing)."""
 
-    def __init__(self, settings: Settings, repo: WorkflowRepository, http: httpx.AsyncClient,
+    def __init__(self, settings: Settings, repo: WorkflowRepository, http: PeerHttp,
                  relay: OutboxRelay, poller: EmailPoller, progress: AgentProgress,
                  is_ready: Callable[[], bool]) -> None:
         self.settings = settings
@@ -128,9 +128,9 @@ class HealthReporter:
 
     async def _peer(self, url: str) -> dict[str, Any]:
         try:
-            response = await self.http.get(url.rstrip("/") + "/health", timeout=2.0)
-            return {"ok": response.status_code == 200, "status_code": response.status_code}
-        except httpx.HTTPError as exc:
+            status = await self.http.health(url.rstrip("/") + "/health", timeout=2.0)
+            return {"ok": status == 200, "status_code": status}
+        except UNREACHABLE as exc:
             return {"ok": False, "error": type(exc).__name__}
 
     async def _database(self) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:

@@ -144,11 +144,13 @@ class PhoneSlot:
             "UPDATE phone_conversation SET message_id = %s, presented_at = %s, updated_at = %s"
             " WHERE phone_number = %s", (message_id, now, now, phone))
 
-    async def release(self, message_id: str) -> str | None:
-        """Free the phone ``message_id`` holds, if it holds one; return that phone."""
-        row = await _one(self._tx.conn, "UPDATE phone_conversation SET message_id = NULL, updated_at = %s"
-                         " WHERE message_id = %s RETURNING phone_number", (self._tx.clock.now(), message_id))
-        return str(row["phone_number"]) if row else None
+    async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
+        """Free the phones ``message_ids`` hold; return (phone, message_id) of each freed."""
+        cur = await self._tx.conn.execute(
+            "UPDATE phone_conversation SET message_id = NULL, updated_at = %s"
+            " WHERE message_id = ANY(%s) RETURNING phone_number, message_id",
+            (self._tx.clock.now(), list(message_ids)))
+        return [(str(row["phone_number"]), str(row["message_id"])) for row in await cur.fetchall()]
 
 
 class SmsLedger:
@@ -234,45 +236,75 @@ class Transaction:
         workflow held the phone and ``new`` is a decision, the phone is freed
         and a ``phone.freed`` message queued.
         """
+        return bool(await self.transition_many([message_id], expected, new, reason, error=error, **fields))
+
+    async def transition_many(
+        self,
+        message_ids: Sequence[str],
+        expected: WorkflowState | Collection[WorkflowState],
+        new: WorkflowState,
+        reason: str,
+        *,
+        error: str | None = None,
+        **fields: Any,
+    ) -> list[str]:
+        """:meth:`transition` for several workflows at once, each with the same
+        reason and columns; returns those that moved, in the order given.
+
+        Two round trips whatever the number: the compare-and-set, then the
+        audit rows, ``processed_emails.status``, the phone and the outbox rows,
+        pipelined with the commit. Rows are locked in id order, so two batches
+        that share workflows cannot deadlock.
+        """
         sources = (expected,) if isinstance(expected, WorkflowState) else tuple(expected)
         for source in sources:
             check_transition(source, new)
         unknown = set(fields) - SETTABLE_COLUMNS
         if unknown:
             raise ValueError(f"not settable workflow columns: {sorted(unknown)}")
+        if not message_ids:
+            return []
 
         assignments = [
             sql.SQL("current_state = {}").format(sql.Placeholder("new")),
-            sql.SQL("previous_state = current_state"),
+            sql.SQL("previous_state = w.current_state"),
             sql.SQL("updated_at = {}").format(sql.Placeholder("now")),
             sql.SQL(_UNPARK),  # a workflow that moves on is no longer parked nor leased
         ]
         now = self.clock.now()
-        params: dict[str, Any] = {"now": now, "message_id": message_id, "new": new.value,
+        params: dict[str, Any] = {"now": now, "message_ids": list(message_ids), "new": new.value,
                                   "sources": [s.value for s in sources]}
         for name, value in fields.items():
             assignments.append(sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)))
             params[name] = json.dumps(value) if name == "edit_history" else value
         query = sql.SQL(
-            "UPDATE workflow_state SET {} WHERE message_id = %(message_id)s"
-            " AND current_state = ANY(%(sources)s) RETURNING previous_state"
+            "WITH moving AS (SELECT id FROM workflow_state WHERE message_id = ANY(%(message_ids)s)"
+            " AND current_state = ANY(%(sources)s) ORDER BY id FOR UPDATE)"
+            " UPDATE workflow_state w SET {} FROM moving WHERE w.id = moving.id"
+            " RETURNING w.message_id, w.previous_state"
         ).format(sql.SQL(", ").join(assignments))
         cur = await self.conn.execute(query, params)
-        row = await cur.fetchone()
-        if row is None:
-            return False
-        previous = row["previous_state"]
-        await self._audit(message_id, previous, new.value, reason, error, now)
+        previous = {row["message_id"]: row["previous_state"] for row in await cur.fetchall()}
+        moved = [m for m in dict.fromkeys(message_ids) if m in previous]
+        if not moved:
+            return []
+        async with self.conn.cursor() as audit:
+            await audit.executemany(
+                "INSERT INTO workflow_audit_log"
+                " (message_id, from_state, to_state, transition_reason, error_details, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [(m, previous[m], new.value, reason, error, now) for m in moved])
         status = email_status_for(new)
         if status is not None:
-            await self.set_email_status(message_id, status, error=error)
-        await self.publish(WorkflowEvent(message_id=message_id, from_state=previous, to_state=new.value,
-                                         reason=reason, error=error, at=now))
+            await self.set_email_status(moved, status, error=error)
+        events: list[Publishable] = [
+            WorkflowEvent(message_id=m, from_state=previous[m], to_state=new.value, reason=reason, error=error,
+                          at=now) for m in moved]
         if frees_the_phone(new):
-            phone = await self.phone.release(message_id)
-            if phone is not None:
-                await self.publish(PhoneFreed(phone_number=phone, message_id=message_id, to_state=new.value))
-        return True
+            for phone, m in await self.phone.release(moved):
+                events.append(PhoneFreed(phone_number=phone, message_id=m, to_state=new.value))
+        await self.publish_many(events)
+        return moved
 
     async def _audit(self, message_id: str, from_state: str | None, to_state: str, reason: str,
                      error: str | None, at: datetime) -> None:
@@ -385,59 +417,78 @@ class Transaction:
 
     async def create_workflow(self, email: Email, *, body_preview: str, reason: str) -> bool:
         """Start the workflow of ``email`` in ``pending``, audited; False if one exists."""
+        return bool(await self.create_workflows([(email, body_preview)], reason=reason))
+
+    async def create_workflows(self, emails: Sequence[tuple[Email, str]], *, reason: str) -> list[str]:
+        """Start a workflow in ``pending`` for each (email, body preview), audited,
+        in two round trips; returns the message_ids started (not those that had one)."""
+        if not emails:
+            return []
         now = self.clock.now()
         start = WorkflowState.PENDING
-        row = await _one(
-            self.conn,
+        cur = await self.conn.execute(
             "INSERT INTO workflow_state (message_id, email_subject, email_from, email_to,"
             " email_body_preview, email_received_at, current_state, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-            (email.message_id, email.subject, email.from_address, ", ".join(email.to_addresses or []),
-             body_preview, email.received_at, start.value, now, now),
+            " SELECT *, %s, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::timestamptz[]) ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            (start.value, now, now, [e.message_id for e, _ in emails], [e.subject for e, _ in emails],
+             [e.from_address for e, _ in emails], [", ".join(e.to_addresses or []) for e, _ in emails],
+             [preview for _, preview in emails], [e.received_at for e, _ in emails]),
         )
-        if row is None:
-            return False
-        await self._audit(email.message_id, None, start.value, reason, None, now)
-        await self.publish(WorkflowEvent(message_id=email.message_id, from_state=None, to_state=start.value,
-                                         reason=reason, at=now))
-        return True
+        created = {row["message_id"] for row in await cur.fetchall()}
+        started = [e.message_id for e, _ in emails if e.message_id in created]
+        if started:
+            async with self.conn.cursor() as audit:
+                await audit.executemany(
+                    "INSERT INTO workflow_audit_log"
+                    " (message_id, from_state, to_state, transition_reason, error_details, created_at)"
+                    " VALUES (%s, NULL, %s, %s, NULL, %s)", [(m, start.value, reason, now) for m in started])
+            await self.publish_many([WorkflowEvent(message_id=m, from_state=None, to_state=start.value,
+                                                   reason=reason, at=now) for m in started])
+        return started
 
     async def email(self, message_id: str) -> Email | None:
         """The Email Monitor's row for ``message_id``."""
         row = await _one(self.conn, "SELECT * FROM processed_emails WHERE message_id = %s", (message_id,))
         return Email.from_row(row) if row else None
 
-    async def set_email_status(self, message_id: str, status: EmailStatus, *, error: str | None = None) -> None:
+    async def set_email_status(self, message_ids: Collection[str], status: EmailStatus, *,
+                               error: str | None = None) -> None:
         """Write ``processed_emails.status`` (and its error message when failing)."""
         await self.conn.execute(
             "UPDATE processed_emails SET status = %s, error_message = COALESCE(%s, error_message),"
-            " updated_at = %s WHERE message_id = %s",
-            (status.value, error, self.clock.now(), message_id),
+            " updated_at = %s WHERE message_id = ANY(%s)",
+            (status.value, error, self.clock.now(), list(message_ids)),
         )
 
     async def publish(self, message: Publishable) -> None:
         """Queue ``message`` for its topic; it is published after commit, never
         before. Its record continues the trace of the workflow it names, else
         the trace in hand (a new one when there is none)."""
+        await self.publish_many([message])
+
+    async def publish_many(self, messages: Sequence[Publishable]) -> None:
+        """:meth:`publish` for several messages, in order, in one round trip."""
         trace = tracing.TRACE_ID.get() or tracing.new_trace_id()
-        message_id = getattr(message, "message_id", None)
-        self.queued.append(message)
-        if isinstance(message, DeadLetter):
-            await self.conn.execute(
-                "INSERT INTO kafka_outbox (topic, raw_key, raw_value, headers, trace_id) VALUES (%s, %s, %s, %s,"
-                " %s)", (message.topic, message.key, message.value, Jsonb(message.headers("")), trace))
-            await self.conn.execute(
-                "INSERT INTO dead_letter_log (at, source_topic, record_key, stage, kind, attempts, error_class,"
-                " error_message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (self.clock.now(), message.source_topic, message.record_key, message.stage, message.kind,
-                 message.attempts, message.error_class, message.error_message[:2000]))
-            return
-        await self.conn.execute(
-            "INSERT INTO kafka_outbox (topic, message_key, payload, trace_id) VALUES (%s, %s, %s,"
-            " COALESCE((SELECT trace_id FROM workflow_state WHERE message_id = %s), %s))",
-            (message.topic, message.record_key, message.to_json(), message_id, trace),
-        )
+        self.queued.extend(messages)
+        letters = [m for m in messages if isinstance(m, DeadLetter)]
+        records = [m for m in messages if not isinstance(m, DeadLetter)]
+        async with self.conn.cursor() as cur:
+            if records:
+                await cur.executemany(
+                    "INSERT INTO kafka_outbox (topic, message_key, payload, trace_id) VALUES (%s, %s, %s,"
+                    " COALESCE((SELECT trace_id FROM workflow_state WHERE message_id = %s), %s))",
+                    [(m.topic, m.record_key, m.to_json(), getattr(m, "message_id", None), trace) for m in records])
+            for letter in letters:
+                await cur.execute(
+                    "INSERT INTO kafka_outbox (topic, raw_key, raw_value, headers, trace_id)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (letter.topic, letter.key, letter.value, Jsonb(letter.headers("")), trace))
+                await cur.execute(
+                    "INSERT INTO dead_letter_log (at, source_topic, record_key, stage, kind, attempts,"
+                    " error_class, error_message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (self.clock.now(), letter.source_topic, letter.record_key, letter.stage, letter.kind,
+                     letter.attempts, letter.error_class, letter.error_message[:2000]))
 
 
 class WorkflowRepository:
@@ -451,7 +502,9 @@ class WorkflowRepository:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One transaction: committed when the block exits, rolled back if it raises."""
         async with self.pool.connection() as conn:
-            async with conn.transaction():
+            # Pipeline mode: statements whose results are not read (audit rows,
+            # outbox rows) travel with the next one that is, or with COMMIT.
+            async with conn.pipeline(), conn.transaction():
                 tx = Transaction(conn, self.clock)
                 yield tx
         metrics.committed(tx.queued)

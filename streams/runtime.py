@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httpx
 
 from handlers.clock import Clock, SystemClock
 
@@ -15,6 +14,7 @@ from .generation import GenerationPool
 from .health import AgentProgress, HealthReporter
 from .outbox import OutboxRelay, new_producer
 from .peers.ai import AiReplyGenerator
+from .peers.http import PeerHttp
 from .peers.imap import SentFolder
 from .peers.sms import SmsGateway
 from .peers.smtp import SmtpSender
@@ -32,7 +32,7 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.pool = create_pool(settings.conninfo, settings.db_pool_max_size)
         self.repo = WorkflowRepository(self.pool, self.clock)
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.http_timeout, connect=5.0))
+        self.http = PeerHttp(settings.http_timeout, connect_timeout=5.0)
         self.stages = Stages(
             settings=settings,
             repo=self.repo,
@@ -80,7 +80,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.reporter.close()
-        await self.http.aclose()
+        await self.http.close()
         await self.pool.close()
 
     async def _housekeeping_loop(self) -> None:

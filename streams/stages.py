@@ -12,6 +12,7 @@ and one SMS to the person, texted once the failure is committed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from handlers.edits import context_instructions
 from handlers.emails import Reply, build_reply, new_message_id, sender_name
 from handlers.errors import OutcomeUnknownError, PeerError, PermanentError, TransientError
 from handlers.links import draft_url
-from handlers.messages import DraftReady, EmailPending, InboundSms, ReplyApproved, TopicMessage
+from handlers.messages import DraftReady, EditRequested, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.quiet import is_quiet
 from handlers.retry import ParkPolicy, RetryPolicy
 from handlers.senders import parse_patterns, skip_rule
@@ -96,22 +97,28 @@ class Stages:
 
     # ------------------------------------------------------------------ draft
 
-    async def draft(self, message_id: str) -> None:
-        """Ask for the draft of ``message_id`` (new, or again after an edit):
-        move it to ``ai_generating``, where a generation pool leases it
-        (:class:`~streams.generation.GenerationPool`). Quick: the Kafka
-        message is done with once this commits; the generation itself, which
-        takes seconds, never holds a partition up."""
-        wf = await self.repo.get(message_id)
-        if wf is None:
-            log.warning("draft: no workflow for %s", message_id)
-            return
-        if wf.current_state is S.PENDING and await self._filtered(wf):
-            return
-        if wf.current_state in (S.PENDING, S.USER_EDIT_REQUESTED):
-            reason = "edit requested" if wf.current_state is S.USER_EDIT_REQUESTED else "draft requested"
-            await self.repo.transition(message_id, wf.current_state, S.AI_GENERATING, reason)
-        # Otherwise already asked for (a pool has it) or past this stage: a redelivery.
+    async def draft(self, messages: Sequence[EmailPending | EditRequested]) -> None:
+        """Ask for the drafts of ``messages`` (new emails, or again after an
+        edit): move them to ``ai_generating``, where a generation pool leases
+        them (:class:`~streams.generation.GenerationPool`), in one transaction.
+        Quick: the Kafka messages are done with once this commits; the
+        generation itself, which takes seconds, never holds a partition up.
+        A workflow already past this stage (a redelivery) is left as it is;
+        a new email from a sender the rules skip ends in ``filtered``."""
+        emails = [m for m in messages if isinstance(m, EmailPending)]
+        skipped = {m.message_id: rule for m in emails if (rule := self._skip_rule(m.from_address)) is not None}
+        async with self.repo.transaction() as tx:
+            for message_id, rule in skipped.items():
+                if await tx.transition(message_id, S.PENDING, S.FILTERED, f"no draft: {rule}"):
+                    log.info("no draft for %s: %s", message_id, rule)
+            await tx.transition_many([m.message_id for m in emails if m.message_id not in skipped],
+                                     S.PENDING, S.AI_GENERATING, "draft requested")
+            await tx.transition_many([m.message_id for m in messages if isinstance(m, EditRequested)],
+                                     S.USER_EDIT_REQUESTED, S.AI_GENERATING, "edit requested")
+
+    def _skip_rule(self, sender: str | None) -> str | None:
+        """Why an email from ``sender`` gets no draft (a sender rule), or None."""
+        return skip_rule(sender or "", self.settings.email_address, parse_patterns(self.settings.skip_senders))
 
     async def generate(self, wf: Workflow) -> None:
         """Generate the draft of ``wf``, leased in ``ai_generating`` by this
@@ -159,16 +166,6 @@ class Stages:
                 **first,
             ):
                 await tx.publish(DraftReady(message_id=message_id, iteration=wf.edit_iteration))
-
-    async def _filtered(self, wf: Workflow) -> bool:
-        """End ``wf`` without a draft when a sender rule says so; True if it did."""
-        rule = skip_rule(wf.email_from or "", self.settings.email_address,
-                         parse_patterns(self.settings.skip_senders))
-        if rule is None:
-            return False
-        await self.repo.transition(wf.message_id, S.PENDING, S.FILTERED, f"no draft: {rule}")
-        log.info("no draft for %s from %s: %s", wf.message_id, wf.email_from, rule)
-        return True
 
     # ----------------------------------------------------------------- notify
 

@@ -46,6 +46,10 @@ def run_worker(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, logging_config=config)
+    # At LOG_LEVEL warning or above faust adds a terminal spinner that sets the
+    # root logger to DEBUG (every debug record in the process is made, then
+    # spun) and writes cursor escapes into the log. Not for a service.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 

@@ -114,9 +114,8 @@ async def repo(pool: Pool, clock: OffsetClock) -> WorkflowRepository:
 async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: str) -> AsyncIterator[Any]:
     """In-process stages over the test database; peers unreachable unless given:
     ``make_stages(smtp=SmtpSender(...), ai_reply_generator_url=stub.url, retry_backoff_base=0.01)``."""
-    import httpx
-
     from streams.peers.ai import AiReplyGenerator
+    from streams.peers.http import PeerHttp
     from streams.peers.sms import SmsGateway
     from streams.peers.smtp import SmtpSender
     from streams.settings import Settings
@@ -124,7 +123,8 @@ async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: st
 
     from standins import free_port
 
-    async with httpx.AsyncClient() as http:
+    http = PeerHttp(10.0)
+    try:
         def make(smtp: SmtpSender | None = None, **settings: Any) -> Stages:
             nowhere = f"http://127.0.0.1:{free_port()}"
             settings = {"ai_reply_generator_url": nowhere, "sms_gateway_url": nowhere} | settings
@@ -136,6 +136,8 @@ async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: st
                           smtp=smtp or SmtpSender("127.0.0.1", free_port(), "plain", "", ""))
 
         yield make
+    finally:
+        await http.close()
 
 
 @pytest.fixture

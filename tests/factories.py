@@ -8,6 +8,10 @@ from typing import Any
 
 import psycopg
 
+from handlers.messages import EditRequested, EmailPending
+from handlers.workflow import WorkflowState
+from streams.records import Workflow
+
 _counter = 0
 
 
@@ -53,3 +57,11 @@ async def insert_email(
     if commit:
         await conn.commit()
     return message_id
+
+
+def draft_request(wf: Workflow) -> EmailPending | EditRequested:
+    """The message the draft agent gets for ``wf``: a new email's, or an edit's."""
+    if wf.current_state is WorkflowState.USER_EDIT_REQUESTED:
+        return EditRequested(message_id=wf.message_id, instructions=wf.user_edit_instructions or "?",
+                             iteration=wf.edit_iteration)
+    return EmailPending(message_id=wf.message_id, from_address=wf.email_from)

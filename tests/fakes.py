@@ -77,12 +77,11 @@ class FakePhoneSlot(_Part):
     async def assign(self, phone: str, message_id: str) -> None:
         self.data.phones[phone] = message_id
 
-    async def release(self, message_id: str) -> str | None:
-        for phone, held in self.data.phones.items():
-            if held == message_id:
-                self.data.phones[phone] = None
-                return phone
-        return None
+    async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
+        freed = [(phone, held) for phone, held in self.data.phones.items() if held in message_ids]
+        for phone, _ in freed:
+            self.data.phones[phone] = None
+        return freed
 
 
 class FakeSmsLedger(_Part):
@@ -148,14 +147,19 @@ class FakeTransaction:
         self._audit(message_id, previous, new.value, reason, error)
         status = email_status_for(new)
         if status is not None:
-            await self.set_email_status(message_id, status)
+            await self.set_email_status([message_id], status)
         await self.publish(WorkflowEvent(message_id=message_id, from_state=previous, to_state=new.value,
                                          reason=reason, error=error, at=self.clock.now()))
         if frees_the_phone(new):
-            phone = await self.phone.release(message_id)
-            if phone is not None:
+            for phone, _ in await self.phone.release([message_id]):
                 await self.publish(PhoneFreed(phone_number=phone, message_id=message_id, to_state=new.value))
         return True
+
+    async def transition_many(self, message_ids: Sequence[str], expected: WorkflowState | Collection[WorkflowState],
+                              new: WorkflowState, reason: str, *, error: str | None = None,
+                              **fields: Any) -> list[str]:
+        return [m for m in dict.fromkeys(message_ids)
+                if await self.transition(m, expected, new, reason, error=error, **fields)]
 
     async def claim_send(self, message_id: str, reply_message_id: str, *, again: bool = False) -> bool:
         wf = self.data.workflows.get(message_id)
@@ -230,11 +234,16 @@ class FakeTransaction:
     async def email(self, message_id: str) -> Email | None:
         return self.data.emails.get(message_id)
 
-    async def set_email_status(self, message_id: str, status: EmailStatus, *, error: str | None = None) -> None:
-        self.data.emails[message_id] = replace(self.data.emails[message_id], status=status.value)
+    async def set_email_status(self, message_ids: Collection[str], status: EmailStatus, *,
+                               error: str | None = None) -> None:
+        for message_id in message_ids:
+            self.data.emails[message_id] = replace(self.data.emails[message_id], status=status.value)
 
     async def publish(self, message: Publishable) -> None:
         self.data.outbox.append(message)
+
+    async def publish_many(self, messages: Sequence[Publishable]) -> None:
+        self.data.outbox.extend(messages)
 
 
 class FakeRepository:

@@ -11,20 +11,22 @@ from handlers.clock import OffsetClock
 from handlers.messages import DeadLetter, EmailPending, Publishable
 from handlers.workflow import Stage
 from streams import topics
-from streams.consumer import MessageHandler
+from streams.consumer import MessageHandler, SourceRecord
 
 
 class Recorder:
     def __init__(self, act_errors: list[Exception] | None = None) -> None:
         self.acted: list[Any] = []
+        self.calls: list[list[str]] = []
         self.act_errors = act_errors or []
         self.letters: list[DeadLetter] = []
         self.failed: list[tuple[str, Stage, str]] = []
         self.slept: list[float] = []
         self.publish_errors: list[Exception] = []
 
-    async def act(self, message: Any) -> None:
-        self.acted.append(message)
+    async def act(self, messages: Any) -> None:
+        self.calls.append([m.message_id for m in messages])
+        self.acted.extend(messages)
         if self.act_errors:
             raise self.act_errors.pop(0)
 
@@ -40,9 +42,14 @@ class Recorder:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
 
-    def handler(self) -> MessageHandler:
+    def handler(self, together: bool = False) -> MessageHandler:
         return MessageHandler(Stage.DRAFT, topics.MODELS, self.act, self.publish, self.fail_unexpected,
-                              OffsetClock(), sleep=self.sleep)
+                              OffsetClock(), sleep=self.sleep, together=together)
+
+
+def pending(*ids: str) -> list[SourceRecord]:
+    return [SourceRecord("emails.pending", m.encode(), EmailPending(message_id=m).to_json().encode(), 0, n)
+            for n, m in enumerate(ids)]
 
 
 VALID = EmailPending(message_id="<a@x>").to_json().encode()
@@ -92,3 +99,46 @@ async def test_a_dead_letter_waits_for_the_database_too() -> None:
     r.publish_errors = [psycopg.OperationalError("down")]
     await r.handler().handle("emails.pending", b"k", b"garbage")
     assert len(r.letters) == 1 and r.slept == [0.5]
+
+
+async def test_a_batch_goes_to_a_stage_that_works_together_in_one_call() -> None:
+    r = Recorder()
+    await r.handler(together=True).handle_many(pending("<a@x>", "<b@x>", "<c@x>"))
+    assert r.calls == [["<a@x>", "<b@x>", "<c@x>"]]
+
+
+async def test_other_stages_get_a_batch_one_message_at_a_time_in_order() -> None:
+    r = Recorder()
+    await r.handler().handle_many(pending("<a@x>", "<b@x>", "<c@x>"))
+    assert r.calls == [["<a@x>"], ["<b@x>"], ["<c@x>"]]
+
+
+async def test_poison_in_a_batch_is_dead_lettered_and_the_rest_acted_on_together() -> None:
+    r = Recorder()
+    a, b = pending("<a@x>", "<b@x>")
+    await r.handler(together=True).handle_many([a, SourceRecord("emails.pending", b"k", b"{not json", 0, 7), b])
+    assert r.calls == [["<a@x>", "<b@x>"]]
+    [letter] = r.letters
+    assert (letter.kind, letter.value, letter.offset) == ("poison", b"{not json", 7)
+
+
+async def test_a_bug_in_a_batch_is_narrowed_to_its_message() -> None:
+    class OnlyB(Recorder):
+        async def act(self, messages: Any) -> None:
+            await super().act(messages)
+            if any(m.message_id == "<b@x>" for m in messages):
+                raise KeyError("b is broken")
+
+    r = OnlyB()
+    await r.handler(together=True).handle_many(pending("<a@x>", "<b@x>", "<c@x>"))
+    assert r.calls == [["<a@x>", "<b@x>", "<c@x>"], ["<a@x>"], ["<b@x>"], ["<c@x>"]]
+    [letter] = r.letters
+    assert (letter.key, letter.offset, letter.kind) == (b"<b@x>", 1, "permanent")
+    assert r.failed == [("<b@x>", Stage.DRAFT, "'b is broken'")]
+
+
+async def test_a_database_outage_holds_the_whole_batch_until_it_ends() -> None:
+    r = Recorder([psycopg.OperationalError("down")] * 2)
+    await r.handler(together=True).handle_many(pending("<a@x>", "<b@x>"))
+    assert r.calls == [["<a@x>", "<b@x>"]] * 3
+    assert r.slept == [0.5, 1.0] and r.letters == []

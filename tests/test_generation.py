@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from handlers.clock import OffsetClock
+from handlers.messages import EmailPending
 from handlers.workflow import WorkflowState
 from streams.generation import GenerationPool
 from streams.repository import Pool, WorkflowRepository
@@ -36,7 +37,7 @@ async def requested(repo: WorkflowRepository, pool: Pool, stages: Any, n: int) -
     ids = []
     for _ in range(n):
         mid = await start_workflow(repo, pool)
-        await stages.draft(mid)
+        await stages.draft([EmailPending(message_id=mid)])
         ids.append(mid)
     return ids
 

@@ -18,6 +18,7 @@ from streams.peers.smtp import SmtpSender
 from streams.repository import Pool, WorkflowRepository
 
 from standins import AiGeneratorStub, SmsGatewayStub, Inbox, free_port
+from .factories import draft_request
 from .test_repository import start_workflow
 
 S = WorkflowState
@@ -54,7 +55,9 @@ def stages_for(make_stages: Any, peers: Peers, **settings: Any) -> Any:
 
 async def draft(stages: Any, repo: WorkflowRepository, mid: str) -> None:
     """What the draft agent and then a generation pool do with ``mid``."""
-    await stages.draft(mid)
+    wf = await repo.get(mid)
+    assert wf is not None
+    await stages.draft([draft_request(wf)])
     for wf in await repo.lease_drafts(10, 30):
         await stages.generate(wf)
 

@@ -24,6 +24,7 @@ from handlers.workflow import WorkflowState
 from streams.settings import Settings
 from streams.stages import NotAllowedNow, Stages, UnknownWorkflow
 
+from .factories import draft_request
 from .fakes import FakeGenerator, FakeMail, FakeRepository, FakeSms
 
 S = WorkflowState
@@ -48,7 +49,8 @@ class World:
 
     async def draft(self, mid: str) -> None:
         """What the draft agent and then a generation pool do with ``mid``."""
-        await self.stages.draft(mid)
+        wf = self.repo.data.workflows[mid]
+        await self.stages.draft([draft_request(wf)])
         wf = self.repo.data.workflows[mid]
         if wf.current_state is S.AI_GENERATING and (wf.next_attempt_at is None
                                                      or wf.next_attempt_at <= self.clock.now()):

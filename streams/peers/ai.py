@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from handlers.errors import PermanentError, TransientError
 
-from .http import post_json
+from .http import PeerHttp, post_json
 
 PEER = "AI Reply Generator"
 
@@ -31,7 +30,7 @@ class AiReplyGenerator:
     connections and unreadable answers. Blocks for as long as a generation
     takes (seconds), up to the client's timeout."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(self, client: PeerHttp, base_url: str) -> None:
         self.client = client
         self.url = base_url.rstrip("/") + "/generate-reply"
 

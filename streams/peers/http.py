@@ -1,20 +1,70 @@
-"""The HTTP call every peer adapter makes, with the error taxonomy applied once."""
+"""The HTTP client every peer adapter uses, with the error taxonomy applied once.
+
+One aiohttp session per worker, opened on first use (it belongs to the running
+event loop) and closed with the worker. aiohttp rather than httpx here,
+measured: with 16 calls in flight httpx's connection pool spent 1.5 ms of CPU
+per request (2.4 ms with 64 in flight) against aiohttp's 0.14 ms, and the
+worker's event loop is one core shared by every stage.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from handlers.errors import PermanentError, TransientError
 
 from .. import metrics
 
+#: What a call that did not get an answer raises (refused, reset, timed out).
+UNREACHABLE = (aiohttp.ClientError, asyncio.TimeoutError)
 
-async def post_json(client: httpx.AsyncClient, url: str, body: dict[str, Any], peer: str,
-                    transient_statuses: frozenset[int] = frozenset({429})) -> httpx.Response:
+
+@dataclass(frozen=True)
+class PeerResponse:
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class PeerHttp:
+    """The worker's HTTP client for its peers: ``timeout`` seconds per call
+    (``connect_timeout`` to connect), keep-alive connections reused."""
+
+    def __init__(self, timeout: float, connect_timeout: float = 5.0) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, url: str, body: dict[str, Any]) -> PeerResponse:
+        async with self.session().post(url, json=body) as response:
+            return PeerResponse(response.status, dict(response.headers), await response.read())
+
+    async def health(self, url: str, timeout: float) -> int:
+        """The status ``GET url`` answers within ``timeout`` seconds; raises one of UNREACHABLE."""
+        async with self.session().get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            return response.status
+
+
+async def post_json(client: PeerHttp, url: str, body: dict[str, Any], peer: str,
+                    transient_statuses: frozenset[int] = frozenset({429})) -> PeerResponse:
     """POST ``body``; return a 2xx/404 response, or raise.
 
     Network errors, timeouts, 5xx and ``transient_statuses`` raise
@@ -23,10 +73,10 @@ async def post_json(client: httpx.AsyncClient, url: str, body: dict[str, Any], p
     """
     with metrics.peer_call(peer) as call:
         try:
-            response = await client.post(url, json=body)
-        except httpx.HTTPError as exc:
+            response = await client.post(url, body)
+        except UNREACHABLE as exc:
             call["outcome"] = "unreachable"
-            raise TransientError(peer, f"{type(exc).__name__}: {exc}") from exc
+            raise TransientError(peer, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         call["outcome"] = str(response.status_code)
         if response.status_code >= 500 or response.status_code in transient_statuses:
             raise TransientError(peer, f"HTTP {response.status_code}", retry_after(response))
@@ -35,9 +85,9 @@ async def post_json(client: httpx.AsyncClient, url: str, body: dict[str, Any], p
         return response
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: PeerResponse) -> float | None:
     """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if any."""
-    value = response.headers.get("Retry-After")
+    value = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
     if not value:
         return None
     try:

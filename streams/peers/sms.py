@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from handlers.errors import PermanentError, TransientError
 from handlers.sms_text import MAX_SMS_CHARS
 
-from .http import post_json
+from .http import PeerHttp, post_json
 
 PEER = "SMS Gateway"
 
@@ -24,7 +23,7 @@ class SmsGateway:
     ``success: false`` is a failed send (:class:`TransientError`), as are 5xx,
     timeouts and refused connections; other 4xx are :class:`PermanentError`."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(self, client: PeerHttp, base_url: str) -> None:
         self.client = client
         self.url = base_url.rstrip("/") + "/sms/send"
 
