@@ -164,6 +164,14 @@ def render_reminder_sms(draft_sms: str) -> str:
     return (REMINDER_PREFIX + draft_sms)[:MAX_SMS_CHARS]
 
 
+def render_cut_off_sms(sender: str, subject: str | None, link: str) -> str:
+    """Sent instead of the draft SMS again when a worker stopped while texting
+    it: the draft may or may not have arrived, and is never texted twice."""
+    return (f"A restart cut off the draft reply to {fold_typography(_shorten(sender, 30))} "
+            f"({fold_typography(_shorten(subject or 'no subject', 40))}); it may not have reached you. "
+            f"Read it at {link} and reply 1 to send it, 2 <changes> to edit it, 3 to ignore the email.")
+
+
 def render_outage_sms(peer: str) -> str:
     """Said once per outage, however many emails it holds up."""
     return (f"{peer} is not answering. Your emails wait and go ahead on their own when it is back; "

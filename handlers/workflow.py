@@ -75,7 +75,8 @@ TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
     S.PENDING: frozenset({S.AI_GENERATING, S.FILTERED, S.FAILED}),
     S.AI_GENERATING: frozenset({S.AI_GENERATED, S.FAILED}),
     S.AI_GENERATED: frozenset({S.SMS_SENDING, S.FAILED}),
-    S.SMS_SENDING: frozenset({S.AWAITING_USER, S.FAILED}),
+    # A draft the gateway would not take goes back to waiting for the phone.
+    S.SMS_SENDING: frozenset({S.AWAITING_USER, S.AI_GENERATED, S.FAILED}),
     S.AWAITING_USER: frozenset(
         {S.USER_APPROVED, S.USER_EDIT_REQUESTED, S.USER_IGNORED, S.TIMEOUT, S.FAILED}
     ),

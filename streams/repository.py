@@ -80,6 +80,9 @@ SETTABLE_COLUMNS = frozenset(
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 Pool = AsyncConnectionPool[Connection]
 
+#: The advisory lock class of a draft being texted (the other key is hashtext(message_id)).
+PRESENTING_LOCK = 0x0E4A13
+
 _READY_FIRST = " ORDER BY email_received_at NULLS LAST, created_at, id"
 _UNPARK = ("park_stage = NULL, park_peer = NULL, park_reason = NULL, parked_since = NULL,"
            " park_attempts = 0, next_attempt_at = NULL, lease_until = NULL")
@@ -147,9 +150,11 @@ class PhoneSlot:
     async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
         """Free the phones ``message_ids`` hold; return (phone, message_id) of each freed."""
         cur = await self._tx.conn.execute(
-            "UPDATE phone_conversation SET message_id = NULL, updated_at = %s"
-            " WHERE message_id = ANY(%s) RETURNING phone_number, message_id",
-            (self._tx.clock.now(), list(message_ids)))
+            "WITH held AS (SELECT phone_number, message_id FROM phone_conversation"
+            " WHERE message_id = ANY(%s) FOR UPDATE)"
+            " UPDATE phone_conversation p SET message_id = NULL, updated_at = %s FROM held"
+            " WHERE p.phone_number = held.phone_number RETURNING p.phone_number, held.message_id",
+            (list(message_ids), self._tx.clock.now()))
         return [(str(row["phone_number"]), str(row["message_id"])) for row in await cur.fetchall()]
 
 
@@ -314,6 +319,21 @@ class Transaction:
             " VALUES (%s, %s, %s, %s, %s, %s)",
             (message_id, from_state, to_state, reason, error, at),
         )
+
+    async def hold_presentation(self, message_id: str) -> bool:
+        """Mark ``message_id``'s draft as being texted by this connection's
+        worker, until its :class:`Session` ends (or the worker dies: PostgreSQL
+        lets go of a dead connection's locks). False if another holds it."""
+        row = await _one(self.conn, "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held",
+                         (PRESENTING_LOCK, message_id))
+        return bool(row and row["held"])
+
+    async def presenter_gone(self, message_id: str) -> bool:
+        """Whether nobody holds ``message_id``'s presentation: a draft found in
+        ``sms_sending`` whose worker died while texting it."""
+        row = await _one(self.conn, "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS free",
+                         (PRESENTING_LOCK, message_id))
+        return bool(row and row["free"])
 
     async def claim_send(self, message_id: str, reply_message_id: str, *, again: bool = False) -> bool:
         """Record the intent to send an approved reply, before any SMTP traffic:
@@ -491,6 +511,45 @@ class Transaction:
                      letter.attempts, letter.error_class, letter.error_message[:2000]))
 
 
+@asynccontextmanager
+async def _transaction(conn: Connection, clock: Clock) -> AsyncIterator[Transaction]:
+    # Pipeline mode: statements whose results are not read (audit rows, outbox
+    # rows) travel with the next one that is, or with COMMIT.
+    async with conn.pipeline(), conn.transaction():
+        tx = Transaction(conn, clock)
+        yield tx
+    metrics.committed(tx.queued)
+    reached = [m.to_state for m in tx.queued if isinstance(m, WorkflowEvent)]
+    if reached:
+        tracing.STATE.set(reached[-1])  # the state the log lines of the work in hand name
+
+
+class Session:
+    """Transactions on one connection, and the presentations it holds
+    (:meth:`Transaction.hold_presentation`) from one transaction to the next:
+    PostgreSQL keeps such a lock exactly as long as this connection lives."""
+
+    def __init__(self, conn: Connection, clock: Clock) -> None:
+        self.conn = conn
+        self.clock = clock
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with _transaction(self.conn, self.clock) as tx:
+            yield tx
+
+    async def release(self) -> None:
+        """Let go of every presentation this session holds (a broken
+        connection's locks went with it)."""
+        if self.conn.broken or self.conn.closed:
+            return
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute("SELECT pg_advisory_unlock_all()")
+        except psycopg.OperationalError:
+            pass  # the connection broke just now: its locks are gone too
+
+
 class WorkflowRepository:
     """Reads and compare-and-set writes of workflows over a connection pool."""
 
@@ -502,15 +561,19 @@ class WorkflowRepository:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One transaction: committed when the block exits, rolled back if it raises."""
         async with self.pool.connection() as conn:
-            # Pipeline mode: statements whose results are not read (audit rows,
-            # outbox rows) travel with the next one that is, or with COMMIT.
-            async with conn.pipeline(), conn.transaction():
-                tx = Transaction(conn, self.clock)
+            async with _transaction(conn, self.clock) as tx:
                 yield tx
-        metrics.committed(tx.queued)
-        reached = [m.to_state for m in tx.queued if isinstance(m, WorkflowEvent)]
-        if reached:
-            tracing.STATE.set(reached[-1])  # the state the log lines of the work in hand name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """One connection for several transactions and the peer calls between
+        them, holding what a :class:`Session` holds until the block exits."""
+        async with self.pool.connection() as conn:
+            session = Session(conn, self.clock)
+            try:
+                yield session
+            finally:
+                await session.release()
 
     async def transition(
         self,

@@ -30,6 +30,7 @@ from handlers.retry import ParkPolicy, RetryPolicy
 from handlers.senders import parse_patterns, skip_rule
 from handlers.sms_text import (
     DraftSms,
+    render_cut_off_sms,
     render_draft_sms,
     render_failed_sms,
     render_ignored_sms,
@@ -173,51 +174,101 @@ class Stages:
         """Put the right draft on the phone, if the phone is free.
 
         The phone holds one draft at a time: the one most recently presented,
-        until it reaches a decision. An edited draft keeps the phone. The slot
-        row stays locked while the SMS goes out, so notifiers in several
-        workers never present twice. Inside QUIET_HOURS nothing is presented;
-        the housekeeping sweep presents it when they end.
+        until it reaches a decision. An edited draft keeps the phone. Inside
+        QUIET_HOURS nothing is presented; the housekeeping sweep presents it
+        when they end.
+
+        The draft SMS goes out at most once. The presentation is committed
+        first (``sms_sending``, the phone assigned, under the phone's lock, so
+        notifiers in several workers never present twice), and the worker
+        holds it (an advisory lock on its session) while it texts. A worker
+        that dies in between leaves a presentation nobody holds: the next
+        notifier settles it without texting the draft again
+        (:meth:`_settle_cut_off_presentation`). The gateway has no idempotency key, so
+        texting again could only duplicate it.
         """
         if is_quiet(self.settings.quiet, self.clock.now()):
             return
-        await self.tell_person(await self._present())
-
-    async def _present(self) -> str | None:
-        """:meth:`notify`'s transaction, all of it under the phone's lock;
-        returns the SMS to text once it commits (a failure or outage notice)."""
-        async with self.repo.transaction() as tx:
-            holder = await tx.phone.lock(self.phone)
-            if holder is not None and holder.current_state is READY_STATE:
-                if holder.next_attempt_at is not None and holder.next_attempt_at > self.clock.now():
-                    return None  # an edited draft keeps the phone; it waits for the gateway
-                candidate: Workflow | None = holder
-            elif holder is not None and not is_terminal(holder.current_state):
-                return None  # the person has a draft to answer, or it is being worked on
-            else:
-                candidate = await tx.phone.oldest_ready()
-            if candidate is None:
-                return None
-            waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
+        async with self.repo.session() as session:
+            async with session.transaction() as tx:
+                started = await self._start_presentation(tx)
+            if not isinstance(started, _Presentation):
+                await self.tell_person(started)
+                return
+            wf = started.wf
             try:
-                async with tx.savepoint():  # a failed presentation leaves the draft ready, unassigned
-                    if not await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING,
-                                               "presenting the draft", sms_phone_number=self.phone):
-                        return None  # it moved on since we looked: nothing to text
-                    await tx.phone.assign(self.phone, candidate.message_id)
-                    text = self._draft_sms(candidate, waiting)
-                    sms_id, _ = await call_with_retries(
-                        lambda: self.sms.send(self.phone, text), self.policy, "draft SMS")
-                    now = self.clock.now()
-                    await tx.transition(
-                        candidate.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
-                        sms_message_id=sms_id, sms_sent_at=now,
-                        timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
-                    )
-            except Exhausted as exc:
-                return await self._park_or_fail_in(tx, candidate, READY_STATE, Stage.NOTIFY, exc)
-            except PermanentError as exc:
-                return await self._fail_in(tx, candidate, READY_STATE, Stage.NOTIFY, exc)
-        return None
+                sms_id, _ = await call_with_retries(
+                    lambda: self.sms.send(self.phone, started.text), self.policy, "draft SMS")
+            except (Exhausted, PermanentError) as exc:
+                async with session.transaction() as tx:
+                    notice = await self._withdraw_presentation(tx, wf, exc)
+                await self.tell_person(notice)
+                return
+            now = self.clock.now()
+            async with session.transaction() as tx:
+                await tx.transition(
+                    wf.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
+                    sms_message_id=sms_id, sms_sent_at=now,
+                    timeout_at=now + timedelta(seconds=self.settings.user_response_timeout),
+                )
+
+    async def _start_presentation(self, tx: Transaction) -> _Presentation | str | None:
+        """Under the phone's lock: record the presentation of the draft that
+        should go on the phone now and hold it; or settle a presentation cut
+        off by a dead worker (returns the SMS that says so); or nothing."""
+        holder = await tx.phone.lock(self.phone)
+        if holder is not None and holder.current_state is S.SMS_SENDING:
+            if await tx.presenter_gone(holder.message_id):
+                return await self._settle_cut_off_presentation(tx, holder)
+            return None  # being texted right now
+        if holder is not None and holder.current_state is READY_STATE:
+            if holder.next_attempt_at is not None and holder.next_attempt_at > self.clock.now():
+                return None  # an edited draft keeps the phone; it waits for the gateway
+            candidate: Workflow | None = holder
+        elif holder is not None and not is_terminal(holder.current_state):
+            return None  # the person has a draft to answer, or it is being worked on
+        else:
+            candidate = await tx.phone.oldest_ready()
+        if candidate is None:
+            return None
+        if not await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING, "presenting the draft",
+                                   sms_phone_number=self.phone):
+            return None  # it moved on since we looked: nothing to text
+        await tx.phone.assign(self.phone, candidate.message_id)
+        if not await tx.hold_presentation(candidate.message_id):
+            raise RuntimeError(f"the presentation of {candidate.message_id} is held elsewhere")
+        waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
+        return _Presentation(candidate, self._draft_sms(candidate, waiting))
+
+    async def _withdraw_presentation(self, tx: Transaction, wf: Workflow,
+                                     error: Exhausted | PermanentError) -> str | None:
+        """The gateway did not take the draft: it waits for the phone again,
+        parked (an outage) or failed; returns the SMS to text once ``tx`` commits."""
+        reason = error.last if isinstance(error, Exhausted) else error
+        await tx.transition(wf.message_id, S.SMS_SENDING, READY_STATE, f"draft not texted: {reason}")
+        await tx.phone.release([wf.message_id])
+        if isinstance(error, Exhausted):
+            return await self._park_or_fail_in(tx, wf, READY_STATE, Stage.NOTIFY, error)
+        return await self._fail_in(tx, wf, READY_STATE, Stage.NOTIFY, error)
+
+    async def _settle_cut_off_presentation(self, tx: Transaction, wf: Workflow, *,
+                                           tell: bool = True) -> str | None:
+        """A draft whose worker died while texting it: it may or may not have
+        reached the phone. It awaits the person's answer as if texted, and
+        (``tell``) the person gets a short SMS saying so, with the draft's
+        link, instead of the draft again."""
+        now = self.clock.now()
+        if not await tx.transition(
+                wf.message_id, S.SMS_SENDING, S.AWAITING_USER,
+                "draft SMS cut off (its worker stopped while texting it); not texted again",
+                sms_sent_at=now, timeout_at=now + timedelta(seconds=self.settings.user_response_timeout)):
+            return None
+        log.warning("%s: its draft SMS was cut off by a stopped worker; it awaits an answer", wf.message_id)
+        if not tell:
+            return None
+        return render_cut_off_sms(sender_name(wf.email_from or "unknown sender"), wf.email_subject,
+                                  draft_url(str(self.settings.orchestrator_base_url),
+                                            self.settings.draft_link_key, wf.message_id))
 
     def _draft_sms(self, wf: Workflow, waiting: int) -> str:
         return render_draft_sms(
@@ -268,6 +319,10 @@ class Stages:
                 await tx.sms.settle(sms.sms_id, "foreign_number", None)
                 return
             wf = await tx.phone.lock(self.phone)
+            if wf is not None and wf.current_state is S.SMS_SENDING and await tx.presenter_gone(wf.message_id):
+                # Its worker died while texting it, and the person answers it: it reached them.
+                await self._settle_cut_off_presentation(tx, wf, tell=False)
+                wf = await tx.get(wf.message_id)
             on_phone = DraftOnPhone(wf.message_id, wf.current_state, wf.edit_iteration) if wf else None
             effect = decide_command(parse_command(sms.text), sms.text, on_phone,
                                     self.settings.max_edit_iterations, self.clock.now())
@@ -512,6 +567,14 @@ async def _next_up(tx: Transaction) -> tuple[str | None, int]:
     """Who sent the draft that goes on the phone next, and how many wait."""
     nxt = await tx.phone.oldest_ready()
     return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting()
+
+
+@dataclass(frozen=True)
+class _Presentation:
+    """A draft this worker is putting on the phone, and its SMS."""
+
+    wf: Workflow
+    text: str
 
 
 @dataclass(frozen=True)

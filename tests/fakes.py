@@ -49,6 +49,8 @@ class _Data:
     sms: dict[str, dict[str, Any]] = field(default_factory=dict)
     reply_drafts: dict[str, str] = field(default_factory=dict)
     outages: set[str] = field(default_factory=set)
+    #: Presentations held by a live worker (an advisory lock on its session, in PostgreSQL).
+    presenting: set[str] = field(default_factory=set)
 
 
 class _Part:
@@ -111,6 +113,8 @@ class FakeTransaction:
         self.clock = clock
         self.phone = FakePhoneSlot(self)
         self.sms = FakeSmsLedger(self)
+        #: What this transaction's session holds (see FakeRepository.session).
+        self.held: set[str] = set()
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -160,6 +164,16 @@ class FakeTransaction:
                               **fields: Any) -> list[str]:
         return [m for m in dict.fromkeys(message_ids)
                 if await self.transition(m, expected, new, reason, error=error, **fields)]
+
+    async def hold_presentation(self, message_id: str) -> bool:
+        if message_id in self.data.presenting:
+            return False
+        self.data.presenting.add(message_id)
+        self.held.add(message_id)
+        return True
+
+    async def presenter_gone(self, message_id: str) -> bool:
+        return message_id not in self.data.presenting
 
     async def claim_send(self, message_id: str, reply_message_id: str, *, again: bool = False) -> bool:
         wf = self.data.workflows.get(message_id)
@@ -246,6 +260,22 @@ class FakeTransaction:
         self.data.outbox.extend(messages)
 
 
+class FakeSession:
+    """Transactions that share what they hold until the session ends."""
+
+    def __init__(self, repo: FakeRepository) -> None:
+        self.repo = repo
+        self.held: set[str] = set()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTransaction]:
+        async with self.repo.transaction() as tx:
+            try:
+                yield tx
+            finally:
+                self.held |= tx.held
+
+
 class FakeRepository:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -259,6 +289,14 @@ class FakeRepository:
         except BaseException:
             self.data.__dict__.update(before.__dict__)
             raise
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[FakeSession]:
+        session = FakeSession(self)
+        try:
+            yield session
+        finally:
+            self.data.presenting -= session.held
 
     async def transition(self, message_id: str, expected: WorkflowState | Collection[WorkflowState],
                          new: WorkflowState, reason: str, *, error: str | None = None, **fields: Any) -> bool:

@@ -27,6 +27,8 @@ class Backend:
     clock: OffsetClock
     start: Any
     topics: Any
+    #: (topic, message_id) of every message queued, in order.
+    queued: Any
 
 
 @pytest.fixture(params=["postgres", "fake"])
@@ -39,7 +41,8 @@ def database_or_none(request: pytest.FixtureRequest) -> str | None:
 async def backend(database_or_none: str | None, clock: OffsetClock) -> AsyncIterator[Backend]:
     if database_or_none is None:
         fake = FakeRepository(clock)
-        yield Backend(fake, clock, fake.start, lambda: _aresult([m.topic for m in fake.data.outbox]))
+        yield Backend(fake, clock, fake.start, lambda: _aresult([m.topic for m in fake.data.outbox]),
+                      lambda: _aresult([(m.topic, getattr(m, "message_id", None)) for m in fake.data.outbox]))
         return
     from streams.database import create_pool
     from streams.repository import WorkflowRepository
@@ -58,8 +61,13 @@ async def backend(database_or_none: str | None, clock: OffsetClock) -> AsyncIter
             cur = await conn.execute("SELECT topic FROM kafka_outbox ORDER BY id")
             return [r["topic"] for r in await cur.fetchall()]
 
+    async def queued() -> list[tuple[str, str | None]]:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT topic, payload::jsonb ->> 'message_id' AS m FROM kafka_outbox ORDER BY id")
+            return [(r["topic"], r["m"]) for r in await cur.fetchall()]
+
     try:
-        yield Backend(repo, clock, start, topics)
+        yield Backend(repo, clock, start, topics, queued)
     finally:
         await pool.close()
 
@@ -101,7 +109,7 @@ async def test_the_phone_slot_holds_one_draft_until_a_decision_frees_it(backend:
         assert holder is not None and holder.current_state is S.AWAITING_USER
     backend.clock.advance(timedelta(seconds=1))
     assert await backend.repo.transition("<a@x>", S.AWAITING_USER, S.USER_IGNORED, "3")
-    assert (await backend.topics()).count("phone.freed") == 1
+    assert [m for topic, m in await backend.queued() if topic == "phone.freed"] == ["<a@x>"]
     async with backend.repo.transaction() as tx:
         assert await tx.phone.lock(PHONE) is None
     assert base <= backend.clock.now()
@@ -153,3 +161,38 @@ async def test_a_failed_transaction_leaves_nothing_behind(backend: Backend) -> N
     wf = await backend.repo.get("<a@x>")
     assert wf.current_state is S.PENDING
     assert len(await backend.repo.audit_trail("<a@x>")) == 1
+
+
+async def test_many_move_at_once_each_as_if_alone(backend: Backend) -> None:
+    for mid in ("<a@x>", "<b@x>", "<c@x>"):
+        await backend.start(mid)
+    await walk(backend, "<b@x>", TO_AWAITING[:1])  # already moved on: a redelivery
+    async with backend.repo.transaction() as tx:
+        moved = await tx.transition_many(["<c@x>", "<b@x>", "<a@x>", "<c@x>"], S.PENDING, S.AI_GENERATING,
+                                         "draft requested")
+    assert moved == ["<c@x>", "<a@x>"]
+    for mid in moved:
+        assert (await backend.repo.audit_trail(mid))[-1].transition_reason == "draft requested"
+        assert (await backend.repo.get(mid)).current_state is S.AI_GENERATING
+    events = [m for topic, m in await backend.queued() if topic == "workflow.events"]
+    assert events[-2:] == ["<c@x>", "<a@x>"]
+    async with backend.repo.transaction() as tx:
+        assert await tx.transition_many([], S.PENDING, S.AI_GENERATING, "nothing") == []
+        with pytest.raises(IllegalTransitionError):
+            await tx.transition_many(["<a@x>"], S.PENDING, S.REPLY_SENT, "no")
+
+
+async def test_a_presentation_is_held_as_long_as_its_session(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    async with backend.repo.session() as session:
+        async with session.transaction() as tx:
+            assert await tx.hold_presentation("<a@x>")
+        async with backend.repo.transaction() as other:  # another worker looks
+            assert not await other.presenter_gone("<a@x>")
+            assert not await other.hold_presentation("<a@x>")
+        async with session.transaction() as tx:
+            assert await tx.transition("<a@x>", S.PENDING, S.AI_GENERATING, "still held across transactions")
+        async with backend.repo.transaction() as other:
+            assert not await other.presenter_gone("<a@x>")
+    async with backend.repo.transaction() as other:  # the session ended (as a dead worker's does)
+        assert await other.presenter_gone("<a@x>")

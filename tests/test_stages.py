@@ -123,9 +123,55 @@ async def test_a_gateway_that_keeps_failing_fails_the_draft_and_frees_the_phone(
     await world.stages.notify()
     assert world.state("<a@x>") is S.FAILED
     assert world.repo.data.workflows["<a@x>"].failed_stage == "notify"
-    assert world.repo.data.phones.get(PHONE) is None  # the presentation was rolled back
+    assert world.repo.data.phones.get(PHONE) is None  # the presentation was withdrawn
+    assert world.repo.trail("<a@x>")[-3:] == [(S.AI_GENERATED.value, S.SMS_SENDING.value),
+                                               (S.SMS_SENDING.value, S.AI_GENERATED.value),
+                                               (S.AI_GENERATED.value, S.FAILED.value)]
+    assert not world.repo.data.presenting
     assert world.sms.texts == ["Gave up on the email from Ann Lee (Lunch?): SMS Gateway: modem busy. "
                                "It can be retried from the orchestrator."]
+
+
+async def cut_off_presentation(world: World, mid: str) -> None:
+    """``mid``'s draft on the phone in ``sms_sending`` with nobody holding it:
+    what a worker killed while texting it leaves behind."""
+    await world.repo.start(mid)
+    await world.draft(mid)
+    for source, target in [(S.AI_GENERATED, S.SMS_SENDING)]:
+        assert await world.repo.transition(mid, source, target, "presenting the draft")
+    world.repo.data.phones[PHONE] = mid
+
+
+async def test_a_draft_sms_cut_off_by_a_dead_worker_is_never_texted_again(world: World) -> None:
+    await cut_off_presentation(world, "<a@x>")
+    await world.repo.start("<b@x>")
+    await world.draft("<b@x>")
+    await world.stages.notify()
+    assert world.state("<a@x>") is S.AWAITING_USER and world.state("<b@x>") is S.AI_GENERATED
+    [text] = world.sms.texts
+    assert text.startswith("A restart cut off the draft reply to Ann Lee (Lunch?); it may not have reached you.")
+    assert "/drafts/%3Ca%40x%3E?t=" in text and "1=Send" not in text
+    assert world.repo.audit_trail  # audited:
+    assert (await world.repo.audit_trail("<a@x>"))[-1].transition_reason.startswith("draft SMS cut off")
+    await world.stages.notify()  # settled once
+    assert len(world.sms.texts) == 1
+
+
+async def test_a_draft_being_texted_by_a_live_worker_is_left_alone(world: World) -> None:
+    await cut_off_presentation(world, "<a@x>")
+    world.repo.data.presenting.add("<a@x>")  # its worker is alive, waiting for the gateway
+    await world.stages.notify()
+    assert world.state("<a@x>") is S.SMS_SENDING and world.sms.texts == []
+    await world.answer("1")
+    assert world.state("<a@x>") is S.SMS_SENDING
+    assert world.sms.texts == ["No draft is waiting for your answer right now."]
+
+
+async def test_an_answer_to_a_cut_off_draft_shows_it_arrived_and_counts(world: World) -> None:
+    await cut_off_presentation(world, "<a@x>")
+    await world.answer("1")
+    assert world.state("<a@x>") is S.USER_APPROVED
+    assert world.sms.texts == []  # no cut-off notice: the person has the draft
 
 
 async def test_approve_then_send_threads_once(world: World) -> None:
@@ -307,7 +353,11 @@ async def test_a_gateway_outage_parks_the_draft_unpresented(world: World) -> Non
     await world.stages.notify()
     wf = world.repo.data.workflows["<a@x>"]
     assert (wf.current_state, wf.park_stage) == (S.AI_GENERATED, "notify")
-    assert world.repo.data.phones.get(PHONE) is None  # the presentation was rolled back
+    assert world.repo.data.phones.get(PHONE) is None  # the presentation was withdrawn
+    assert world.repo.trail("<a@x>")[-3:] == [(S.AI_GENERATED.value, S.SMS_SENDING.value),
+                                               (S.SMS_SENDING.value, S.AI_GENERATED.value),
+                                               (S.AI_GENERATED.value, S.AI_GENERATED.value)]  # parked
+    assert not world.repo.data.presenting
     await world.stages.notify()  # not due: the gateway is not hammered
     assert world.sms.failing == 0 and len(world.sms.sent) == 1  # only the outage notice got through
     world.clock.advance(timedelta(seconds=30))

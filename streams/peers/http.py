@@ -10,6 +10,8 @@ worker's event loop is one core shared by every stage.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,6 +22,8 @@ import aiohttp
 from handlers.errors import PermanentError, TransientError
 
 from .. import metrics
+
+log = logging.getLogger(__name__)
 
 #: What a call that did not get an answer raises (refused, reset, timed out).
 UNREACHABLE = (aiohttp.ClientError, asyncio.TimeoutError)
@@ -72,12 +76,16 @@ async def post_json(client: PeerHttp, url: str, body: dict[str, Any], peer: str,
     404 is returned: what it means is the caller's to say.
     """
     with metrics.peer_call(peer) as call:
+        started = time.perf_counter()
         try:
             response = await client.post(url, body)
         except UNREACHABLE as exc:
             call["outcome"] = "unreachable"
+            log.info("%s: POST %s: no answer (%s)", peer, url, type(exc).__name__)
             raise TransientError(peer, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         call["outcome"] = str(response.status_code)
+        log.info("%s: POST %s: HTTP %d in %.0f ms", peer, url, response.status_code,
+                 (time.perf_counter() - started) * 1000)
         if response.status_code >= 500 or response.status_code in transient_statuses:
             raise TransientError(peer, f"HTTP {response.status_code}", retry_after(response))
         if response.status_code >= 300 and response.status_code != 404:
