@@ -45,7 +45,8 @@ async def pipeline(**overrides: str) -> AsyncIterator[tuple[Pipeline, float]]:
     try:
         yield p, time.monotonic() - started
     finally:
-        p.worker.stop()
+        for worker in (*p.others, p.worker):
+            worker.stop()
         await p.http.aclose()
         await p.ai.stop()
         await p.sms.stop()

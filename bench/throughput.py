@@ -32,8 +32,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.harness import Pipeline, Worker, eventually
-from standins import free_port
+from tests.harness import Pipeline, eventually
 
 from .common import pct, pipeline, rss_mib
 
@@ -81,20 +80,12 @@ async def slow_generator(workers: int, emails: int = SLOW_EMAILS, **overrides: s
     """Drafts per second with a generator taking SLOW_SECONDS per call."""
     async with pipeline(**overrides) as (p, _):
         p.ai.delay = SLOW_SECONDS
-        extra = []
         for _ in range(workers - 1):
-            env = dict(p.env, PORT=str(free_port()))
-            w = Worker(env, p.worker.log_path.with_name(f"worker-{len(extra) + 2}.log"))
-            w.start()
-            extra.append(w)
-        try:
-            if extra:
-                await asyncio.sleep(8)  # let the group settle with every member
-            start = await insert_many(p, emails)
-            end = await until_drafted(p, emails, 60 + emails * SLOW_SECONDS)
-        finally:
-            for w in extra:
-                w.stop()
+            p.another_worker()
+        if workers > 1:
+            await asyncio.sleep(8)  # let the group settle with every member
+        start = await insert_many(p, emails)
+        end = await until_drafted(p, emails, 60 + emails * SLOW_SECONDS)
         return emails / (end - start)
 
 

@@ -19,6 +19,12 @@ SKIP LOCKED, so several workers share the work without overlap.
 A pool wakes on NOTIFY (a trigger fires when a workflow enters
 ``ai_generating``), whenever one of its calls finishes, and at least every
 second (parked drafts falling due, lapsed leases).
+
+The generator is respected: when it answers "slow down" (429/503 with
+Retry-After) the stages close a gate that every call waits at, and the pool
+halves how many calls it keeps in flight; each call that then succeeds
+earns back a fraction of one, up to GENERATION_CONCURRENCY (additive
+increase, multiplicative decrease, as TCP does with its window).
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ class GenerationPool:
         self.poll_interval = poll_interval
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.generated = 0
+        #: Calls allowed in flight now: ``concurrency``, less while the generator pushes back.
+        self.limit = float(concurrency)
+        self._holds_seen = stages.generator_gate.holds
+        metrics.GENERATION_LIMIT.set(concurrency)
         self.last_error: str | None = None
         self._wake = asyncio.Event()
 
@@ -86,9 +96,23 @@ class GenerationPool:
     def _failed(self, error: str) -> None:
         self.last_error = error
 
+    def _adapt(self, succeeded: bool) -> None:
+        """Halve the limit when the generator has asked to slow down since the
+        last look; let it grow back by 1/limit per call that succeeded."""
+        holds = self.stages.generator_gate.holds
+        if holds != self._holds_seen:
+            self._holds_seen = holds
+            self.limit = max(1.0, self.limit / 2)
+            log.warning("generation pool: the generator asks to slow down; %d call(s) in flight at most",
+                        int(self.limit))
+        elif succeeded and self.limit < self.concurrency:
+            self.limit = min(float(self.concurrency), self.limit + 1 / self.limit)
+        metrics.GENERATION_LIMIT.set(int(self.limit))
+
     async def fill(self) -> int:
         """Lease as many drafts as there are free slots and start them; returns how many."""
-        free = self.concurrency - len(self.in_flight)
+        self._adapt(succeeded=False)
+        free = int(self.limit) - len(self.in_flight)
         if free <= 0:
             return 0
         try:
@@ -102,11 +126,14 @@ class GenerationPool:
             task = asyncio.create_task(self._generate(wf), name=f"generate {wf.message_id}")
             self.in_flight[wf.message_id] = task
             task.add_done_callback(functools.partial(self._done, wf.message_id))
+        metrics.GENERATIONS_IN_FLIGHT.set(len(self.in_flight))
         return len(leased)
 
-    def _done(self, message_id: str, _: asyncio.Task[None]) -> None:
+    def _done(self, message_id: str, task: asyncio.Task[None]) -> None:
         self.in_flight.pop(message_id, None)
         self.generated += 1
+        metrics.GENERATIONS_IN_FLIGHT.set(len(self.in_flight))
+        self._adapt(succeeded=not task.cancelled())
         self._wake.set()  # a slot is free
 
     async def _generate(self, wf: Workflow) -> None:

@@ -43,6 +43,11 @@ OUTBOX_OLDEST = Gauge("orchestrator_outbox_oldest_seconds", "Age of the oldest o
                       registry=REGISTRY)
 CONSUMER_LAG = Gauge("orchestrator_consumer_lag", "Records not yet consumed by the group, by topic and partition",
                      ["topic", "partition"], registry=REGISTRY)
+GENERATIONS_IN_FLIGHT = Gauge("orchestrator_generations_in_flight",
+                              "Generator calls this worker has in flight", registry=REGISTRY)
+GENERATION_LIMIT = Gauge("orchestrator_generation_limit",
+                         "How many generator calls this worker allows in flight now (GENERATION_CONCURRENCY, "
+                         "lowered while the generator asks to slow down)", registry=REGISTRY)
 PUBLISHED = Counter("orchestrator_outbox_published", "Records the outbox relay published", registry=REGISTRY)
 
 

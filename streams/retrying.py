@@ -96,8 +96,11 @@ class Gate:
 
     def __init__(self) -> None:
         self._open_at = 0.0  # event-loop time
+        #: How many times the peer has asked us to slow down.
+        self.holds = 0
 
     def hold(self, seconds: float) -> None:
+        self.holds += 1
         self._open_at = max(self._open_at, self._now() + seconds)
 
     def _now(self) -> float:

@@ -205,7 +205,7 @@ class Settings(DatabaseSettings, KafkaSettings):
     http_timeout: float = Field(default=60.0, gt=0, description="seconds per peer request")
     # Generator calls in flight per worker (each takes seconds), and how long a
     # worker's claim on a draft lasts unless renewed (a dead worker's lapses).
-    generation_concurrency: int = Field(default=16, ge=1, le=1000)
+    generation_concurrency: int = Field(default=64, ge=1, le=1000)
     generation_lease: float = Field(default=30.0, ge=3)
 
     # Gmail SMTP (docs/contracts.md §4)

@@ -68,6 +68,11 @@ class Worker:
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.port = int(env.get("PORT", "0"))
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -125,8 +130,20 @@ class Pipeline:
         })
         self.env.update(overrides)
         self.worker = Worker(self.env, tmp / "worker.log")
+        #: Workers beyond the first, in the same consumer group (see :meth:`another_worker`).
+        self.others: list[Worker] = []
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=10)
         self._stopped = False
+
+    def another_worker(self) -> Worker:
+        """Start one more ``orchestrator worker`` in the same group, on a port of its own."""
+        port = free_port()
+        worker = Worker(dict(self.env, PORT=str(port), ORCHESTRATOR_BASE_URL=f"http://127.0.0.1:{port}"),
+                        self.worker.log_path.with_name(f"worker-{len(self.others) + 2}.log"))
+        worker.port = port
+        worker.start()
+        self.others.append(worker)
+        return worker
 
     async def start(self, wait_healthy: bool = True) -> None:
         await self.ai.start()
@@ -156,6 +173,8 @@ class Pipeline:
         if self._stopped:
             return
         self._stopped = True
+        for other in self.others:
+            other.stop()
         self.worker.stop()
         print(f"--- worker log ({self.worker.log_path}) ---\n{self.worker.log_tail(150)}")
         await self.http.aclose()

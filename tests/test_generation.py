@@ -135,3 +135,50 @@ async def test_retry_after_slows_the_whole_pool(
     # The other call in flight may finish, but nothing new starts until the gate opens.
     started_after = sorted(later)[1:]
     assert started_after and min(started_after) - told_at >= 1.9
+
+
+async def test_pushback_halves_the_calls_in_flight_and_successes_earn_them_back(
+    repo: WorkflowRepository, pool: Pool, database: str, make_stages: Any, generator: AiGeneratorStub
+) -> None:
+    generator.failures = [429]
+    generator.retry_after = "0.5"
+    generator.delay = 0.3
+    stages = make_stages(ai_reply_generator_url=generator.url, retry_backoff_base=0.01, retry_backoff_max=0.02)
+    ids = await requested(repo, pool, stages, 60)
+    workers = GenerationPool(stages, repo, database, concurrency=8, lease_seconds=30)
+    in_flight_after: list[int] = []
+    task = await run(workers)
+    try:
+        await eventually(lambda: _asyncly(bool(generator.answered)), 10, "the first answer (a 429)")
+        told_at = generator.answered[0][0]
+        while await states(repo, ids) != {S.AI_GENERATED}:
+            if asyncio.get_running_loop().time() > told_at + 0.6:
+                in_flight_after.append(generator.in_flight)
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert generator.answered[0][1] == 429 and generator.max_in_flight == 8
+    assert in_flight_after and max(in_flight_after[:5]) <= 6  # fewer once the gate opened
+    assert workers.limit == 8  # and earned back by the 60 successes that followed
+
+
+async def test_the_limit_halves_per_pushback_and_grows_by_one_per_window_of_successes(
+    repo: WorkflowRepository, database: str, make_stages: Any
+) -> None:
+    stages = make_stages()
+    workers = GenerationPool(stages, repo, database, concurrency=64, lease_seconds=30)
+    stages.generator_gate.hold(0)
+    stages.generator_gate.hold(0)  # two calls told at once: one pushback
+    workers._adapt(succeeded=False)
+    assert workers.limit == 32
+    for _ in range(32):
+        workers._adapt(succeeded=True)
+    assert 32.9 < workers.limit < 33.1  # one more call after a window of 32 successes
+    for _ in range(5):
+        stages.generator_gate.hold(0)
+        workers._adapt(succeeded=False)
+    assert 1 <= workers.limit < 1.1  # halved five times (33 / 32), never below one call
+
+
+async def _asyncly(value: bool) -> bool:
+    return value
