@@ -1,5 +1,6 @@
 """Benchmark: drafting throughput with slow and instant generators, one and
-two workers, pickup latency, the webhook under a steady rate, memory.
+two workers, pickup latency, the webhook under a steady rate, memory, and the
+deployed service's behaviour simulated by configuration in the same run.
 
     scripts/services up && eval "$(scripts/services env)" && .venv/bin/python -m bench.throughput
 
@@ -7,7 +8,16 @@ Each scenario runs real `orchestrator worker` processes against the local
 Kafka and PostgreSQL (a database and topic prefix of its own) with the stand-in
 peers of standins/ on loopback. Prints a table and writes
 bench/RESULTS.md. Every loop is bounded in count and time; traffic goes only
-to 127.0.0.1. Sizes can be changed with BENCH_* variables (below).
+to 127.0.0.1. Sizes can be changed with BENCH_* variables (below);
+BENCH_DEPLOYED=0 leaves out the deployed-service simulation (it waits for
+a 120 s sweep).
+
+The deployed service swept ``processed_emails`` every POLL_INTERVAL (120 s),
+took 5 emails per sweep and drafted them one after another. The same worker
+does that with POLL_ON_NOTIFY=false, POLL_LIMIT=5 and
+GENERATION_CONCURRENCY=1; emails are inserted just after a sweep, so their
+pickup latency is the whole interval (arrivals spread over time would wait
+half of it on average).
 
 BENCH_BASELINE=<a checkout of another commit> runs the same scenarios with
 that commit's worker in the same run (its code first on the worker's
@@ -36,9 +46,11 @@ from tests.harness import Pipeline, eventually
 
 from .common import pct, pipeline, rss_mib
 
-SLOW_EMAILS = int(os.environ.get("BENCH_SLOW_EMAILS", "240"))
+SLOW_EMAILS = int(os.environ.get("BENCH_SLOW_EMAILS", "960"))
 SLOW_SECONDS = float(os.environ.get("BENCH_SLOW_SECONDS", "2"))
-BULK_EMAILS = int(os.environ.get("BENCH_BULK_EMAILS", "2000"))
+BULK_EMAILS = int(os.environ.get("BENCH_BULK_EMAILS", "10000"))
+DEPLOYED = os.environ.get("BENCH_DEPLOYED", "1") != "0"
+DEPLOYED_EMAILS = 10
 LATENCY_EMAILS = int(os.environ.get("BENCH_LATENCY_EMAILS", "40"))
 WEBHOOK_RATE = int(os.environ.get("BENCH_WEBHOOK_RATE", "200"))
 WEBHOOK_SECONDS = float(os.environ.get("BENCH_WEBHOOK_SECONDS", "10"))
@@ -145,21 +157,41 @@ async def latency_and_webhook(**overrides: str) -> dict[str, float]:
                 "webhook_lost": total - recorded + failures, "webhook_total": total, "rss_mib": rss}
 
 
+async def deployed() -> dict[str, float]:
+    """The deployed service's pickup, simulated: sweeps only, every 120 s, 5
+    emails per sweep, one generator call in flight (SLOW_SECONDS each).
+    DEPLOYED_EMAILS go in just after a sweep; returns the drafts/s and the
+    pickup latency (insert -> generator request) of the next sweep's emails."""
+    async with pipeline(POLL_ON_NOTIFY="false", POLL_INTERVAL="120", POLL_LIMIT="5",
+                        GENERATION_CONCURRENCY="1") as (p, _):
+        p.ai.delay = SLOW_SECONDS
+        await asyncio.sleep(2)  # the sweep at start has run (nothing was pending)
+        loop = asyncio.get_running_loop()
+        inserted = loop.time()
+        await insert_many(p, DEPLOYED_EMAILS)
+        await until_drafted(p, 5, 120 + 5 * SLOW_SECONDS + 60)
+        done = loop.time()
+        taken = int((await p.query("SELECT count(*) AS n FROM workflow_state"))[0]["n"])
+        pickups = [at - inserted for at in p.ai.arrived]
+        return {"deployed_rate": 5 / (done - inserted), "deployed_taken": taken,
+                "deployed_pickup_p50": pct(pickups, .5) * 1000}
+
+
 async def measure(emails: int, **code: str) -> dict[str, float]:
     """Every scenario with one code base (``code``: the worker's PYTHONPATH, or none)."""
     figures = {"one": await slow_generator(1, emails, **code),
-               "wide": await slow_generator(1, emails, GENERATION_CONCURRENCY="48", **code),
+               "narrow": await slow_generator(1, emails, GENERATION_CONCURRENCY="16", **code),
                "two": await slow_generator(2, emails, **code)}
     figures["bulk_seconds"], figures["bulk_rate"] = await bulk(**code)
     return figures | await latency_and_webhook(**code)
 
 
-def rows(f: dict[str, float]) -> list[tuple[str, str]]:
-    return [
-        (f"drafts/s, generator {SLOW_SECONDS:g} s per call, one worker, GENERATION_CONCURRENCY=16 (default)",
-         f"{f['one']:.2f}"),
-        ("drafts/s, the same with GENERATION_CONCURRENCY=48", f"{f['wide']:.2f}"),
-        ("drafts/s, two workers in one group (default concurrency)",
+def rows(f: dict[str, float], d: dict[str, float] | None) -> list[tuple[str, str]]:
+    found = [
+        (f"drafts/s, generator {SLOW_SECONDS:g} s per call, one worker, default settings "
+         "(GENERATION_CONCURRENCY=64)", f"{f['one']:.2f}"),
+        ("drafts/s, the same with GENERATION_CONCURRENCY=16", f"{f['narrow']:.2f}"),
+        ("drafts/s, two workers in one group (default settings)",
          f"{f['two']:.2f} ({f['two'] / f['one']:.2f}x one worker)"),
         (f"{BULK_EMAILS} pending emails, instant generator -> all drafted",
          f"{f['bulk_seconds']:.1f} s ({f['bulk_rate']:.0f}/s)"),
@@ -169,6 +201,17 @@ def rows(f: dict[str, float]) -> list[tuple[str, str]]:
          f" of {f['webhook_total']:.0f}"),
         ("worker RSS after the run", f"{f['rss_mib']:.0f} MiB"),
     ]
+    if d:
+        found += [
+            (f"deployed service, simulated (sweep every 120 s, 5 per sweep, one call in flight): drafts/s, "
+             f"generator {SLOW_SECONDS:g} s per call", f"{d['deployed_rate']:.3f} ({f['one'] / d['deployed_rate']:.0f}x "
+             f"less than this code's {f['one']:.1f}); {d['deployed_taken']:.0f} of {DEPLOYED_EMAILS} taken by "
+             "one sweep"),
+            ("deployed service, simulated: email row -> generator request, emails arriving just after a sweep",
+             f"p50 {d['deployed_pickup_p50'] / 1000:.1f} s ({d['deployed_pickup_p50'] / f['pickup_p50']:.0f}x this "
+             f"code's {f['pickup_p50']:.0f} ms)"),
+        ]
+    return found
 
 
 def _commit(checkout: str) -> str:
@@ -177,8 +220,9 @@ def _commit(checkout: str) -> str:
 
 
 async def main() -> None:
-    now = rows(await measure(SLOW_EMAILS))
-    before = rows(await measure(BASELINE_SLOW_EMAILS, PYTHONPATH=BASELINE)) if BASELINE else None
+    simulated = await deployed() if DEPLOYED else None
+    now = rows(await measure(SLOW_EMAILS), simulated)
+    before = rows(await measure(BASELINE_SLOW_EMAILS, PYTHONPATH=BASELINE), None) if BASELINE else None
     cores = os.cpu_count()
     mem_gib = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
                        if line.startswith("MemTotal")).split()[1]) / 1024 / 1024
@@ -187,7 +231,7 @@ async def main() -> None:
     print("\n" + header)
     lines = []
     for i, (name, figure) in enumerate(now):
-        other = before[i][1] if before else ""
+        other = before[i][1] if before and i < len(before) else ""
         print(f"{name:<{width}}  {figure:<44}  {other}")
         lines.append(f"| {name} | {figure} |" + (f" {other} |" if before else ""))
     columns = "| measure | this code |" + (" baseline |" if before else "")

@@ -1,14 +1,15 @@
 """The poller: takes pending emails from ``processed_emails`` into workflows.
 
-Instant pickup through LISTEN/NOTIFY (schema.sql's trigger) plus a sweep every
-POLL_INTERVAL, oldest first, with no time window: nothing pending is ever
-forgotten. Claiming uses SKIP LOCKED and the workflow row is unique, so two
+Instant pickup through LISTEN/NOTIFY (schema.sql's trigger; POLL_ON_NOTIFY)
+plus a sweep every POLL_INTERVAL, oldest first, with no time window: nothing
+pending is ever forgotten. POLL_LIMIT caps what one poll takes (0: all). Claiming uses SKIP LOCKED and the workflow row is unique, so two
 workers never take the same email. The ``emails.pending`` message goes
 through the outbox in the same transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,6 +18,7 @@ from handlers.messages import EmailPending
 
 from .database import run_on_notify
 from .repository import WorkflowRepository
+from .retrying import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +27,30 @@ BATCH = 500
 
 
 class EmailPoller:
-    def __init__(self, repo: WorkflowRepository, conninfo: str, interval: float) -> None:
+    def __init__(self, repo: WorkflowRepository, conninfo: str, interval: float, *, on_notify: bool = True,
+                 limit: int = 0) -> None:
         self.repo = repo
         self.conninfo = conninfo
         self.interval = interval
+        self.on_notify = on_notify
+        self.limit = limit
         self.last_poll_at: float | None = None
         self.last_error: str | None = None
         self.taken = 0
 
     async def run(self) -> None:
         """Poll until cancelled; survives database outages."""
-        await run_on_notify(self.conninfo, "orchestrator_pending_email", self.interval, self.poll_once,
-                            self._failed, "poller")
+        if self.on_notify:
+            await run_on_notify(self.conninfo, "orchestrator_pending_email", self.interval, self.poll_once,
+                                self._failed, "poller")
+            return
+        while True:
+            try:
+                await self.poll_once()
+            except INFRASTRUCTURE_ERRORS as exc:
+                self._failed(f"{type(exc).__name__}: {exc}")
+                log.warning("poller: %s; trying again at the next sweep", exc)
+            await asyncio.sleep(self.interval)
 
     def _failed(self, error: str) -> None:
         self.last_error = error
@@ -45,8 +59,9 @@ class EmailPoller:
         """Take every pending email now; return how many."""
         taken = 0
         while True:
+            batch = min(BATCH, self.limit - taken) if self.limit else BATCH
             async with self.repo.transaction() as tx:
-                emails = await tx.claim_pending_emails(BATCH)
+                emails = await tx.claim_pending_emails(batch)
                 started = set(await tx.create_workflows(
                     [(email, body_preview(email.body_text, email.body_html)) for email in emails],
                     reason="picked up by the poller"))
@@ -59,7 +74,7 @@ class EmailPoller:
                                  subject=email.subject, received_at=email.received_at)
                     for email in emails if email.message_id in started])
                 taken += len(started)
-            if len(emails) < BATCH:
+            if len(emails) < batch or (self.limit and taken >= self.limit):
                 break
         self.last_poll_at = time.time()
         self.last_error = None

@@ -52,7 +52,8 @@ class Runtime:
         )
         self.generation = GenerationPool(self.stages, self.repo, settings.conninfo,
                                          settings.generation_concurrency, settings.generation_lease)
-        self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval)
+        self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval,
+                                  on_notify=settings.poll_on_notify, limit=settings.poll_limit)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings),
                                  settings.kafka_topic_prefix)
         self.progress = AgentProgress()

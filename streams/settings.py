@@ -229,6 +229,12 @@ class Settings(DatabaseSettings, KafkaSettings):
 
     # Workflow
     poll_interval: float = Field(default=120.0, gt=0)
+    # The poller wakes at the Email Monitor's INSERT (LISTEN/NOTIFY) as well as
+    # every POLL_INTERVAL; off: sweeps only (for a database reached through a
+    # pooler that drops LISTEN, e.g. PgBouncer in transaction mode).
+    poll_on_notify: bool = True
+    # The most pending emails one poll takes (0: all of them, oldest first).
+    poll_limit: int = Field(default=0, ge=0)
     user_response_timeout: float = Field(default=86400.0, gt=0)
     timeout_check_interval: float = Field(default=30.0, gt=0)
     agent_stall_timeout: float = Field(default=300.0, gt=0)

@@ -4,8 +4,9 @@ approve, edit and ignore paths: every workflow ends where its commands lead, the
 holds exactly one email per approved workflow, no draft is texted twice, and
 nothing is left half-drafted.
 
-Seeded (CRASH_SEED) and so reproducible. A kill takes one worker, or now and
-then both at once. The person is simulated as a person behaves: they answer
+Seeded (CRASH_SEED) and so reproducible. The emails arrive in waves, each
+followed by a kill while its drafts are being generated; later kills land at
+random moments. A kill takes one worker, or now and then both at once. The person is simulated as a person behaves: they answer
 the draft on their phone once, through whichever worker is up, resend an SMS
 only when their gateway could not deliver it (same gateway message id, so
 deduplicated), and when a workflow reports that a send's outcome is unknown
@@ -32,8 +33,7 @@ WORKFLOWS = 50
 KILLS = 10
 DEADLINE = 420.0
 GENERATION_SECONDS = 1.5  # long enough that kills land while many are in flight
-WAVES = 5  # the emails arrive in waves, WAVE_GAP seconds apart, so drafting goes on throughout
-WAVE_GAP = 6.0
+WAVES = 5  # the emails arrive in waves, each followed by a kill while its drafts are generated
 
 PATHS = {
     "approve": (["1"], "reply_sent"),
@@ -78,20 +78,24 @@ async def test_two_workers_killed_at_random_lose_nothing_and_do_nothing_twice(ma
                 continue
         return None
 
-    async def feeder() -> None:
+    async def wave(n: int) -> None:
         size = WORKFLOWS // WAVES
-        for wave in range(WAVES):
-            for mid in await p.new_emails(*emails[wave * size:(wave + 1) * size]):
-                ids.append(mid)
-                plan[mid] = rng.choice(sorted(PATHS))
-            await asyncio.sleep(WAVE_GAP)
+        for mid in await p.new_emails(*emails[n * size:(n + 1) * size]):
+            ids.append(mid)
+            plan[mid] = rng.choice(sorted(PATHS))
 
     async def killer() -> None:
+        """The first WAVES kills each land just after a wave of emails came in,
+        while its drafts are being generated; the rest at random moments."""
         nonlocal kills
-        for _ in range(KILLS):
+        for n in range(KILLS):
             while not all([await healthy(c) for c in clients]):
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(rng.uniform(0.2, 2.5))
+            if n < WAVES:
+                await wave(n)
+                await asyncio.sleep(rng.uniform(0.3, 1.0))
+            else:
+                await asyncio.sleep(rng.uniform(0.2, 2.5))
             victims = workers if rng.random() < 0.2 else [rng.choice(workers)]
             rows = await p.query("SELECT count(*) AS n FROM workflow_state WHERE current_state = 'ai_generating'")
             generating_at_kill.append(int(rows[0]["n"]))
@@ -134,7 +138,7 @@ async def test_two_workers_killed_at_random_lose_nothing_and_do_nothing_twice(ma
             await asyncio.sleep(0.1)
 
     try:
-        await asyncio.gather(feeder(), killer(), person())
+        await asyncio.gather(killer(), person())
     finally:
         for client in clients:
             await client.aclose()
@@ -162,4 +166,4 @@ async def test_two_workers_killed_at_random_lose_nothing_and_do_nothing_twice(ma
     assert set(per_email) == approved
     assert duplicate_drafts == 0, [d for d, n in drafts.items() if n > 1]
     assert half_drafted == []
-    assert max(generating_at_kill) > 1  # kills did land while generations were in flight
+    assert sum(n >= 5 for n in generating_at_kill) >= 3  # kills did land while generations were in flight
