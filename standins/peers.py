@@ -169,6 +169,8 @@ class SmsGatewayStub(_HttpStub):
         self.sent_at: list[datetime] = []
         self.failures = 0
         self.attempts = 0
+        #: Seconds between taking a message (it is in ``sent``) and answering.
+        self.delay = 0.0
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/sms/send", self.send)]
@@ -183,7 +185,10 @@ class SmsGatewayStub(_HttpStub):
             return web.json_response({"success": False, "message_id": None, "error": "modem busy"})
         self.sent.append(body)
         self.sent_at.append(datetime.now(UTC))
-        return web.json_response({"success": True, "message_id": f"sms-{len(self.sent)}", "error": None})
+        answer = {"success": True, "message_id": f"sms-{len(self.sent)}", "error": None}
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.json_response(answer)
 
     @property
     def messages(self) -> list[str]:

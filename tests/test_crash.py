@@ -167,3 +167,29 @@ async def test_two_workers_killed_at_random_lose_nothing_and_do_nothing_twice(ma
     assert duplicate_drafts == 0, [d for d, n in drafts.items() if n > 1]
     assert half_drafted == []
     assert sum(n >= 5 for n in generating_at_kill) >= 3  # kills did land while generations were in flight
+
+
+async def test_a_worker_killed_while_the_gateway_holds_the_draft_never_texts_it_twice(make_pipeline: Any) -> None:
+    p: Pipeline = await make_pipeline(TIMEOUT_CHECK_INTERVAL="1")
+    p.sms.delay = 5.0  # the gateway takes the draft SMS, then is slow to say so
+    mid = await p.new_email(subject="Cut off")
+    [draft] = await p.sms_count(1)
+    assert draft.startswith("John Smith: Cut off") and await p.state(mid) == "sms_sending"
+    p.worker.stop(kill=True)  # before the gateway's answer: whether the SMS went out is unknown
+    p.sms.delay = 0.0
+    p.worker.start()
+    await p.wait_healthy()
+    await p.reaches(mid, "awaiting_user")
+    texts = await p.sms_count(2)
+    assert texts[1].startswith("A restart cut off the draft reply to John Smith (Cut off); it may not have "
+                               "reached you. Read it at http://127.0.0.1:")
+    assert sum("1=Send 2=Edit 3=Ignore" in t for t in p.sms.messages) == 1  # the draft went out once
+    [trail_reason] = [r["transition_reason"] for r in await p.query(
+        "SELECT transition_reason FROM workflow_audit_log WHERE message_id = %s AND to_state = 'awaiting_user'", mid)]
+    assert trail_reason.startswith("draft SMS cut off")
+    page = await p.http.get(texts[1].split("Read it at ")[1].split(" and reply")[0].removeprefix(p.base_url))
+    assert page.status_code == 200 and "Thanks for your email" in page.text
+    assert (await p.reply_sms("1")).status_code == 200
+    [email] = await p.emails(1)
+    assert email["In-Reply-To"] == mid
+    await p.reaches(mid, "reply_sent")
