@@ -3,21 +3,23 @@
 Topic values are raw bytes decoded by :class:`~streams.consumer.MessageHandler`
 with pydantic, so messages stay plain JSON with no framework envelope. An
 agent takes what has arrived (up to BATCH_MAX records, waiting at most
-BATCH_WINDOW for more) and hands it over at once; faust acknowledges the
-records after the handler returns, never before. One actor per agent:
+BATCH_WINDOW after the first for more; :mod:`streams.batching`) and hands it
+over at once; the records are acknowledged after the handler returns, never
+before. One actor per agent:
 faust's ``concurrency > 1`` can commit an offset past a message still in
 flight (faust-streaming issue 606).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from handlers.messages import EditRequested, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.workflow import Stage
 
 from . import topics
+from .batching import take_batches
 from .consumer import MessageHandler, SourceRecord
 from .health import AgentProgress
 from .repository import WorkflowRepository
@@ -25,10 +27,9 @@ from .stages import Stages
 
 #: The most records an agent hands over at once.
 BATCH_MAX = 500
-#: How long an agent waits for a batch to fill before handing over what it has
-#: (faust's ``take_events`` always waits this long unless the batch fills):
-#: the latency one lone message pays, against a transaction per message under load.
-BATCH_WINDOW = 0.005
+#: How long an agent waits, after a first record, for the batch to fill: the
+#: latency a lone message pays, against a transaction per message under load.
+BATCH_WINDOW = 0.001
 
 
 def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: AgentProgress, prefix: str) -> None:
@@ -42,8 +43,7 @@ def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: Agent
                             value_type=bytes, key_serializer="raw", value_serializer="raw")
 
         async def body(stream: Any) -> None:
-            batches: AsyncIterator[Sequence[Any]] = stream.take_events(BATCH_MAX, BATCH_WINDOW)
-            async for events in batches:
+            async for events in take_batches(stream, BATCH_MAX, BATCH_WINDOW):
                 await handler.handle_many([
                     SourceRecord(event.message.topic.removeprefix(prefix), event.key, event.value or b"",
                                  event.message.partition, event.message.offset,
