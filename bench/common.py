@@ -40,7 +40,7 @@ async def pipeline(**overrides: str) -> AsyncIterator[tuple[Pipeline, float]]:
     # The worker's own defaults where the test harness shortens them for speed.
     defaults = {"KAFKA_TOPIC_PARTITIONS": "12", "POLL_INTERVAL": "120", "TIMEOUT_CHECK_INTERVAL": "30",
                 "GENERATION_LEASE": "30", "RETRY_BACKOFF_BASE": "1", "RETRY_BACKOFF_MAX": "60"}
-    settings = {"LOG_LEVEL": "warning"} | defaults | overrides
+    settings = {"LOG_LEVEL": "info"} | defaults | overrides
     p = Pipeline(psycopg.conninfo.make_conninfo(**params), os.environ["KAFKA_BOOTSTRAP_SERVERS"],
                  f"bench{uuid.uuid4().hex[:6]}.", tmp, **settings)
     started = time.monotonic()
