@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.harness import Pipeline
+from tests.harness import Pipeline, delete_topics
 
 
 def pct(values: list[float], q: float) -> float:
@@ -54,5 +54,6 @@ async def pipeline(**overrides: str) -> AsyncIterator[tuple[Pipeline, float]]:
         await p.ai.stop()
         await p.sms.stop()
         p.smtp.stop()
+        delete_topics(p.kafka, p.prefix)
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

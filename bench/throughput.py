@@ -4,6 +4,7 @@ deployed service's behaviour simulated by configuration in the same run.
 
     scripts/services up && eval "$(scripts/services env)" && .venv/bin/python -m bench.throughput
 
+The webhook's load comes from a process of its own (bench/webhook_load.py).
 Each scenario runs real `orchestrator worker` processes against the local
 Kafka and PostgreSQL (a database and topic prefix of its own) with the stand-in
 peers of standins/ on loopback. Prints a table and writes
@@ -30,6 +31,7 @@ flight makes it slow).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -43,7 +45,7 @@ from pathlib import Path
 import psycopg
 
 from tests.factories import insert_email
-from tests.harness import Pipeline, eventually
+from tests.harness import PHONE, Pipeline, eventually
 
 from .common import pct, pipeline, rss_mib
 
@@ -129,27 +131,13 @@ async def latency_and_webhook(**overrides: str) -> dict[str, float]:
                 pickup.append(p.ai.arrived[before] - start)
                 await asyncio.sleep(0.05)
 
-        latencies: list[float] = []
-        failures = 0
         total = int(WEBHOOK_RATE * WEBHOOK_SECONDS)
-
-        async def one(i: int) -> None:
-            nonlocal failures
-            start = time.monotonic()
-            try:
-                r = await p.reply_sms(f"hello {i}?", sms_id=f"bench-{i}")
-                if r.status_code != 200:
-                    failures += 1
-            except Exception:  # noqa: BLE001 - counted as lost
-                failures += 1
-            latencies.append(time.monotonic() - start)
-
-        tasks = []
-        begin = time.monotonic()
-        for i in range(total):  # paced: one request every 1/RATE seconds
-            await asyncio.sleep(max(0.0, begin + i / WEBHOOK_RATE - time.monotonic()))
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.webhook_load", f"{p.base_url}/orchestrator/sms-response",
+            str(WEBHOOK_RATE), str(WEBHOOK_SECONDS), PHONE, stdout=asyncio.subprocess.PIPE)
+        out, _ = await load.communicate()
+        sent = json.loads(out)
+        latencies, failures = sent["latencies"], sent["failures"]
         rows = await p.query("SELECT count(*) AS n FROM inbound_sms WHERE sms_id LIKE 'bench-%%'")
         recorded = int(rows[0]["n"])
         assert p.worker.proc is not None

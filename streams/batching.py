@@ -3,8 +3,8 @@
 faust's ``Stream.take_events(max_, within)`` buffers events and acknowledges
 them after the loop body that received the batch returns, which is what an
 at-least-once consumer needs; but it wakes every ``within`` seconds even when
-nothing arrives (measured: four idle agents at 5 ms cost a worker 5.6 % of a
-core). :func:`take_batches` is the same buffering, adapted from faust's own
+nothing arrives (measured: an idle worker's four agents at 5 ms took 7.7 % of
+a core, against 2.1 % with this). :func:`take_batches` is the same buffering, adapted from faust's own
 (faust-streaming 0.15, BSD licence), with one change: it sleeps until a first
 event arrives, then waits at most ``within`` for the batch to fill.
 

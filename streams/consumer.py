@@ -8,7 +8,7 @@ an outage delays work but drops none. Any other error is a bug: the message is
 dead-lettered with its reason, and the workflow it names is failed so that it
 is visible and retryable instead of stuck mid-stage.
 
-Agents hand over the records they took together (faust's ``take_events``,
+Agents hand over the records they took together (:mod:`streams.batching`;
 acknowledged once this returns). A stage that works on many messages at
 once (``together``) gets the whole batch in one call, which is one
 transaction; if that call fails with a bug, the batch is handled again one

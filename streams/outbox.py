@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 RELAY_LOCK_ID = 0x0E4A12
 SOURCE = "email-orchestrator"
 BATCH = 500
+#: How long a batch may take to be confirmed (then it is published again), and
+#: how often a slow confirmation is reported meanwhile.
+DELIVERY_TIMEOUT = 30.0
+DELIVERY_CHECK = 5.0
 
 
 def new_producer(kafka: KafkaSettings) -> Producer:
@@ -140,6 +144,13 @@ class OutboxRelay:
             key, value, headers = self.record(row)
             self.producer.produce(full_name(self.prefix, row["topic"]), value, key, headers=headers,
                                   on_delivery=delivered)
-        remaining = await asyncio.to_thread(self.producer.flush, 30.0)
+        remaining, waited = len(rows), 0.0
+        while waited < DELIVERY_TIMEOUT:
+            remaining = await asyncio.to_thread(self.producer.flush, DELIVERY_CHECK)
+            if not remaining:
+                break
+            waited += DELIVERY_CHECK
+            log.warning("outbox relay: Kafka has not confirmed %d of %d record(s) after %.0f s",
+                        remaining, len(rows), waited)
         if remaining or errors:
             raise RuntimeError(f"Kafka delivery failed ({remaining} undelivered): {errors[:1]}")

@@ -11,8 +11,9 @@ and one SMS to the person, texted once the failure is committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -81,6 +82,7 @@ class Stages:
     sent_folder: SentMailbox | None = None
     #: Shared by every generation of this worker: closed while the generator asks us to wait.
     generator_gate: Gate = field(default_factory=Gate)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     @property
     def policy(self) -> RetryPolicy:
@@ -311,18 +313,43 @@ class Stages:
     # ---------------------------------------------------------------- command
 
     async def command(self, sms: InboundSms) -> None:
-        """Act on one SMS from the person, once."""
+        """Act on one SMS from the person, once. An answer that arrives while
+        the draft is still being texted (the person can be quicker than the
+        gateway's reply) waits for that presentation to be recorded."""
+        waited = 0.0
+        while True:
+            try:
+                reply = await self._command(sms, wait_for_presentation=waited < self._presentation_bound)
+                break
+            except _BeingTexted:
+                await self.sleep(PRESENTATION_POLL)
+                waited += PRESENTATION_POLL
+        await self.tell_person(reply)
+
+    @property
+    def _presentation_bound(self) -> float:
+        """The longest a live worker can take to text a draft (every attempt timing out)."""
+        s = self.settings
+        return s.max_retry_attempts * (s.http_timeout + s.retry_backoff_max)
+
+    async def _command(self, sms: InboundSms, *, wait_for_presentation: bool) -> str | None:
+        """:meth:`command`'s transaction; returns the SMS to text once it commits.
+        Raises :class:`_BeingTexted` (nothing written) while a live worker is
+        texting the draft on the phone."""
         async with self.repo.transaction() as tx:
             if not await tx.sms.claim(sms.sms_id, sms.phone_number, sms.text, sms.received_at):
-                return  # handled before: a redelivery
+                return None  # handled before: a redelivery
             if sms.phone_number != self.phone:
                 await tx.sms.settle(sms.sms_id, "foreign_number", None)
-                return
+                return None
             wf = await tx.phone.lock(self.phone)
-            if wf is not None and wf.current_state is S.SMS_SENDING and await tx.presenter_gone(wf.message_id):
-                # Its worker died while texting it, and the person answers it: it reached them.
-                await self._settle_cut_off_presentation(tx, wf, tell=False)
-                wf = await tx.get(wf.message_id)
+            if wf is not None and wf.current_state is S.SMS_SENDING:
+                if await tx.presenter_gone(wf.message_id):
+                    # Its worker died while texting it, and the person answers it: it reached them.
+                    await self._settle_cut_off_presentation(tx, wf, tell=False)
+                    wf = await tx.get(wf.message_id)
+                elif wait_for_presentation:
+                    raise _BeingTexted(wf.message_id)
             on_phone = DraftOnPhone(wf.message_id, wf.current_state, wf.edit_iteration) if wf else None
             effect = decide_command(parse_command(sms.text), sms.text, on_phone,
                                     self.settings.max_edit_iterations, self.clock.now())
@@ -335,7 +362,7 @@ class Stages:
                 if effect.tell_what_is_next:
                     reply = render_ignored_sms(sender_name(wf.email_from or "?"), *await _next_up(tx))
             await tx.sms.settle(sms.sms_id, effect.outcome, wf.message_id if wf else None)
-        await self.tell_person(reply)
+        return reply
 
     # ------------------------------------------------------------------- send
 
@@ -567,6 +594,14 @@ async def _next_up(tx: Transaction) -> tuple[str | None, int]:
     """Who sent the draft that goes on the phone next, and how many wait."""
     nxt = await tx.phone.oldest_ready()
     return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting()
+
+
+#: How often an answer that arrived mid-presentation looks again.
+PRESENTATION_POLL = 0.1
+
+
+class _BeingTexted(Exception):
+    """The draft on the phone is being texted by a live worker right now."""
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,10 @@ async def make_pipeline(
     yield make
     for p in started:
         await p.stop()
+    if started:
+        from .harness import delete_topics
+
+        await asyncio.to_thread(delete_topics, endpoints.kafka_bootstrap_servers, topic_prefix)
 
 
 @pytest.fixture

@@ -278,3 +278,17 @@ class Pipeline:
 
     def draft_path(self, message_id: str) -> str:
         return f"/drafts/{quote(message_id, safe='')}"
+
+
+def delete_topics(servers: str, prefix: str) -> None:
+    """Delete a test's topics, so the shared broker does not carry every earlier
+    test's partitions (it slowed down as they piled up over a suite run)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": servers})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    for future in (admin.delete_topics(names, operation_timeout=10).values() if names else []):
+        try:
+            future.result(timeout=15)
+        except Exception:  # noqa: BLE001 - best effort: a leftover topic only costs the broker a little
+            pass

@@ -116,13 +116,20 @@ async def _renewed(repo: WorkflowRepository, mid: str, first: Any) -> bool:
                                or (wf.lease_until is not None and wf.lease_until > first))
 
 
+def pushing_back(generator: AiGeneratorStub, make_stages: Any, status: int, *, retry_after: str,
+                 delay: float) -> Any:
+    """Stages whose generator first answers ``status`` with ``Retry-After``,
+    then drafts in ``delay`` seconds."""
+    generator.failures = [status]
+    generator.retry_after = retry_after
+    generator.delay = delay
+    return make_stages(ai_reply_generator_url=generator.url, retry_backoff_base=0.01, retry_backoff_max=0.02)
+
+
 async def test_retry_after_slows_the_whole_pool(
     repo: WorkflowRepository, pool: Pool, database: str, make_stages: Any, generator: AiGeneratorStub
 ) -> None:
-    generator.failures = [503]
-    generator.retry_after = "2"
-    generator.delay = 0.05
-    stages = make_stages(ai_reply_generator_url=generator.url, retry_backoff_base=0.01, retry_backoff_max=0.02)
+    stages = pushing_back(generator, make_stages, 503, retry_after="2", delay=0.05)
     ids = await requested(repo, pool, stages, 6)
     workers = GenerationPool(stages, repo, database, concurrency=2, lease_seconds=30)
     task = await run(workers)
@@ -140,10 +147,7 @@ async def test_retry_after_slows_the_whole_pool(
 async def test_pushback_halves_the_calls_in_flight_and_successes_earn_them_back(
     repo: WorkflowRepository, pool: Pool, database: str, make_stages: Any, generator: AiGeneratorStub
 ) -> None:
-    generator.failures = [429]
-    generator.retry_after = "0.5"
-    generator.delay = 0.3
-    stages = make_stages(ai_reply_generator_url=generator.url, retry_backoff_base=0.01, retry_backoff_max=0.02)
+    stages = pushing_back(generator, make_stages, 429, retry_after="0.5", delay=0.3)
     ids = await requested(repo, pool, stages, 60)
     workers = GenerationPool(stages, repo, database, concurrency=8, lease_seconds=30)
     in_flight_after: list[int] = []

@@ -157,14 +157,36 @@ async def test_a_draft_sms_cut_off_by_a_dead_worker_is_never_texted_again(world:
     assert len(world.sms.texts) == 1
 
 
-async def test_a_draft_being_texted_by_a_live_worker_is_left_alone(world: World) -> None:
+async def test_a_draft_being_texted_by_a_live_worker_is_left_alone_and_an_answer_waits_for_it(
+        world: World) -> None:
     await cut_off_presentation(world, "<a@x>")
     world.repo.data.presenting.add("<a@x>")  # its worker is alive, waiting for the gateway
     await world.stages.notify()
     assert world.state("<a@x>") is S.SMS_SENDING and world.sms.texts == []
+
+    async def gateway_answers(seconds: float) -> None:  # while the answer waits, the presenter finishes
+        if world.state("<a@x>") is S.SMS_SENDING:
+            assert await world.repo.transition("<a@x>", S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS")
+            world.repo.data.presenting.discard("<a@x>")
+
+    world.stages.sleep = gateway_answers
+    await world.answer("1")  # quicker than the gateway's reply
+    assert world.state("<a@x>") is S.USER_APPROVED and world.sms.texts == []
+
+
+async def test_an_answer_stops_waiting_for_a_presentation_that_never_ends(world: World) -> None:
+    await cut_off_presentation(world, "<a@x>")
+    world.repo.data.presenting.add("<a@x>")
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    world.stages.sleep = record
     await world.answer("1")
     assert world.state("<a@x>") is S.SMS_SENDING
     assert world.sms.texts == ["No draft is waiting for your answer right now."]
+    assert 360 <= sum(waits) < 360.2  # MAX_RETRY_ATTEMPTS x (HTTP_TIMEOUT + RETRY_BACKOFF_MAX): 3 x (60 + 60)
 
 
 async def test_an_answer_to_a_cut_off_draft_shows_it_arrived_and_counts(world: World) -> None:
