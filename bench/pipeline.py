@@ -4,8 +4,10 @@
 
 Starts `orchestrator worker` against the local Kafka and PostgreSQL with stub
 peers on loopback (tests/harness.py), then measures, with bounded loops:
-  - email row inserted -> draft SMS at the gateway (poller + outbox + draft + notify)
+  - email row committed -> draft SMS at the gateway (poller + outbox + draft + notify)
   - "1" posted to the webhook -> reply accepted by the SMTP server
+(both timed by the peer's own clock of arrival: waiting for it polls every
+0.1 s, which once showed up as a "fixed ~100 ms step")
   - webhook requests per second and latency (10 concurrent clients)
   - the worker's resident memory
 and prints the figures. Traffic goes only to 127.0.0.1.
@@ -19,6 +21,9 @@ import statistics
 import sys
 import time
 
+import psycopg
+
+from tests.factories import insert_email
 from tests.harness import eventually
 
 from .common import pct, pipeline, rss_mib
@@ -36,18 +41,20 @@ def line(name: str, values: list[float]) -> str:
 async def main() -> None:
     async with pipeline() as (p, startup):
         to_sms, to_email = [], []
-        for i in range(EMAILS):
-            before = len(p.sms.sent)
-            start = time.monotonic()
-            mid = await p.new_email(subject=f"bench {i}")
-            await p.sms_count(before + 1, timeout=30)
-            to_sms.append(time.monotonic() - start)
-            await p.reaches(mid, "awaiting_user")
-            start = time.monotonic()
-            await p.reply_sms("1")
-            await p.emails(i + 1, timeout=30)
-            to_email.append(time.monotonic() - start)
-            await p.sms_count(before + 2)  # the confirmation, before the next round
+        async with await psycopg.AsyncConnection.connect(p.database) as conn:
+            for i in range(EMAILS):
+                before = len(p.sms.sent)
+                mid = await insert_email(conn, subject=f"bench {i}", commit=False)
+                start = time.time()  # the row is visible from its commit
+                await conn.commit()
+                await p.sms_count(before + 1, timeout=30)
+                to_sms.append(p.sms.sent_at[before].timestamp() - start)  # as the gateway saw it
+                await p.reaches(mid, "awaiting_user")
+                start = time.time()
+                await p.reply_sms("1")
+                await p.emails(i + 1, timeout=30)
+                to_email.append(p.smtp.inbox.arrived[i] - start)  # as the SMTP server saw it
+                await p.sms_count(before + 2)  # the confirmation, before the next round
 
         latencies: list[float] = []
         sent = 0
@@ -73,7 +80,7 @@ async def main() -> None:
         drained = time.monotonic() - start
         assert p.worker.proc is not None
         print(f"worker start to /health 200: {startup:.1f} s")
-        print(line("email inserted -> draft SMS", to_sms))
+        print(line("email committed -> draft SMS", to_sms))
         print(line("'1' posted -> email at SMTP", to_email))
         print(line("webhook request (10 clients)", latencies))
         print(f"webhook throughput: {WEBHOOKS / webhook_elapsed:.0f} req/s; all {WEBHOOKS} commands "

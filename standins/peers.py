@@ -204,6 +204,8 @@ class Inbox:
     #: Answers to give instead of accepting, first come first served (e.g. "451 try later").
     refusals: list[str] = field(default_factory=list)
     attempts: int = 0
+    #: When each of ``messages`` arrived (``time.time()``).
+    arrived: list[float] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
@@ -214,6 +216,7 @@ class Inbox:
         with self.lock:
             self.messages.append(msg)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.arrived.append(time.time())
         return "250 OK"
 
 
