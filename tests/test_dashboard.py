@@ -76,6 +76,9 @@ async def test_the_demo_from_a_sample_email_to_sent_with_an_edit(demo: str, tmp_
         await b.shot("demo-phone-edited-draft")
 
         await b.click("button.quick[value='1']")  # the quick answer
+        # Its form's navigation back to the phone must end before we go elsewhere, or it
+        # supersedes ours; the confirmation SMS on the phone says the reply went out.
+        await b.wait_for_text(f"Sent to {samples[subject]}", 60)
         await b.open("/demo/sent")
         body = await b.wait_for_text(f"Re: {subject}", 60, reload=True)
         assert "In-Reply-To" in body and "demo.invalid" in body
