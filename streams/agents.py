@@ -5,9 +5,8 @@ with pydantic, so messages stay plain JSON with no framework envelope. An
 agent takes what has arrived (up to BATCH_MAX records, waiting at most
 BATCH_WINDOW after the first for more; :mod:`streams.batching`) and hands it
 over at once; the records are acknowledged after the handler returns, never
-before. One actor per agent:
-faust's ``concurrency > 1`` can commit an offset past a message still in
-flight (faust-streaming issue 606).
+before. One actor per agent: faust's ``concurrency > 1`` can commit an offset
+past a message still in flight (faust-streaming issue 606).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Instant pickup through LISTEN/NOTIFY (schema.sql's trigger; POLL_ON_NOTIFY)
 plus a sweep every POLL_INTERVAL, oldest first, with no time window: nothing
-pending is ever forgotten. POLL_LIMIT caps what one poll takes (0: all). Claiming uses SKIP LOCKED and the workflow row is unique, so two
-workers never take the same email. The ``emails.pending`` message goes
+pending is ever forgotten. POLL_LIMIT caps what one poll takes (0: all).
+Claiming uses SKIP LOCKED and the workflow row is unique, so two workers
+never take the same email. The ``emails.pending`` message goes
 through the outbox in the same transaction.
 """
 
@@ -47,9 +48,14 @@ class EmailPoller:
         while True:
             try:
                 await self.poll_once()
-            except INFRASTRUCTURE_ERRORS as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as run_on_notify: note it, go on at the next sweep
                 self._failed(f"{type(exc).__name__}: {exc}")
-                log.warning("poller: %s; trying again at the next sweep", exc)
+                if isinstance(exc, INFRASTRUCTURE_ERRORS):
+                    log.warning("poller: %s; trying again at the next sweep", exc)
+                else:
+                    log.exception("poller: unexpected failure; trying again at the next sweep")
             await asyncio.sleep(self.interval)
 
     def _failed(self, error: str) -> None:

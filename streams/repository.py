@@ -294,12 +294,7 @@ class Transaction:
         moved = [m for m in dict.fromkeys(message_ids) if m in previous]
         if not moved:
             return []
-        async with self.conn.cursor() as audit:
-            await audit.executemany(
-                "INSERT INTO workflow_audit_log"
-                " (message_id, from_state, to_state, transition_reason, error_details, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                [(m, previous[m], new.value, reason, error, now) for m in moved])
+        await self._audit_many([(m, previous[m], new.value, reason, error, now) for m in moved])
         status = email_status_for(new)
         if status is not None:
             await self.set_email_status(moved, status, error=error)
@@ -314,12 +309,15 @@ class Transaction:
 
     async def _audit(self, message_id: str, from_state: str | None, to_state: str, reason: str,
                      error: str | None, at: datetime) -> None:
-        await self.conn.execute(
-            "INSERT INTO workflow_audit_log"
-            " (message_id, from_state, to_state, transition_reason, error_details, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (message_id, from_state, to_state, reason, error, at),
-        )
+        await self._audit_many([(message_id, from_state, to_state, reason, error, at)])
+
+    async def _audit_many(self, rows: Sequence[tuple[str, str | None, str, str, str | None, datetime]]) -> None:
+        """Audit rows of (message_id, from_state, to_state, reason, error, at), in one ``executemany``."""
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO workflow_audit_log"
+                " (message_id, from_state, to_state, transition_reason, error_details, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)", rows)
 
     async def hold_presentation(self, message_id: str) -> bool:
         """Mark ``message_id``'s draft as being texted by this connection's
@@ -460,11 +458,7 @@ class Transaction:
         created = {row["message_id"] for row in await cur.fetchall()}
         started = [e.message_id for e, _ in emails if e.message_id in created]
         if started:
-            async with self.conn.cursor() as audit:
-                await audit.executemany(
-                    "INSERT INTO workflow_audit_log"
-                    " (message_id, from_state, to_state, transition_reason, error_details, created_at)"
-                    " VALUES (%s, NULL, %s, %s, NULL, %s)", [(m, start.value, reason, now) for m in started])
+            await self._audit_many([(m, None, start.value, reason, None, now) for m in started])
             await self.publish_many([WorkflowEvent(message_id=m, from_state=None, to_state=start.value,
                                                    reason=reason, at=now) for m in started])
         return started

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-
 from handlers.clock import Clock, SystemClock
 
 from .database import apply_schema, create_pool

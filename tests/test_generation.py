@@ -5,6 +5,7 @@ lease lapses, and a Retry-After that slows the whole pool."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -46,8 +47,15 @@ async def states(repo: WorkflowRepository, ids: list[str]) -> set[WorkflowState]
     return {(await repo.get(mid)).current_state for mid in ids}  # type: ignore[union-attr]
 
 
-async def run(pool: GenerationPool) -> asyncio.Task[None]:
-    return asyncio.create_task(pool.run())
+@contextlib.asynccontextmanager
+async def running(pool: GenerationPool) -> AsyncIterator[None]:
+    """``pool`` runs for the body of the ``async with``, then stops."""
+    task = asyncio.create_task(pool.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def until_drafted(repo: WorkflowRepository, ids: list[str], timeout: float) -> None:
@@ -64,11 +72,8 @@ async def test_many_slow_generations_are_in_flight_at_once_but_no_more_than_allo
     stages = make_stages(ai_reply_generator_url=generator.url)
     ids = await requested(repo, pool, stages, 40)
     workers = GenerationPool(stages, repo, database, concurrency=16, lease_seconds=30)
-    task = await run(workers)
-    try:
+    async with running(workers):
         await until_drafted(repo, ids, 60)
-    finally:
-        task.cancel()
     assert generator.max_in_flight == 16
     assert sorted(r["email_message_id"] for r in generator.requests) == sorted(ids)  # each once
 
@@ -96,13 +101,10 @@ async def test_a_lease_is_renewed_while_the_call_runs(
     stages = make_stages(ai_reply_generator_url=generator.url)
     [mid] = await requested(repo, pool, stages, 1)
     mine = GenerationPool(stages, repo, database, concurrency=4, lease_seconds=3)
-    task = await run(mine)
-    try:
+    async with running(mine):
         await eventually(lambda: _leased(repo, mid), 10, "the draft leased")
         first = (await repo.get(mid)).lease_until  # type: ignore[union-attr]
         await eventually(lambda: _renewed(repo, mid, first), 10, "the lease renewed")
-    finally:
-        task.cancel()
 
 
 async def _leased(repo: WorkflowRepository, mid: str) -> bool:
@@ -132,11 +134,8 @@ async def test_retry_after_slows_the_whole_pool(
     stages = pushing_back(generator, make_stages, 503, retry_after="2", delay=0.05)
     ids = await requested(repo, pool, stages, 6)
     workers = GenerationPool(stages, repo, database, concurrency=2, lease_seconds=30)
-    task = await run(workers)
-    try:
+    async with running(workers):
         await until_drafted(repo, ids, 30)
-    finally:
-        task.cancel()
     [(told_at, status)] = [a for a in generator.answered if a[1] == 503]
     later = [at for at, code in generator.answered if code == 200 and at > told_at]
     # The other call in flight may finish, but nothing new starts until the gate opens.
@@ -151,16 +150,15 @@ async def test_pushback_halves_the_calls_in_flight_and_successes_earn_them_back(
     ids = await requested(repo, pool, stages, 60)
     workers = GenerationPool(stages, repo, database, concurrency=8, lease_seconds=30)
     in_flight_after: list[int] = []
-    task = await run(workers)
-    try:
+    async with running(workers):
         await eventually(lambda: _asyncly(bool(generator.answered)), 10, "the first answer (a 429)")
         told_at = generator.answered[0][0]
+        deadline = told_at + 60
         while await states(repo, ids) != {S.AI_GENERATED}:
+            assert asyncio.get_running_loop().time() < deadline, "60 drafts within a minute"
             if asyncio.get_running_loop().time() > told_at + 0.6:
                 in_flight_after.append(generator.in_flight)
             await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
     assert generator.answered[0][1] == 429 and generator.max_in_flight == 8
     assert in_flight_after and max(in_flight_after[:5]) <= 6  # fewer once the gate opened
     assert workers.limit == 8  # and earned back by the 60 successes that followed

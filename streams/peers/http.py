@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,7 +33,7 @@ UNREACHABLE = (aiohttp.ClientError, asyncio.TimeoutError)
 @dataclass(frozen=True)
 class PeerResponse:
     status_code: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # aiohttp's: case-insensitive
     content: bytes
 
     @property
@@ -59,7 +60,7 @@ class PeerHttp:
 
     async def post(self, url: str, body: dict[str, Any]) -> PeerResponse:
         async with self.session().post(url, json=body) as response:
-            return PeerResponse(response.status, dict(response.headers), await response.read())
+            return PeerResponse(response.status, response.headers, await response.read())
 
     async def health(self, url: str, timeout: float) -> int:
         """The status ``GET url`` answers within ``timeout`` seconds; raises one of UNREACHABLE."""
@@ -95,7 +96,7 @@ async def post_json(client: PeerHttp, url: str, body: dict[str, Any], peer: str,
 
 def retry_after(response: PeerResponse) -> float | None:
     """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if any."""
-    value = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
+    value = response.headers.get("Retry-After")
     if not value:
         return None
     try:
