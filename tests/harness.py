@@ -228,7 +228,10 @@ class Pipeline:
         async def there() -> bool:
             return await self.state(message_id) == state
 
-        await eventually(there, timeout, f"{message_id} in {state} (now {await self.state(message_id)})")
+        try:
+            await eventually(there, timeout, f"{message_id} in {state}")
+        except AssertionError as exc:  # say where it is at the end, not where it was at the start
+            raise AssertionError(f"{exc} (it is in {await self.state(message_id)})") from None
 
     async def awaiting_one(self) -> str | None:
         """The message_id of the draft awaiting the person's answer, if any."""
