@@ -60,7 +60,7 @@ class GenerationPool:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        self.generated = 0
+        self.finished = 0  # calls that ended (drafted, parked or failed)
         #: Calls allowed in flight now: ``concurrency``, less while the generator pushes back.
         self.limit = float(concurrency)
         self._holds_seen = stages.generator_gate.holds
@@ -131,7 +131,8 @@ class GenerationPool:
 
     def _done(self, message_id: str, task: asyncio.Task[None]) -> None:
         self.in_flight.pop(message_id, None)
-        self.generated += 1
+        if not task.cancelled():
+            self.finished += 1
         metrics.GENERATIONS_IN_FLIGHT.set(len(self.in_flight))
         self._adapt(succeeded=not task.cancelled())
         self._wake.set()  # a slot is free

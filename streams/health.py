@@ -25,6 +25,7 @@ from aiokafka import TopicPartition as AioTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from .kafka_access import aiokafka_config
+from .generation import GenerationPool
 from .outbox import OutboxRelay
 from .peers.http import UNREACHABLE, PeerHttp
 from .poller import EmailPoller
@@ -57,13 +58,14 @@ class HealthReporter:
     crashed the process in testing)."""
 
     def __init__(self, settings: Settings, repo: WorkflowRepository, http: PeerHttp,
-                 relay: OutboxRelay, poller: EmailPoller, progress: AgentProgress,
+                 relay: OutboxRelay, poller: EmailPoller, generation: GenerationPool, progress: AgentProgress,
                  is_ready: Callable[[], bool]) -> None:
         self.settings = settings
         self.repo = repo
         self.http = http
         self.relay = relay
         self.poller = poller
+        self.generation = generation
         self.progress = progress
         self.is_ready = is_ready
         self.started_at = time.time()
@@ -167,6 +169,10 @@ class HealthReporter:
         poll_age = now - (last_poll or self.started_at)
         poller = {"ok": poll_age <= 3 * s.poll_interval, "last_poll_at": last_poll,
                   "seconds_since_poll": round(poll_age, 1), "error": self.poller.last_error}
+        pool = self.generation
+        # Shown, not failed: a generator that pushes back lowers the limit on purpose.
+        generation = {"in_flight": len(pool.in_flight), "limit": int(pool.limit),
+                      "concurrency": pool.concurrency, "finished": pool.finished, "error": pool.last_error}
         required = [database, kafka, poller, *agents.values()]
         ready = self.is_ready()
         healthy = ready and all(c["ok"] for c in required)
@@ -180,6 +186,9 @@ class HealthReporter:
             "workflows": counts,
             # Held by a peer outage, each tried again on its own schedule (not unhealthy).
             "parked": parked,
+            # This worker's generator calls: in flight now, the limit (lower
+            # while the generator asks to slow down) and the configured ceiling.
+            "generation": generation,
             # Shown, not failed: ALLOW_UNAUTHENTICATED=true is a deliberate choice.
             "security": {"unauthenticated": s.unauthenticated_exposure is not None,
                          "warning": s.unauthenticated_exposure},

@@ -57,8 +57,8 @@ class Runtime:
                                  settings.kafka_topic_prefix)
         self.progress = AgentProgress()
         self.ready = False
-        self.reporter = HealthReporter(settings, self.repo, self.http, self.relay, self.poller, self.progress,
-                                       is_ready=lambda: self.ready)
+        self.reporter = HealthReporter(settings, self.repo, self.http, self.relay, self.poller, self.generation,
+                                       self.progress, is_ready=lambda: self.ready)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import psycopg
 from confluent_kafka import Producer
 
 from .harness import Pipeline, eventually
@@ -135,24 +136,58 @@ async def test_an_unanswered_draft_times_out_and_the_next_is_presented(make_pipe
 
 
 async def test_health_reports_an_agent_with_lag_and_no_progress(make_pipeline: Any) -> None:
-    p: Pipeline = await make_pipeline(AGENT_STALL_TIMEOUT="2", HTTP_TIMEOUT="30")
-    p.ai.delay = 8.0  # the draft agent sits on one message while others queue behind it
-    await p.new_emails({"subject": "one"}, {"subject": "two"}, {"subject": "three"})
+    p: Pipeline = await make_pipeline(AGENT_STALL_TIMEOUT="2")
+    mid = await p.new_email()
+    await p.reaches(mid, "awaiting_user")
 
     async def stalled() -> dict[str, Any] | None:
         response = await p.http.get("/health")
         body = response.json()
-        draft = body["agents"]["draft"]
-        return body if response.status_code == 503 and not draft["ok"] and draft["lag"] > 0 else None
+        agents = body["agents"]
+        others_fine = all(a["ok"] for name, a in agents.items() if name != "command")
+        wedged = not agents["command"]["ok"] and agents["command"]["lag"] > 0
+        return body if response.status_code == 503 and wedged and others_fine else None
 
-    body = await eventually(stalled, 20, "/health = 503 naming the draft agent")
-    assert body["status"] == "unhealthy" and body["agents"]["command"]["ok"]
-    p.ai.delay = 0.0
+    # Another session holds the workflow's row: the command agent's answer to
+    # "1" waits on it, its record unacknowledged, as a wedged agent would.
+    async with await psycopg.AsyncConnection.connect(p.database) as holder:
+        await holder.execute("SELECT 1 FROM workflow_state WHERE message_id = %s FOR UPDATE", (mid,))
+        await p.reply_sms("1")
+        body = await eventually(stalled, 20, "/health = 503 naming the command agent")
+        assert body["status"] == "unhealthy" and body["checks"]["database"]["ok"]
+        assert await p.state(mid) == "awaiting_user"
+        await holder.rollback()
 
     async def recovered() -> bool:
         return (await p.http.get("/health")).status_code == 200
 
     await eventually(recovered, 60, "/health = 200 once the agent moves again")
+    await p.reaches(mid, "reply_sent")
+    assert len(await p.emails(1)) == 1
+
+
+async def test_health_shows_the_generator_calls_in_flight(make_pipeline: Any) -> None:
+    p: Pipeline = await make_pipeline(GENERATION_CONCURRENCY="8")
+    p.ai.delay = 3.0
+    ids = await p.new_emails({"subject": "one"}, {"subject": "two"}, {"subject": "three"})
+
+    async def three_in_flight() -> dict[str, Any] | None:
+        generation = (await p.http.get("/health")).json()["generation"]
+        return generation if generation["in_flight"] == 3 else None
+
+    generation = await eventually(three_in_flight, 10, "three generator calls in flight")
+    assert (generation["limit"], generation["concurrency"], generation["error"]) == (8, 8, None)
+
+    async def all_drafted() -> bool:
+        return {await p.state(mid) for mid in ids} <= {"ai_generated", "sms_sending", "awaiting_user"}
+
+    await eventually(all_drafted, 20, "three drafts")
+
+    async def none_in_flight() -> dict[str, Any] | None:
+        generation = (await p.http.get("/health")).json()["generation"]
+        return generation if generation["in_flight"] == 0 else None
+
+    assert (await eventually(none_in_flight, 5, "the calls ended"))["finished"] == 3
 
 
 async def test_an_unexpected_error_fails_the_workflow_instead_of_stranding_it(pipeline: Pipeline) -> None:
