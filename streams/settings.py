@@ -237,7 +237,10 @@ class Settings(DatabaseSettings, KafkaSettings):
     poll_limit: int = Field(default=0, ge=0)
     user_response_timeout: float = Field(default=86400.0, gt=0)
     timeout_check_interval: float = Field(default=30.0, gt=0)
-    agent_stall_timeout: float = Field(default=300.0, gt=0)
+    # Lag is read from committed offsets (faust commits every 2.8 s) and cached
+    # for 5 s, so an agent that has just finished its records can show lag for
+    # up to about 8 s: a shorter timeout would call a healthy agent stalled.
+    agent_stall_timeout: float = Field(default=300.0, ge=10)
     max_retry_attempts: int = Field(default=3, ge=1)
     retry_backoff_base: float = Field(default=1.0, gt=0)
     retry_backoff_max: float = Field(default=60.0, gt=0)

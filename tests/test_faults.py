@@ -136,7 +136,7 @@ async def test_an_unanswered_draft_times_out_and_the_next_is_presented(make_pipe
 
 
 async def test_health_reports_an_agent_with_lag_and_no_progress(make_pipeline: Any) -> None:
-    p: Pipeline = await make_pipeline(AGENT_STALL_TIMEOUT="2")
+    p: Pipeline = await make_pipeline(AGENT_STALL_TIMEOUT="10")
     mid = await p.new_email()
     await p.reaches(mid, "awaiting_user")
 
@@ -153,7 +153,7 @@ async def test_health_reports_an_agent_with_lag_and_no_progress(make_pipeline: A
     async with await psycopg.AsyncConnection.connect(p.database) as holder:
         await holder.execute("SELECT 1 FROM workflow_state WHERE message_id = %s FOR UPDATE", (mid,))
         await p.reply_sms("1")
-        body = await eventually(stalled, 20, "/health = 503 naming the command agent")
+        body = await eventually(stalled, 30, "/health = 503 naming the command agent")
         assert body["status"] == "unhealthy" and body["checks"]["database"]["ok"]
         assert await p.state(mid) == "awaiting_user"
         await holder.rollback()

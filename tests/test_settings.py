@@ -77,6 +77,7 @@ def test_phone_number_is_normalised(env: dict[str, str], monkeypatch: pytest.Mon
         ("QUIET_HOURS", "25:00-07:00", "QUIET_HOURS: hours are 00-23 and minutes 00-59"),
         ("TIMEZONE", "Mars/Olympus", "TIMEZONE: unknown time zone 'Mars/Olympus'"),
         ("REMINDER_AFTER", "-5", "REMINDER_AFTER: "),
+        ("AGENT_STALL_TIMEOUT", "2", "AGENT_STALL_TIMEOUT: Input should be greater than or equal to 10"),
     ],
 )
 def test_a_malformed_value_is_named(
