@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -33,7 +34,7 @@ from aiohttp.typedefs import Middleware
 from handlers.workflow import AWAITING_STATES, TERMINAL_STATES, WorkflowState, plan_retry
 
 from . import charts
-from .appkeys import REPO, SETTINGS, STAGES
+from .appkeys import HEALTH, REPO, SETTINGS, STAGES
 from .records import Workflow
 from .stages import NotAllowedNow, UnknownWorkflow
 
@@ -212,6 +213,7 @@ async def status_page(request: web.Request) -> web.Response:
     failed = await repo.recent(frozenset({S.FAILED, S.TIMEOUT}), limit=30)
     finished = await repo.recent(TERMINAL_STATES - {S.FAILED, S.TIMEOUT}, limit=15)
     letters = await repo.dead_letters(limit=10)
+    parked = await repo.parked()
     days = [(datetime.now(UTC) - timedelta(days=n)).strftime("%Y-%m-%d") for n in range(13, -1, -1)]
     outcomes = await repo.outcomes_by_day(frozenset(state for state, _ in OUTCOMES), 14)
     decisions = await repo.decision_seconds()
@@ -234,6 +236,7 @@ async def status_page(request: web.Request) -> web.Response:
                     f'{e(d["error_class"])}: {e(d["error_message"])}'] for d in letters]
     live = (
         f'<section><h2>Workflows by state</h2><div class="counts">{"".join(cells)}</div></section>'
+        f'{peers_section(request, parked)}'
         f'<section><h2>The phone</h2>{phone}<h2>Waiting for the phone ({len(queue_rows)})</h2>'
         f'{table(["email", "from", "state"], queue_rows, "No draft is waiting.")}</section>'
         f'<section id="awaiting"><h2>Awaiting an answer ({len(awaiting_rows)})</h2>'
@@ -252,6 +255,23 @@ async def status_page(request: web.Request) -> web.Response:
         + charts.histogram("Time from the draft reaching the phone to the answer", decisions)
         + "</div></section>")
     return render(request, "Status", live + charts_html)
+
+
+def peers_section(request: web.Request, parked: dict[str, Any]) -> str:
+    """The generator calls in flight, and what a peer outage holds (each
+    workflow is tried again on its own schedule: nothing to do)."""
+    pool = request.app[HEALTH].generation
+    calls = (f'<span id="generation">Generator calls in flight: <b>{len(pool.in_flight)}</b> of {int(pool.limit)}'
+             + (f' <span class="error">(lowered from {pool.concurrency}: the generator asked to slow down)</span>'
+                if int(pool.limit) < pool.concurrency else '') + '</span>')
+    if not parked["count"]:
+        return f'<section id="peers"><h2>Peers</h2><p>{calls}. Nothing is held: every peer answers.</p></section>'
+    rows = [[e(peer), str(held["count"]), e(when(held["since"])), e(when(held["next_attempt_at"])),
+             str(held["attempts"])] for peer, held in sorted(parked["by_peer"].items())]
+    return (f'<section id="peers"><h2>Peers</h2><p>{calls}.</p>'
+            f'<h2>Held by a peer outage ({parked["count"]})</h2>'
+            + table(["peer", "workflows", "since", "next try", "attempts"], rows, "")
+            + '<p class="muted">Each is tried again on its own; nothing to do.</p></section>')
 
 
 async def workflow_page(request: web.Request) -> web.Response:

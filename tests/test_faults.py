@@ -177,6 +177,8 @@ async def test_health_shows_the_generator_calls_in_flight(make_pipeline: Any) ->
 
     generation = await eventually(three_in_flight, 10, "three generator calls in flight")
     assert (generation["limit"], generation["concurrency"], generation["error"]) == (8, 8, None)
+    page = (await p.http.get("/")).text
+    assert "Generator calls in flight: <b>3</b> of 8</span>. Nothing is held: every peer answers." in page
 
     async def all_drafted() -> bool:
         return {await p.state(mid) for mid in ids} <= {"ai_generated", "sms_sending", "awaiting_user"}

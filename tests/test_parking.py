@@ -37,6 +37,8 @@ async def test_generator_down_for_two_minutes_rides_out_with_no_hand(make_pipeli
     assert "AI Reply Generator" in detail["park_reason"] and detail["park_attempts"] >= 1
     assert [a["transition_reason"] for a in detail["audit_trail"]][-1].startswith("parked: AI Reply Generator")
     assert await p.sms_count(1) == [OUTAGE_SMS]
+    page = (await p.http.get("/")).text  # the dashboard says the same, in words
+    assert "Held by a peer outage (3)" in page and "<td>AI Reply Generator</td><td>3</td>" in page
 
     await asyncio.sleep(max(0.0, 50 - (time.monotonic() - down_at)))
     p.worker.stop()  # a restart while parked: the schedule lives in PostgreSQL
