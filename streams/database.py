@@ -79,14 +79,15 @@ def create_pool(conninfo: str, max_size: int = 10) -> AsyncConnectionPool[psycop
 
 async def run_on_notify(
     conninfo: str,
-    channel: str,
+    channel: str | None,
     interval: float,
     work: Callable[[], Awaitable[object]],
     on_error: Callable[[str], None],
     what: str,
 ) -> None:
     """Call ``work`` now, after NOTIFY on ``channel``, and at least every
-    ``interval`` seconds, until cancelled.
+    ``interval`` seconds, until cancelled (with no ``channel``: every
+    ``interval`` seconds only, and no listening connection).
 
     Notifications that arrived while ``work`` ran are taken together: one
     call covers them all (a transaction that inserts 10,000 pending emails
@@ -96,6 +97,10 @@ async def run_on_notify(
     """
     while True:
         try:
+            if channel is None:
+                while True:
+                    await work()
+                    await asyncio.sleep(interval)
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as listener:
                 await listener.execute(f"LISTEN {channel}".encode())
                 while True:

@@ -10,7 +10,6 @@ through the outbox in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -19,7 +18,6 @@ from handlers.messages import EmailPending
 
 from .database import run_on_notify
 from .repository import WorkflowRepository
-from .retrying import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +39,8 @@ class EmailPoller:
 
     async def run(self) -> None:
         """Poll until cancelled; survives database outages."""
-        if self.on_notify:
-            await run_on_notify(self.conninfo, "orchestrator_pending_email", self.interval, self.poll_once,
-                                self._failed, "poller")
-            return
-        while True:
-            try:
-                await self.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - as run_on_notify: note it, go on at the next sweep
-                self._failed(f"{type(exc).__name__}: {exc}")
-                if isinstance(exc, INFRASTRUCTURE_ERRORS):
-                    log.warning("poller: %s; trying again at the next sweep", exc)
-                else:
-                    log.exception("poller: unexpected failure; trying again at the next sweep")
-            await asyncio.sleep(self.interval)
+        await run_on_notify(self.conninfo, "orchestrator_pending_email" if self.on_notify else None,
+                            self.interval, self.poll_once, self._failed, "poller")
 
     def _failed(self, error: str) -> None:
         self.last_error = error
