@@ -140,7 +140,6 @@ class Pipeline:
         port = free_port()
         worker = Worker(dict(self.env, PORT=str(port), ORCHESTRATOR_BASE_URL=f"http://127.0.0.1:{port}"),
                         self.worker.log_path.with_name(f"worker-{len(self.others) + 2}.log"))
-        worker.port = port
         worker.start()
         self.others.append(worker)
         return worker
