@@ -158,7 +158,7 @@ def _world() -> DemoWorld:
 
 
 async def phone_page(request: web.Request) -> web.Response:
-    from streams.dashboard import GUARD, e, render
+    from streams.web.dashboard import GUARD, e, render
 
     world = _world()
     bubbles = [(at, "out", text) for at, text in zip(world.sms.sent_at, world.sms.messages, strict=False)]
@@ -180,8 +180,8 @@ async def phone_page(request: web.Request) -> web.Response:
 
 
 async def phone_answer(request: web.Request) -> web.StreamResponse:
-    from streams.appkeys import SETTINGS
-    from streams.dashboard import GUARD
+    from streams.web.appkeys import SETTINGS
+    from streams.web.dashboard import GUARD
 
     world = _world()
     form = await request.post()
@@ -206,7 +206,7 @@ async def phone_answer(request: web.Request) -> web.StreamResponse:
 
 
 async def sent_page(request: web.Request) -> web.Response:
-    from streams.dashboard import e, render
+    from streams.web.dashboard import e, render
 
     world = _world()
     items = []

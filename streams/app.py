@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import faust
 
-from . import agents, web
-from .kafka_access import faust_credentials
-from .runtime import Runtime
-from .settings import Settings
+from streams.kafka.access import faust_credentials
+from streams.pipeline import agents
+from streams.runtime import Runtime
+from streams.settings import Settings
+from streams.web import server as web
 
 
 class OrchestratorApp(faust.App):

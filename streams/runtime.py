@@ -7,20 +7,19 @@ import asyncio
 import logging
 
 from handlers.clock import Clock, SystemClock
-
-from .database import apply_schema, create_pool
-from .generation import GenerationPool
-from .health import AgentProgress, HealthReporter
-from .outbox import OutboxRelay, new_producer
-from .peers.ai import AiReplyGenerator
-from .peers.http import PeerHttp
-from .peers.imap import SentFolder
-from .peers.sms import SmsGateway
-from .peers.smtp import SmtpSender
-from .poller import EmailPoller
-from .repository import WorkflowRepository
-from .settings import Settings
-from .stages import Stages
+from streams.observability.health import AgentProgress, HealthReporter
+from streams.peers.ai import AiReplyGenerator
+from streams.peers.http import PeerHttp
+from streams.peers.imap import SentFolder
+from streams.peers.sms import SmsGateway
+from streams.peers.smtp import SmtpSender
+from streams.pipeline.generation import GenerationPool
+from streams.pipeline.poller import EmailPoller
+from streams.pipeline.relay import OutboxRelay, new_producer
+from streams.settings import Settings
+from streams.stages.core import Stages
+from streams.storage.database import apply_schema, create_pool
+from streams.storage.repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from psycopg.conninfo import make_conninfo
@@ -84,7 +83,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 class KafkaSettings(BaseSettings):
     """How to reach the Kafka cluster, and the topics' names and shape: what
     the Kafka commands need (``orchestrator topics``, ``tail``, ``dlq``).
-    :mod:`streams.kafka_access` turns it into each client's configuration."""
+    :mod:`streams.kafka.access` turns it into each client's configuration."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True

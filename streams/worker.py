@@ -20,11 +20,11 @@ import time
 import faust
 from aiohttp import web
 
-from . import logs
-from .app import create_app
-from .kafka_access import LIBRDKAFKA_LOG, KafkaUnavailable
-from .settings import Settings
-from .topics import ensure_topics
+from streams.app import create_app
+from streams.kafka.access import LIBRDKAFKA_LOG, KafkaUnavailable
+from streams.kafka.topics import ensure_topics
+from streams.observability import logs
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from handlers.clock import OffsetClock
-from streams.database import apply_schema, create_pool
-from streams.repository import Pool, WorkflowRepository
+from streams.storage.database import apply_schema, create_pool
+from streams.storage.repository import Pool, WorkflowRepository
 
 from .services import Endpoints, provide
 
@@ -114,14 +114,13 @@ async def repo(pool: Pool, clock: OffsetClock) -> WorkflowRepository:
 async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: str) -> AsyncIterator[Any]:
     """In-process stages over the test database; peers unreachable unless given:
     ``make_stages(smtp=SmtpSender(...), ai_reply_generator_url=stub.url, retry_backoff_base=0.01)``."""
+    from standins import free_port
     from streams.peers.ai import AiReplyGenerator
     from streams.peers.http import PeerHttp
     from streams.peers.sms import SmsGateway
     from streams.peers.smtp import SmtpSender
     from streams.settings import Settings
-    from streams.stages import Stages
-
-    from standins import free_port
+    from streams.stages.core import Stages
 
     http = PeerHttp(10.0)
     try:

@@ -10,7 +10,7 @@ import psycopg
 
 from handlers.messages import EditRequested, EmailPending
 from handlers.workflow import WorkflowState
-from streams.records import Workflow
+from streams.storage.records import Workflow
 
 _counter = 0
 

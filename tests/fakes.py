@@ -1,7 +1,7 @@
 """In-memory stand-ins for the repository and the peers, for fast stage tests.
 
 :class:`FakeRepository` keeps the same contract as
-:class:`streams.repository.WorkflowRepository` (compare-and-set transitions
+:class:`streams.storage.repository.WorkflowRepository` (compare-and-set transitions
 checked against the real state machine, the phone slot, the SMS ledger, the
 send claim, the outbox); ``tests/test_repository_contract.py`` runs one set of
 contract tests against both. A transaction that raises is rolled back.
@@ -31,8 +31,8 @@ from handlers.workflow import (
     frees_the_phone,
 )
 from streams.peers.ai import GeneratedDraft
-from streams.records import AuditEntry, Email, Workflow
-from streams.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
+from streams.storage.records import AuditEntry, Email, Workflow
+from streams.storage.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
 
 S = WorkflowState
 _UNPARKED: dict[str, Any] = {"park_stage": None, "park_peer": None, "park_reason": None, "parked_since": None,

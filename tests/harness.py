@@ -22,8 +22,6 @@ import psycopg
 from psycopg.rows import dict_row
 
 from handlers.messages import DLQ_HEADER
-
-from .factories import insert_email
 from standins import (
     AiGeneratorStub,
     SmsGatewayStub,
@@ -33,6 +31,8 @@ from standins import (
     webhook_headers,
     worker_settings,
 )
+
+from .factories import insert_email
 
 T = TypeVar("T")
 PHONE = "+15551234567"

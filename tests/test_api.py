@@ -9,7 +9,6 @@ from aiohttp import web
 
 from .harness import Pipeline
 
-
 path = Pipeline.workflow_path
 
 
@@ -106,8 +105,8 @@ async def test_openapi_document_matches_the_routes(pipeline: Pipeline) -> None:
     doc = (await pipeline.http.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
     documented = {(p, m.upper()) for p, ops in doc["paths"].items() for m in ops}
-    from streams.api import ROUTES as API_ROUTES
-    from streams.web import ROUTES as WEB_ROUTES
+    from streams.web.api import ROUTES as API_ROUTES
+    from streams.web.server import ROUTES as WEB_ROUTES
 
     served = set()
     for route in [*WEB_ROUTES, *API_ROUTES]:

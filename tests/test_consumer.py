@@ -10,8 +10,8 @@ import psycopg
 from handlers.clock import OffsetClock
 from handlers.messages import DeadLetter, EmailPending, Publishable
 from handlers.workflow import Stage
-from streams import topics
-from streams.consumer import MessageHandler, SourceRecord
+from streams.kafka import topics
+from streams.pipeline.consumer import MessageHandler, SourceRecord
 
 
 class Recorder:

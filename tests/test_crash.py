@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 
-from .harness import Pipeline, Worker
 from standins import webhook_headers
+
+from .harness import Pipeline, Worker
 
 SEED = int(os.environ.get("CRASH_SEED", "20261125"))
 WORKFLOWS = 50

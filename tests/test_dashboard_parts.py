@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from handlers.edits import context_instructions
-from streams import charts
-from streams.dashboard import Guard
 from standins.demo import plausible_draft
+from streams.web import charts
+from streams.web.dashboard import Guard
 
 
 def titles(svg: str) -> list[str]:

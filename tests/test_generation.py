@@ -15,11 +15,11 @@ import pytest
 from handlers.clock import OffsetClock
 from handlers.messages import EmailPending
 from handlers.workflow import WorkflowState
-from streams.generation import GenerationPool
-from streams.repository import Pool, WorkflowRepository
+from standins import AiGeneratorStub
+from streams.pipeline.generation import GenerationPool
+from streams.storage.repository import Pool, WorkflowRepository
 
 from .harness import eventually
-from standins import AiGeneratorStub
 from .test_repository import start_workflow
 
 S = WorkflowState

@@ -14,11 +14,11 @@ import pytest
 from confluent_kafka import Consumer
 
 from handlers.messages import EmailPending
-from streams.kafka_access import confluent_config
-from streams.outbox import OutboxRelay, new_producer
-from streams.repository import Pool, WorkflowRepository
+from streams.kafka.access import confluent_config
+from streams.kafka.topics import ensure_topics
+from streams.pipeline.relay import OutboxRelay, new_producer
 from streams.settings import KafkaSettings
-from streams.topics import ensure_topics
+from streams.storage.repository import Pool, WorkflowRepository
 
 from .factories import insert_email
 from .harness import Pipeline

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trustme
 
-from streams.kafka_access import aiokafka_config, confluent_config, faust_credentials
+from streams.kafka.access import aiokafka_config, confluent_config, faust_credentials
 from streams.settings import ConfigError, KafkaSettings, load_settings
 
 from .harness import ORCHESTRATOR, Pipeline, eventually

@@ -27,11 +27,12 @@ def string_constants(path: Path) -> list[str]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
 
 
-def test_no_sql_outside_the_storage_modules() -> None:
-    for name in ("stages.py", "api.py", "web.py", "health.py", "agents.py", "consumer.py", "poller.py",
-                 "doctor.py", "kafka_tools.py", "cli.py", "metrics.py", "dashboard.py", "charts.py"):
-        found = [s for s in string_constants(ROOT / "streams" / name) if SQL.search(s)]
-        assert found == [], f"SQL in streams/{name}: {found}"
+def test_sql_lives_only_in_the_storage_package() -> None:
+    for path in sources("streams", "handlers"):
+        if path.is_relative_to(ROOT / "streams" / "storage"):
+            continue
+        found = [s for s in string_constants(path) if SQL.search(s)]
+        assert found == [], f"SQL in {path.relative_to(ROOT)}: {found}"
 
 
 def test_no_state_name_literal_outside_handlers() -> None:
@@ -41,42 +42,83 @@ def test_no_state_name_literal_outside_handlers() -> None:
         assert found == [], f"state name literal in {path.relative_to(ROOT)}: {found}"
 
 
-def test_handlers_import_no_io_library() -> None:
-    io = {"faust", "aiohttp", "psycopg", "psycopg_pool", "httpx", "confluent_kafka", "aiokafka", "streams"}
-    for path in sources("handlers"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                roots = {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                roots = {node.module.split(".")[0]}
-            else:
-                continue
-            assert not roots & io, f"{path.relative_to(ROOT)} imports {roots & io}"
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path, package: str) -> set[str]:
-    """Modules of ``package`` that ``path`` imports at module level (TYPE_CHECKING included)."""
+def imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it (functions and TYPE_CHECKING
+    included), as absolute dotted names; ``from pkg import mod`` counts as ``pkg.mod``."""
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1:
-                base = f"{package}.{node.module}" if node.module else package
-                names = [base] if node.module else [f"{package}.{a.name}" for a in node.names]
-            elif node.module and node.module.startswith(package + "."):
-                names = [node.module]
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
             else:
-                continue
-            found.update(n for n in names if (ROOT / (n.replace(".", "/") + ".py")).exists())
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
     return found
 
 
-def test_no_import_loop_in_streams() -> None:
-    graph = {".".join(p.relative_to(ROOT).with_suffix("").parts): _imports(p, "streams")
-             for p in (ROOT / "streams").glob("*.py")}
+def own_modules(path: Path) -> set[str]:
+    """The modules of this repository's packages that ``path`` imports."""
+    names = set()
+    for name in imported(path):
+        file = ROOT / name.replace(".", "/")
+        if file.with_suffix(".py").is_file() or (file / "__init__.py").is_file():
+            names.add(name)
+    return names
+
+
+def roots(names: set[str]) -> set[str]:
+    return {n.split(".")[0] for n in names}
+
+
+IO_LIBRARIES = {"faust", "mode", "aiohttp", "psycopg", "psycopg_pool", "httpx", "confluent_kafka", "aiokafka"}
+
+
+def test_handlers_import_no_io_library_and_nothing_of_streams() -> None:
+    for path in sources("handlers"):
+        found = roots(imported(path)) & (IO_LIBRARIES | {"streams", "standins"})
+        assert not found, f"{path.relative_to(ROOT)} imports {found}"
+
+
+def test_stages_talk_to_the_world_only_through_their_ports() -> None:
+    """The stages decide; Kafka, HTTP and SQL are the layers around them."""
+    for path in sources("streams/stages"):
+        found = roots(imported(path)) & IO_LIBRARIES
+        outward = {n for n in own_modules(path)
+                   if n.startswith(("streams.pipeline", "streams.web", "streams.kafka", "streams.cli",
+                                    "streams.peers", "streams.observability"))}
+        assert not found and not outward, f"{path.relative_to(ROOT)} imports {found | outward}"
+
+
+def test_the_pipeline_never_imports_the_web_layer() -> None:
+    for path in sources("streams/pipeline", "streams/storage", "streams/kafka", "streams/peers"):
+        found = {n for n in own_modules(path) if n.startswith(("streams.web", "streams.cli"))}
+        assert not found, f"{path.relative_to(ROOT)} imports {found}"
+
+
+def test_nothing_imports_the_stand_ins() -> None:
+    for path in sources("streams", "handlers"):
+        assert "standins" not in roots(imported(path)), f"{path.relative_to(ROOT)} imports standins"
+
+
+def test_no_import_loop_anywhere() -> None:
+    """Modules of ``streams`` and ``handlers`` import each other in a tree, imports
+    inside functions included (a package counts as its ``__init__``)."""
+    graph = {module_name(p): own_modules(p) - {module_name(p)} for p in sources("streams", "handlers")}
 
     def visit(node: str, path: list[str]) -> None:
         assert node not in path, f"import loop: {' -> '.join(path + [node])}"
-        for nxt in graph.get(node, ()):
+        for nxt in sorted(graph.get(node, ())):
             visit(nxt, path + [node])
 
     for module in graph:

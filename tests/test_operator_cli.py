@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
+
 from confluent_kafka import Producer
 
-from .harness import ORCHESTRATOR, Pipeline
 from standins import free_port
+
+from .harness import ORCHESTRATOR, Pipeline
 from .services import secured_kafka
 
 

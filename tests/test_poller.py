@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from streams.poller import EmailPoller
-from streams.repository import Pool, WorkflowRepository
+from streams.pipeline.poller import EmailPoller
+from streams.storage.repository import Pool, WorkflowRepository
 
 from .factories import insert_email
 from .harness import eventually

@@ -14,10 +14,10 @@ from aiosmtpd.controller import Controller
 from handlers.clock import OffsetClock
 from handlers.messages import InboundSms
 from handlers.workflow import WorkflowState
+from standins import AiGeneratorStub, Inbox, SmsGatewayStub, free_port
 from streams.peers.smtp import SmtpSender
-from streams.repository import Pool, WorkflowRepository
+from streams.storage.repository import Pool, WorkflowRepository
 
-from standins import AiGeneratorStub, SmsGatewayStub, Inbox, free_port
 from .factories import draft_request
 from .test_repository import start_workflow
 

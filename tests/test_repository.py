@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.workflow import IllegalTransitionError, WorkflowState, is_allowed
-from streams.repository import Pool, WorkflowRepository
+from streams.storage.repository import Pool, WorkflowRepository
 
 from .factories import insert_email
 

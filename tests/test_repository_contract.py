@@ -44,8 +44,8 @@ async def backend(database_or_none: str | None, clock: OffsetClock) -> AsyncIter
         yield Backend(fake, clock, fake.start, lambda: _aresult([m.topic for m in fake.data.outbox]),
                       lambda: _aresult([(m.topic, getattr(m, "message_id", None)) for m in fake.data.outbox]))
         return
-    from streams.database import create_pool
-    from streams.repository import WorkflowRepository
+    from streams.storage.database import create_pool
+    from streams.storage.repository import WorkflowRepository
 
     from .test_repository import start_workflow
 

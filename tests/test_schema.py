@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from streams.database import apply_schema
+from streams.storage.database import apply_schema
 
 DEPLOYED = """
 CREATE TABLE processed_emails (

@@ -8,10 +8,10 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from handlers.workflow import WorkflowState
-from streams.peers.smtp import SmtpSender
-from streams.repository import Pool, WorkflowRepository
-
 from standins import Inbox, free_port
+from streams.peers.smtp import SmtpSender
+from streams.storage.repository import Pool, WorkflowRepository
+
 from .test_repository import start_workflow
 
 S = WorkflowState

@@ -15,11 +15,11 @@ from aiosmtpd.controller import Controller
 
 from handlers.errors import PermanentError, TransientError
 from handlers.workflow import WorkflowState
+from standins import Inbox, free_port
 from streams.peers.imap import SentFolder
 from streams.peers.smtp import SmtpSender
-from streams.repository import Pool, WorkflowRepository
+from streams.storage.repository import Pool, WorkflowRepository
 
-from standins import Inbox, free_port
 from .services import ImapAccount, imap_account
 from .test_repository import start_workflow
 

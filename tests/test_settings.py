@@ -105,7 +105,7 @@ def test_the_command_stops_with_one_line_naming_the_variable(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if k.upper() not in {f.upper() for f in Settings.model_fields}}
     env |= REQUIRED | {"YOUR_PHONE_NUMBER": "call me maybe"}
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.cli.main", "worker"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2

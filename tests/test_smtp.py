@@ -16,9 +16,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from handlers.emails import Reply, build_reply
 from handlers.errors import PermanentError, TransientError
-from streams.peers.smtp import SmtpSender
-
 from standins import Inbox, free_port
+from streams.peers.smtp import SmtpSender
 
 
 def reply() -> Any:

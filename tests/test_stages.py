@@ -22,7 +22,7 @@ from handlers.messages import (
 )
 from handlers.workflow import WorkflowState
 from streams.settings import Settings
-from streams.stages import NotAllowedNow, Stages, UnknownWorkflow
+from streams.stages.core import NotAllowedNow, Stages, UnknownWorkflow
 
 from .factories import draft_request
 from .fakes import FakeGenerator, FakeMail, FakeRepository, FakeSms

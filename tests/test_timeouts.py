@@ -9,7 +9,7 @@ from typing import Any
 
 from handlers.clock import OffsetClock
 from handlers.workflow import WorkflowState
-from streams.repository import Pool, WorkflowRepository
+from streams.storage.repository import Pool, WorkflowRepository
 
 from .test_repository import start_workflow
 

@@ -7,8 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ValidationError
 
 from handlers.errors import PermanentError, TransientError
-
-from .http import PeerHttp, post_json
+from streams.peers.http import PeerHttp, post_json
 
 PEER = "AI Reply Generator"
 

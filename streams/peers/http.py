@@ -21,8 +21,7 @@ from typing import Any
 import aiohttp
 
 from handlers.errors import PermanentError, TransientError
-
-from .. import metrics
+from streams.observability import metrics
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ import ssl
 from pathlib import Path
 
 from handlers.errors import PermanentError, TransientError
-
-from .smtp import tls_context
+from streams.peers.smtp import tls_context
 
 PEER = "IMAP"
 

@@ -6,8 +6,7 @@ from pydantic import BaseModel, ValidationError
 
 from handlers.errors import PermanentError, TransientError
 from handlers.sms_text import MAX_SMS_CHARS
-
-from .http import PeerHttp, post_json
+from streams.peers.http import PeerHttp, post_json
 
 PEER = "SMS Gateway"
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from handlers.errors import OutcomeUnknownError, PermanentError, TransientError
-
-from .. import metrics
+from streams.observability import metrics
 
 PEER = "SMTP"
 

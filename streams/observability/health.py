@@ -24,14 +24,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from .kafka_access import aiokafka_config
-from .generation import GenerationPool
-from .outbox import OutboxRelay
-from .peers.http import UNREACHABLE, PeerHttp
-from .poller import EmailPoller
-from .repository import WorkflowRepository
-from .settings import Settings
-from .topics import full_name
+from streams.kafka.access import aiokafka_config
+from streams.kafka.topics import full_name
+from streams.peers.http import UNREACHABLE, PeerHttp
+from streams.pipeline.generation import GenerationPool
+from streams.pipeline.poller import EmailPoller
+from streams.pipeline.relay import OutboxRelay
+from streams.settings import Settings
+from streams.storage.repository import WorkflowRepository
 
 LAG_CACHE_SECONDS = 5.0
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .health import HealthReporter
-from .repository import WorkflowRepository
-from .settings import Settings
-from .stages import Stages
+from streams.observability.health import HealthReporter
+from streams.settings import Settings
+from streams.stages.core import Stages
+from streams.storage.repository import WorkflowRepository
 
 SETTINGS = web.AppKey("settings", Settings)
 REPO = web.AppKey("repo", WorkflowRepository)

@@ -32,11 +32,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from handlers.workflow import AWAITING_STATES, TERMINAL_STATES, WorkflowState, plan_retry
-
-from . import charts
-from .appkeys import HEALTH, REPO, SETTINGS, STAGES
-from .records import Workflow
-from .stages import NotAllowedNow, UnknownWorkflow
+from streams.stages.core import NotAllowedNow, UnknownWorkflow
+from streams.storage.records import Workflow
+from streams.web import charts
+from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
 
 S = WorkflowState
 SESSION_COOKIE = "orchestrator_session"

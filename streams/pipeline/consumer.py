@@ -8,7 +8,7 @@ an outage delays work but drops none. Any other error is a bug: the message is
 dead-lettered with its reason, and the workflow it names is failed so that it
 is visible and retryable instead of stuck mid-stage.
 
-Agents hand over the records they took together (:mod:`streams.batching`;
+Agents hand over the records they took together (:mod:`streams.pipeline.batching`;
 acknowledged once this returns). A stage that works on many messages at
 once (``together``) gets the whole batch in one call, which is one
 transaction; if that call fails with a bug, the batch is handled again one
@@ -32,9 +32,8 @@ from pydantic import ValidationError
 from handlers.clock import Clock
 from handlers.messages import DeadLetter, DeadLetterKind, Publishable, TopicMessage
 from handlers.workflow import Stage
-
-from . import metrics, tracing
-from .retrying import Exhausted, outlasting_outages
+from streams.observability import metrics, tracing
+from streams.stages.retrying import Exhausted, outlasting_outages
 
 log = logging.getLogger(__name__)
 

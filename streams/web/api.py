@@ -23,10 +23,9 @@ from handlers.workflow import (
     IN_PROGRESS_STATES,
     WorkflowState,
 )
-
-from .appkeys import REPO, STAGES
-from .records import AuditEntry, Workflow
-from .stages import NotAllowedNow, UnknownWorkflow
+from streams.stages.core import NotAllowedNow, UnknownWorkflow
+from streams.storage.records import AuditEntry, Workflow
+from streams.web.appkeys import REPO, STAGES
 
 S = WorkflowState
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -11,7 +11,7 @@ The value stays plain JSON; what describes it travels in headers: the
 CloudEvents Kafka binding in binary mode (``ce_specversion``, ``ce_id`` (the
 row's ``event_id``, the same when a batch is published again), ``ce_source``,
 ``ce_type``, ``ce_time``, ``content-type``), made with the CloudEvents SDK, and a
-W3C ``traceparent`` in the workflow's trace (see :mod:`streams.tracing`).
+W3C ``traceparent`` in the workflow's trace (see :mod:`streams.observability.tracing`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,13 @@ from cloudevents.kafka import to_binary
 from confluent_kafka import KafkaError, Message, Producer
 
 from handlers.messages import DLQ_HEADER, SCHEMA_VERSION, DeadLetter
-
-from . import metrics
-from .database import run_on_notify
-from .kafka_access import confluent_config
-from .repository import Pool
-from .settings import KafkaSettings
-from .topics import full_name
-from .tracing import new_trace_id, traceparent
+from streams.kafka.access import confluent_config
+from streams.kafka.topics import full_name
+from streams.observability import metrics
+from streams.observability.tracing import new_trace_id, traceparent
+from streams.settings import KafkaSettings
+from streams.storage.database import run_on_notify
+from streams.storage.repository import Pool
 
 log = logging.getLogger(__name__)
 

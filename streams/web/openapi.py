@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .api import ActionResult, ErrorBody, WorkflowDetail, WorkflowPage, WorkflowStatus
+from streams.web.api import ActionResult, ErrorBody, WorkflowDetail, WorkflowPage, WorkflowStatus
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

@@ -20,14 +20,14 @@ from aiohttp import web
 from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, verify_signature
 from handlers.links import token_matches
 from handlers.messages import InboundSms
-
-from . import api, dashboard, metrics, openapi
-from .api import error_response
-from .appkeys import HEALTH, REPO, SETTINGS, STAGES
-from .health import HealthReporter
-from .repository import WorkflowRepository
-from .settings import Settings
-from .stages import Stages
+from streams.observability import metrics
+from streams.observability.health import HealthReporter
+from streams.settings import Settings
+from streams.stages.core import Stages
+from streams.storage.repository import WorkflowRepository
+from streams.web import api, dashboard, openapi
+from streams.web.api import error_response
+from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,12 @@ from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]
 from pydantic import BaseModel
 
 from handlers.errors import PeerError
-
-from .database import missing_schema
-from .kafka_access import KafkaUnavailable, probe, uses_sasl
-from .peers.http import UNREACHABLE, PeerHttp
-from .peers.smtp import SmtpSender
-from .settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
-from .topics import missing_topics, topic_names
+from streams.kafka.access import KafkaUnavailable, probe, uses_sasl
+from streams.kafka.topics import missing_topics, topic_names
+from streams.peers.http import UNREACHABLE, PeerHttp
+from streams.peers.smtp import SmtpSender
+from streams.settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
+from streams.storage.database import missing_schema
 
 #: What the worker does with every topic: read it (the agents), write it (the outbox relay).
 NEEDED_ON_TOPICS = (AclOperation.DESCRIBE, AclOperation.READ, AclOperation.WRITE)

@@ -28,11 +28,10 @@ from handlers.messages import (
     WorkflowEvent,
 )
 from handlers.workflow import Stage
-
-from .kafka_access import KafkaUnavailable, probe
+from streams.kafka.access import KafkaUnavailable, probe
 
 if TYPE_CHECKING:
-    from .settings import KafkaSettings
+    from streams.settings import KafkaSettings
 
 DEADLETTER: Final = DeadLetter.topic
 EMAILS_PENDING: Final = EmailPending.topic
@@ -84,7 +83,7 @@ def ensure_topics(k: KafkaSettings, timeout: float = 30.0) -> list[str]:
     With KAFKA_CREATE_TOPICS (the default) missing topics are created with the
     configured partition count and replication factor, and an existing topic
     is left as it is; otherwise they are only looked for. Raises
-    :class:`~streams.kafka_access.KafkaUnavailable` with one line saying what
+    :class:`~streams.kafka.access.KafkaUnavailable` with one line saying what
     is wrong: the cluster cannot be reached or refuses the login, topics are
     missing, or the principal may not create them.
     """

@@ -22,18 +22,18 @@ import asyncio
 import logging
 import os
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
-from . import logs
-from .kafka_access import KafkaUnavailable
-from .settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
+from streams.kafka.access import KafkaUnavailable
+from streams.observability import logs
+from streams.settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
 
 log = logging.getLogger("streams.demo")
 
 
 def _db_init(_: argparse.Namespace) -> int:
-    from .database import apply_schema, schema_file
+    from streams.storage.database import apply_schema, schema_file
 
     settings = load_settings(DatabaseSettings)
     asyncio.run(apply_schema(settings.conninfo))
@@ -42,7 +42,7 @@ def _db_init(_: argparse.Namespace) -> int:
 
 
 def _topics_create(_: argparse.Namespace) -> int:
-    from .topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     settings = load_settings(KafkaSettings, kafka_create_topics=True)
     created = ensure_topics(settings)
@@ -55,19 +55,19 @@ def _kafka_settings() -> KafkaSettings:
 
 
 def _topics_list(_: argparse.Namespace) -> int:
-    from .kafka_tools import topics_list
+    from streams.cli.kafka_tools import topics_list
 
     return topics_list(_kafka_settings())
 
 
 def _topics_describe(args: argparse.Namespace) -> int:
-    from .kafka_tools import topics_describe
+    from streams.cli.kafka_tools import topics_describe
 
     return topics_describe(_kafka_settings(), args.topics)
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from .kafka_tools import tail
+    from streams.cli.kafka_tools import tail
 
     try:
         return tail(_kafka_settings(), args.topic, from_beginning=args.from_beginning, until_end=args.exit)
@@ -76,19 +76,19 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _dlq_list(_: argparse.Namespace) -> int:
-    from .kafka_tools import dlq_list
+    from streams.cli.kafka_tools import dlq_list
 
     return dlq_list(_kafka_settings())
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
-    from .kafka_tools import dlq_replay
+    from streams.cli.kafka_tools import dlq_replay
 
     return dlq_replay(_kafka_settings(), args.ids, args.all, args.dry_run)
 
 
 def _doctor(_: argparse.Namespace) -> int:
-    from .doctor import doctor
+    from streams.cli.doctor import doctor
 
     return doctor()
 
@@ -109,8 +109,8 @@ def _demo(_: argparse.Namespace) -> int:
         from standins import demo
     except ImportError as exc:
         raise ConfigError(f"DEMO: the stand-in peers need the demo extra (pip install '.[demo]'): {exc}") from None
-    from .database import apply_schema
-    from .worker import run_worker
+    from streams.storage.database import apply_schema
+    from streams.worker import run_worker
 
     host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8003")
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -142,7 +142,7 @@ def _worker(_: argparse.Namespace) -> int:
         raise ConfigError("DEMO: is set by `orchestrator demo` only; the worker never runs the stand-in peers")
     if settings.unauthenticated_exposure and not settings.allow_unauthenticated:
         raise ConfigError(settings.unauthenticated_exposure)
-    from .worker import run_worker
+    from streams.worker import run_worker
 
     return run_worker(settings)
 

@@ -4,7 +4,7 @@ the work in hand.
 A workflow's trace starts when its email is picked up (``workflow_state.trace_id``
 is set as the row is made); an SMS's starts at the webhook. Every record the
 worker writes carries a ``traceparent`` header in that trace (the outbox
-relay adds it, see :mod:`streams.outbox`), so one trace id ties together a
+relay adds it, see :mod:`streams.pipeline.relay`), so one trace id ties together a
 workflow's records on every topic and its log lines. Formatting and parsing
 ``traceparent`` is opentelemetry-api's W3C propagator; an OpenTelemetry SDK
 is not needed.

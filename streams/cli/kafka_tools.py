@@ -1,7 +1,7 @@
 """The operator's Kafka commands: ``tail``, ``dlq list``, ``dlq replay``,
 ``topics list`` and ``topics describe``.
 
-They reach the cluster exactly as the worker does (:mod:`streams.kafka_access`)
+They reach the cluster exactly as the worker does (:mod:`streams.kafka.access`)
 and read with partitions assigned directly, so they never join (or disturb)
 the worker's consumer group and never commit an offset.
 """
@@ -18,12 +18,11 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from tqdm import tqdm
 
 from handlers.messages import DLQ_HEADER, DeadLetter, WorkflowEvent
-
-from .kafka_access import confluent_config, probe
-from .outbox import cloud_event_headers
-from .settings import KafkaSettings
-from .topics import ALL, full_name, topic_names
-from .tracing import trace_id_of
+from streams.kafka.access import confluent_config, probe
+from streams.kafka.topics import ALL, full_name, topic_names
+from streams.observability.tracing import trace_id_of
+from streams.pipeline.relay import cloud_event_headers
+from streams.settings import KafkaSettings
 
 Out = Callable[[str], None]
 

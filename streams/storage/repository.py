@@ -41,9 +41,8 @@ from handlers.workflow import (
     frees_the_phone,
     names,
 )
-
-from . import metrics, tracing
-from .records import AuditEntry, Email, Workflow
+from streams.observability import metrics, tracing
+from streams.storage.records import AuditEntry, Email, Workflow
 
 #: Columns a transition may set besides the state columns.
 SETTABLE_COLUMNS = frozenset(

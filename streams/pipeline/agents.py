@@ -1,9 +1,9 @@
 """The faust agents: one per :class:`~handlers.workflow.Stage`, each a recipe.
 
-Topic values are raw bytes decoded by :class:`~streams.consumer.MessageHandler`
+Topic values are raw bytes decoded by :class:`~streams.pipeline.consumer.MessageHandler`
 with pydantic, so messages stay plain JSON with no framework envelope. An
 agent takes what has arrived (up to BATCH_MAX records, waiting at most
-BATCH_WINDOW after the first for more; :mod:`streams.batching`) and hands it
+BATCH_WINDOW after the first for more; :mod:`streams.pipeline.batching`) and hands it
 over at once; the records are acknowledged after the handler returns, never
 before. One actor per agent: faust's ``concurrency > 1`` can commit an offset
 past a message still in flight (faust-streaming issue 606).
@@ -16,13 +16,12 @@ from typing import Any
 
 from handlers.messages import EditRequested, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.workflow import Stage
-
-from . import topics
-from .batching import take_batches
-from .consumer import MessageHandler, SourceRecord
-from .health import AgentProgress
-from .repository import WorkflowRepository
-from .stages import Stages
+from streams.kafka import topics
+from streams.observability.health import AgentProgress
+from streams.pipeline.batching import take_batches
+from streams.pipeline.consumer import MessageHandler, SourceRecord
+from streams.stages.core import Stages
+from streams.storage.repository import WorkflowRepository
 
 #: The most records an agent hands over at once.
 BATCH_MAX = 500

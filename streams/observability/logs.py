@@ -4,7 +4,7 @@ on a terminal) or ``text``.
 Every line has ``time``, ``level``, ``logger`` and ``message``, and, when the
 line is about one workflow, its ``message_id``, the ``state`` it reached and
 its ``trace_id`` (the W3C trace of its Kafka records, see
-:mod:`streams.tracing`). JSON is python-json-logger's formatter.
+:mod:`streams.observability.tracing`). JSON is python-json-logger's formatter.
 
 No secret reaches a log line: besides never logging them, the formatters
 replace the value of every secret setting with ``***`` wherever it appears
@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import SecretStr
 from pythonjsonlogger.json import JsonFormatter
 
-from . import tracing
+from streams.observability import tracing
 
 REDACTED = "***"
 CONTEXT = ("message_id", "state", "trace_id")

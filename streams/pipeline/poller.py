@@ -15,9 +15,8 @@ import time
 
 from handlers.emails import body_preview
 from handlers.messages import EmailPending
-
-from .database import run_on_notify
-from .repository import WorkflowRepository
+from streams.storage.database import run_on_notify
+from streams.storage.repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
 

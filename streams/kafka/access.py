@@ -31,7 +31,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
-    from .settings import KafkaSettings
+    from streams.settings import KafkaSettings
 
 #: librdkafka logs every failed connection attempt on its own; the worker
 #: reports the cause once instead (see :func:`probe`), so its lines go here,

@@ -48,15 +48,14 @@ from handlers.workflow import (
     is_terminal,
     plan_retry,
 )
-
-from . import topics
-from .consumer import CURRENT_RECORD, SourceRecord
-from .ports import MailSender, ReplyGenerator, SentMailbox, SmsSender
-from .records import Email, Workflow
-from .repository import Transaction, WorkflowRepository
-from .peers.ai import GeneratedDraft
-from .retrying import Exhausted, Gate, call_with_retries
-from .settings import Settings
+from streams.kafka import topics
+from streams.peers.ai import GeneratedDraft
+from streams.pipeline.consumer import CURRENT_RECORD, SourceRecord
+from streams.settings import Settings
+from streams.stages.ports import MailSender, ReplyGenerator, SentMailbox, SmsSender
+from streams.stages.retrying import Exhausted, Gate, call_with_retries
+from streams.storage.records import Email, Workflow
+from streams.storage.repository import Transaction, WorkflowRepository
 
 S = WorkflowState
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ class Stages:
     async def draft(self, messages: Sequence[EmailPending | EditRequested]) -> None:
         """Ask for the drafts of ``messages`` (new emails, or again after an
         edit): move them to ``ai_generating``, where a generation pool leases
-        them (:class:`~streams.generation.GenerationPool`), in one transaction.
+        them (:class:`~streams.pipeline.generation.GenerationPool`), in one transaction.
         Quick: the Kafka messages are done with once this commits; the
         generation itself, which takes seconds, never holds a partition up.
         A workflow already past this stage (a redelivery) is left as it is;

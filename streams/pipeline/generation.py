@@ -35,13 +35,12 @@ import logging
 import time
 
 from handlers.workflow import Stage
-
-from .database import run_on_notify
-from .records import Workflow
-from .repository import WorkflowRepository
-from . import metrics, tracing
-from .retrying import INFRASTRUCTURE_ERRORS, outlasting_outages
-from .stages import Stages
+from streams.observability import metrics, tracing
+from streams.stages.core import Stages
+from streams.stages.retrying import INFRASTRUCTURE_ERRORS, outlasting_outages
+from streams.storage.database import run_on_notify
+from streams.storage.records import Workflow
+from streams.storage.repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
 

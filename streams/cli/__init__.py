@@ -1,0 +1,5 @@
+"""The operator command line: `orchestrator worker|demo|migrate|doctor|topics|tail|dlq` (see main)."""
+
+from streams.cli.main import main
+
+__all__ = ["main"]
