@@ -1,5 +1,13 @@
 """Shared fixtures: real Kafka and PostgreSQL, isolated per test.
 
+The suite comes in three tiers, one folder each, and each test is marked with
+its folder's name (``pytest -m unit`` is the same as ``pytest tests/unit``):
+
+- ``tests/unit``: no service at all; the whole tier runs in seconds.
+- ``tests/integration``: PostgreSQL (and, where named, Kafka, SMTP or IMAP),
+  driven in-process.
+- ``tests/e2e``: ``orchestrator worker`` processes, stand-in peers, browsers.
+
 Every test that touches PostgreSQL gets a database of its own, cloned from a
 template that already holds ``schema.sql``; every test that touches Kafka gets
 a topic prefix (and so a consumer group) of its own.
@@ -21,7 +29,18 @@ from handlers.clock import OffsetClock
 from streams.storage.database import apply_schema, create_pool
 from streams.storage.repository import Pool, WorkflowRepository
 
-from .services import Endpoints, provide
+from tests.support.services import Endpoints, provide
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = item.path.relative_to(config.rootpath / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +163,7 @@ async def make_pipeline(
     database: str, endpoints: Endpoints, topic_prefix: str, tmp_path: Any
 ) -> AsyncIterator[Any]:
     """Start a pipeline with extra settings: ``await make_pipeline(API_TOKEN="x")``."""
-    from .harness import Pipeline
+    from tests.support.harness import Pipeline
 
     started: list[Pipeline] = []
 
@@ -158,12 +177,12 @@ async def make_pipeline(
     for p in started:
         await p.stop()
     if started:
-        from .harness import delete_topics
+        from tests.support.harness import delete_topics
 
         await asyncio.to_thread(delete_topics, endpoints.kafka_bootstrap_servers, topic_prefix)
 
 
 @pytest.fixture
 async def pipeline(make_pipeline: Any) -> Any:
-    """A running ``orchestrator worker`` with stub peers; see tests/harness.py."""
+    """A running ``orchestrator worker`` with stub peers; see tests/support/harness.py."""
     return await make_pipeline()

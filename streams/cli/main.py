@@ -202,6 +202,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return code
 
-
-if __name__ == "__main__":
-    sys.exit(main())

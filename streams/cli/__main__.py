@@ -1,0 +1,7 @@
+"""`python -m streams.cli` is `orchestrator`."""
+
+import sys
+
+from streams.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,144 @@
+"""One reminder for an unanswered draft, and quiet hours, on real PostgreSQL
+with real peers on loopback and an injected clock (no sleeps)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from handlers.clock import OffsetClock
+from handlers.messages import InboundSms
+from handlers.workflow import WorkflowState
+from standins import AiGeneratorStub, Inbox, SmsGatewayStub, free_port
+from streams.peers.smtp import SmtpSender
+from streams.storage.repository import Pool, WorkflowRepository
+
+from tests.support.factories import draft_request
+from tests.support.factories import start_workflow
+
+S = WorkflowState
+PHONE = "+15551234567"
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+class Peers:
+    def __init__(self) -> None:
+        self.ai, self.sms, self.inbox = AiGeneratorStub(), SmsGatewayStub(), Inbox()
+        self.smtp_port = free_port()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[Peers]:
+    p = Peers()
+    await p.ai.start()
+    await p.sms.start()
+    p.controller.start()
+    try:
+        yield p
+    finally:
+        p.controller.stop()
+        await p.ai.stop()
+        await p.sms.stop()
+
+
+def stages_for(make_stages: Any, peers: Peers, **settings: Any) -> Any:
+    return make_stages(smtp=SmtpSender("127.0.0.1", peers.smtp_port, "plain", "", ""),
+                       ai_reply_generator_url=peers.ai.url, sms_gateway_url=peers.sms.url,
+                       retry_backoff_base=0.01, **settings)
+
+
+async def draft(stages: Any, repo: WorkflowRepository, mid: str) -> None:
+    """What the draft agent and then a generation pool do with ``mid``."""
+    wf = await repo.get(mid)
+    assert wf is not None
+    await stages.draft([draft_request(wf)])
+    for wf in await repo.lease_drafts(10, 30):
+        await stages.generate(wf)
+
+
+async def answer(stages: Any, text: str, n: int) -> None:
+    await stages.command(InboundSms(sms_id=f"r{n}", phone_number=PHONE, text=text))
+
+
+async def test_one_reminder_then_the_draft_is_still_answerable(
+    repo: WorkflowRepository, pool: Pool, clock: OffsetClock, make_stages: Any, peers: Peers
+) -> None:
+    stages = stages_for(make_stages, peers)  # REMINDER_AFTER defaults to 4 hours
+    mid = await start_workflow(repo, pool)
+    await draft(stages, repo, mid)
+    await stages.notify()
+    [draft_sms] = peers.sms.messages
+    clock.advance(timedelta(hours=3, minutes=59))
+    assert await stages.send_reminders() == 0
+    clock.advance(timedelta(minutes=2))
+    assert await stages.send_reminders() == 1
+    assert peers.sms.messages[1] == "Reminder: " + draft_sms
+    clock.advance(timedelta(hours=5))
+    assert await stages.send_reminders() == 0  # once
+    assert len(peers.sms.messages) == 2
+    trail = await repo.audit_trail(mid)
+    assert (trail[-1].from_state, trail[-1].to_state, trail[-1].transition_reason) == (
+        "awaiting_user", "awaiting_user", "reminder sent by SMS")
+
+    await answer(stages, "1", 1)
+    await stages.send(mid)
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.REPLY_SENT
+    assert len(peers.inbox.messages) == 1
+
+
+async def test_reminders_can_be_switched_off_and_a_refused_one_is_retried(
+    repo: WorkflowRepository, pool: Pool, clock: OffsetClock, make_stages: Any, peers: Peers
+) -> None:
+    off = stages_for(make_stages, peers, reminder_after=0)
+    mid = await start_workflow(repo, pool)
+    await draft(off, repo, mid)
+    await off.notify()
+    clock.advance(timedelta(days=2))
+    assert await off.send_reminders() == 0
+    on = stages_for(make_stages, peers, reminder_after=3600, max_retry_attempts=1)
+    peers.sms.failures = 1
+    assert await on.send_reminders() == 0  # the gateway refused: not marked as reminded
+    assert await on.send_reminders() == 1
+    assert peers.sms.messages[-1].startswith("Reminder: ")
+
+
+async def test_nothing_is_texted_inside_quiet_hours_and_answers_still_work(
+    repo: WorkflowRepository, pool: Pool, clock: OffsetClock, make_stages: Any, peers: Peers
+) -> None:
+    stages = stages_for(make_stages, peers, quiet_hours="22:00-07:00", timezone="Europe/Berlin",
+                        reminder_after=3600)
+    evening = datetime(2026, 11, 25, 21, 50, tzinfo=BERLIN)
+    clock.jump_to(evening.astimezone(UTC))
+    first = await start_workflow(repo, pool)
+    await draft(stages, repo, first)
+    await stages.notify()
+    assert len(peers.sms.messages) == 1  # 21:50: presented
+
+    clock.jump_to(datetime(2026, 11, 25, 23, 30, tzinfo=BERLIN))  # quiet; the reminder is due
+    second = await start_workflow(repo, pool, from_address="Bob <bob@example.com>")
+    await draft(stages, repo, second)
+    await stages.notify()
+    assert await stages.send_reminders() == 0
+    await answer(stages, "2 make it shorter", 1)  # the person answers anyway
+    await draft(stages, repo, first)
+    await stages.notify()
+    wf = await repo.get(first)
+    assert wf is not None and wf.current_state is S.AI_GENERATED and wf.edit_iteration == 1
+    assert len(peers.sms.messages) == 1  # nothing texted in quiet hours
+
+    clock.jump_to(datetime(2026, 11, 26, 6, 59, tzinfo=BERLIN))
+    await stages.notify()
+    assert len(peers.sms.messages) == 1
+    clock.jump_to(datetime(2026, 11, 26, 7, 0, tzinfo=BERLIN))  # quiet hours end
+    await stages.notify()
+    assert len(peers.sms.messages) == 2
+    assert peers.sms.messages[1].startswith("John Smith: ") and "Revised draft" in peers.sms.messages[1]
+    assert (await repo.get(first)).current_state is S.AWAITING_USER  # type: ignore[union-attr]
+    assert (await repo.get(second)).current_state is S.AI_GENERATED  # type: ignore[union-attr]

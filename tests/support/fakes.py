@@ -1,0 +1,406 @@
+"""In-memory stand-ins for the repository and the peers, for fast stage tests.
+
+:class:`FakeRepository` keeps the same contract as
+:class:`streams.storage.repository.WorkflowRepository` (compare-and-set transitions
+checked against the real state machine, the phone slot, the SMS ledger, the
+send claim, the outbox); ``tests/integration/test_repository_contract.py`` runs one set of
+contract tests against both. A transaction that raises is rolled back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+from handlers.clock import Clock
+from handlers.errors import PermanentError, TransientError
+from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
+from handlers.workflow import (
+    QUEUED_FOR_PHONE_STATES,
+    READY_STATE,
+    TIMES_OUT_FROM,
+    EmailStatus,
+    WorkflowState,
+    check_transition,
+    email_status_for,
+    frees_the_phone,
+)
+from streams.peers.ai import GeneratedDraft
+from streams.storage.records import AuditEntry, Email, Workflow
+from streams.storage.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
+
+S = WorkflowState
+_UNPARKED: dict[str, Any] = {"park_stage": None, "park_peer": None, "park_reason": None, "parked_since": None,
+                             "park_attempts": 0, "next_attempt_at": None}
+
+
+@dataclass
+class _Data:
+    emails: dict[str, Email] = field(default_factory=dict)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    audit: list[tuple[str, AuditEntry]] = field(default_factory=list)
+    outbox: list[Publishable] = field(default_factory=list)
+    phones: dict[str, str | None] = field(default_factory=dict)
+    sms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reply_drafts: dict[str, str] = field(default_factory=dict)
+    outages: set[str] = field(default_factory=set)
+    #: Presentations held by a live worker (an advisory lock on its session, in PostgreSQL).
+    presenting: set[str] = field(default_factory=set)
+
+
+class _Part:
+    def __init__(self, tx: FakeTransaction) -> None:
+        self.tx = tx
+        self.data = tx.data
+
+
+class FakePhoneSlot(_Part):
+    async def lock(self, phone: str) -> Workflow | None:
+        held = self.data.phones.setdefault(phone, None)
+        return self.data.workflows.get(held) if held else None
+
+    async def oldest_ready(self) -> Workflow | None:
+        now = self.tx.clock.now()
+        ready = [wf for wf in self.data.workflows.values() if wf.current_state is READY_STATE
+                 and (wf.next_attempt_at is None or wf.next_attempt_at <= now)]
+        ready.sort(key=lambda wf: (wf.email_received_at or datetime.max.replace(tzinfo=UTC),
+                                   wf.created_at or datetime.max.replace(tzinfo=UTC)))
+        return ready[0] if ready else None
+
+    async def count_waiting(self, exclude: str | None = None) -> int:
+        return sum(1 for wf in self.data.workflows.values()
+                   if wf.current_state in QUEUED_FOR_PHONE_STATES and wf.message_id != exclude)
+
+    async def assign(self, phone: str, message_id: str) -> None:
+        self.data.phones[phone] = message_id
+
+    async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
+        freed = [(phone, held) for phone, held in self.data.phones.items() if held in message_ids]
+        for phone, _ in freed:
+            self.data.phones[phone] = None
+        return freed
+
+
+class FakeSmsLedger(_Part):
+    async def record(self, sms_id: str, phone: str, body: str, received_at: datetime | None,
+                     *, outcome: str | None = None) -> bool:
+        if sms_id in self.data.sms:
+            return False
+        self.data.sms[sms_id] = {"phone_number": phone, "body": body, "outcome": outcome,
+                                 "handled": outcome is not None, "message_id": None}
+        return True
+
+    async def claim(self, sms_id: str, phone: str, body: str, received_at: datetime | None) -> bool:
+        row = self.data.sms.setdefault(sms_id, {"phone_number": phone, "body": body, "outcome": None,
+                                                "handled": False, "message_id": None})
+        if row["handled"]:
+            return False
+        row["handled"] = True
+        return True
+
+    async def settle(self, sms_id: str, outcome: str, message_id: str | None) -> None:
+        self.data.sms[sms_id].update(outcome=outcome, message_id=message_id)
+
+
+class FakeTransaction:
+    def __init__(self, data: _Data, clock: Clock) -> None:
+        self.data = data
+        self.clock = clock
+        self.phone = FakePhoneSlot(self)
+        self.sms = FakeSmsLedger(self)
+        #: What this transaction's session holds (see FakeRepository.session).
+        self.held: set[str] = set()
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        before = copy.deepcopy(self.data)
+        try:
+            yield
+        except BaseException:
+            self.data.__dict__.update(before.__dict__)
+            raise
+
+    async def get(self, message_id: str, *, for_update: bool = False) -> Workflow | None:
+        return self.data.workflows.get(message_id)
+
+    def _audit(self, message_id: str, from_state: str | None, to_state: str, reason: str,
+               error: str | None) -> None:
+        entry = AuditEntry(len(self.data.audit) + 1, from_state, to_state, reason, error, self.clock.now())
+        self.data.audit.append((message_id, entry))
+
+    async def transition(self, message_id: str, expected: WorkflowState | Collection[WorkflowState],
+                         new: WorkflowState, reason: str, *, error: str | None = None, **fields: Any) -> bool:
+        sources = (expected,) if isinstance(expected, WorkflowState) else tuple(expected)
+        for source in sources:
+            check_transition(source, new)
+        unknown = set(fields) - SETTABLE_COLUMNS
+        if unknown:
+            raise ValueError(f"not settable workflow columns: {sorted(unknown)}")
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state not in sources:
+            return False
+        previous = wf.current_state.value
+        kept = {k: v for k, v in fields.items() if k in Workflow.__dataclass_fields__}  # as the row reads back
+        self.data.workflows[message_id] = replace(wf, current_state=new, previous_state=previous,
+                                                  updated_at=self.clock.now(), **_UNPARKED, **kept)
+        self._audit(message_id, previous, new.value, reason, error)
+        status = email_status_for(new)
+        if status is not None:
+            await self.set_email_status([message_id], status)
+        await self.publish(WorkflowEvent(message_id=message_id, from_state=previous, to_state=new.value,
+                                         reason=reason, error=error, at=self.clock.now()))
+        if frees_the_phone(new):
+            for phone, _ in await self.phone.release([message_id]):
+                await self.publish(PhoneFreed(phone_number=phone, message_id=message_id, to_state=new.value))
+        return True
+
+    async def transition_many(self, message_ids: Sequence[str], expected: WorkflowState | Collection[WorkflowState],
+                              new: WorkflowState, reason: str, *, error: str | None = None,
+                              **fields: Any) -> list[str]:
+        return [m for m in dict.fromkeys(message_ids)
+                if await self.transition(m, expected, new, reason, error=error, **fields)]
+
+    async def hold_presentation(self, message_id: str) -> bool:
+        if message_id in self.data.presenting:
+            return False
+        self.data.presenting.add(message_id)
+        self.held.add(message_id)
+        return True
+
+    async def presenter_gone(self, message_id: str) -> bool:
+        return message_id not in self.data.presenting
+
+    async def claim_send(self, message_id: str, reply_message_id: str, *, again: bool = False) -> bool:
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state is not S.USER_APPROVED or (wf.send_attempted_at is None) != (not again):
+            return False
+        self.data.workflows[message_id] = replace(wf, reply_message_id=reply_message_id,
+                                                  send_attempted_at=self.clock.now())
+        reason = send_claim_reason(reply_message_id, again)
+        self._audit(message_id, wf.current_state.value, wf.current_state.value, reason, None)
+        return True
+
+    async def park(self, message_id: str, state: WorkflowState, *, stage: str, peer: str, reason: str,
+                   since: datetime, attempts: int, next_attempt_at: datetime, release_send: bool = False) -> bool:
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state is not state:
+            return False
+        self.data.workflows[message_id] = replace(
+            wf, park_stage=stage, park_peer=peer, park_reason=reason, parked_since=since, park_attempts=attempts,
+            next_attempt_at=next_attempt_at, send_attempted_at=None if release_send else wf.send_attempted_at)
+        if attempts == 1:
+            self._audit(message_id, state.value, state.value,
+                        park_reason(reason, next_attempt_at), reason)
+        return True
+
+    async def note_outage(self, peer: str) -> bool:
+        if peer in self.data.outages:
+            return False
+        self.data.outages.add(peer)
+        return True
+
+    async def claim_due_parked(self, limit: int) -> list[Workflow]:
+        now = self.clock.now()
+        due = sorted((wf for wf in self.data.workflows.values() if wf.park_peer is not None
+                      and wf.next_attempt_at is not None and wf.next_attempt_at <= now),
+                     key=lambda wf: wf.next_attempt_at or now)[:limit]
+        for wf in due:
+            self.data.workflows[wf.message_id] = replace(wf, next_attempt_at=None)
+        return [self.data.workflows[wf.message_id] for wf in due]
+
+    async def end_outages(self) -> list[str]:
+        parked = {wf.park_peer for wf in self.data.workflows.values()}
+        ended = sorted(self.data.outages - parked)
+        self.data.outages -= set(ended)
+        return ended
+
+    async def mark_reminded(self, message_id: str) -> bool:
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state is not S.AWAITING_USER or wf.reminded_at is not None:
+            return False
+        self.data.workflows[message_id] = replace(wf, reminded_at=self.clock.now())
+        self._audit(message_id, wf.current_state.value, wf.current_state.value, REMINDED, None)
+        return True
+
+    async def record_sent_reply(self, message_id: str, body: str) -> None:
+        self.data.reply_drafts[message_id] = body
+
+    async def create_workflow(self, email: Email, *, body_preview: str, reason: str) -> bool:
+        if email.message_id in self.data.workflows:
+            return False
+        now = self.clock.now()
+        self.data.workflows[email.message_id] = Workflow(
+            message_id=email.message_id, current_state=S.PENDING, previous_state=None,
+            email_subject=email.subject, email_from=email.from_address,
+            email_to=", ".join(email.to_addresses or []), email_body_preview=body_preview,
+            email_received_at=email.received_at, ai_reply_text=None, ai_reply_generated_at=None,
+            sms_message_id=None, sms_sent_at=None, sms_phone_number=None, user_command=None,
+            user_edit_instructions=None, user_responded_at=None, edit_iteration=0,
+            created_at=now, updated_at=now)
+        self._audit(email.message_id, None, S.PENDING.value, reason, None)
+        return True
+
+    async def email(self, message_id: str) -> Email | None:
+        return self.data.emails.get(message_id)
+
+    async def set_email_status(self, message_ids: Collection[str], status: EmailStatus, *,
+                               error: str | None = None) -> None:
+        for message_id in message_ids:
+            self.data.emails[message_id] = replace(self.data.emails[message_id], status=status.value)
+
+    async def publish(self, message: Publishable) -> None:
+        self.data.outbox.append(message)
+
+    async def publish_many(self, messages: Sequence[Publishable]) -> None:
+        self.data.outbox.extend(messages)
+
+
+class FakeSession:
+    """Transactions that share what they hold until the session ends."""
+
+    def __init__(self, repo: FakeRepository) -> None:
+        self.repo = repo
+        self.held: set[str] = set()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTransaction]:
+        async with self.repo.transaction() as tx:
+            try:
+                yield tx
+            finally:
+                self.held |= tx.held
+
+
+class FakeRepository:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.data = _Data()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTransaction]:
+        before = copy.deepcopy(self.data)
+        try:
+            yield FakeTransaction(self.data, self.clock)
+        except BaseException:
+            self.data.__dict__.update(before.__dict__)
+            raise
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[FakeSession]:
+        session = FakeSession(self)
+        try:
+            yield session
+        finally:
+            self.data.presenting -= session.held
+
+    async def transition(self, message_id: str, expected: WorkflowState | Collection[WorkflowState],
+                         new: WorkflowState, reason: str, *, error: str | None = None, **fields: Any) -> bool:
+        async with self.transaction() as tx:
+            return await tx.transition(message_id, expected, new, reason, error=error, **fields)
+
+    async def publish(self, message: Publishable) -> None:
+        async with self.transaction() as tx:
+            await tx.publish(message)
+
+    async def get(self, message_id: str) -> Workflow | None:
+        return self.data.workflows.get(message_id)
+
+    async def audit_trail(self, message_id: str) -> Sequence[AuditEntry]:
+        return [entry for mid, entry in self.data.audit if mid == message_id]
+
+    async def due_timeouts(self, now: datetime) -> list[str]:
+        due = [wf for wf in self.data.workflows.values()
+               if wf.current_state is TIMES_OUT_FROM and wf.timeout_at is not None and wf.timeout_at <= now]
+        return [wf.message_id for wf in sorted(due, key=lambda wf: wf.timeout_at or now)]
+
+    async def due_reminders(self, presented_before: datetime) -> list[str]:
+        due = [wf for wf in self.data.workflows.values()
+               if wf.current_state is S.AWAITING_USER and wf.reminded_at is None
+               and wf.sms_sent_at is not None and wf.sms_sent_at <= presented_before]
+        return [wf.message_id for wf in sorted(due, key=lambda wf: wf.sms_sent_at or presented_before)]
+
+    # -------------------------------------------------------------- for tests
+
+    def add_email(self, message_id: str, *, subject: str | None = "Lunch?",
+                  from_address: str = "Ann Lee <ann@example.com>", received_at: datetime | None = None) -> None:
+        self.data.emails[message_id] = Email(message_id=message_id, subject=subject, from_address=from_address,
+                                             to_addresses=["me@example.com"],
+                                             received_at=received_at or self.clock.now(),
+                                             status=EmailStatus.ORCHESTRATING.value)
+
+    async def start(self, message_id: str, **email: Any) -> None:
+        """An email taken on by the poller: its workflow in ``pending``."""
+        self.add_email(message_id, **email)
+        async with self.transaction() as tx:
+            assert await tx.create_workflow(self.data.emails[message_id], body_preview="Shall we?",
+                                            reason="test")
+
+    def published(self, kind: type[Publishable]) -> list[Any]:
+        return [m for m in self.data.outbox if isinstance(m, kind)]
+
+    def trail(self, message_id: str) -> list[tuple[str | None, str]]:
+        return [(e.from_state, e.to_state) for mid, e in self.data.audit if mid == message_id]
+
+
+# ------------------------------------------------------------------- peers
+
+
+class FakeGenerator:
+    """Answers with a draft naming the call; ``fail_with`` errors are raised first."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fail_with: list[Exception] = []
+
+    async def generate(self, email_message_id: str, *, tone: str, max_length: int | None = None,
+                       context_instructions: str | None = None) -> GeneratedDraft:
+        self.calls.append({"email_message_id": email_message_id, "context_instructions": context_instructions})
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        text = f"Draft {len(self.calls)}"
+        return GeneratedDraft(draft_id=f"d{len(self.calls)}", full_draft=text, length=len(text),
+                              is_sms_friendly=True, tokens_used=1, model_version="fake",
+                              generated_at=datetime.now(UTC))
+
+
+class FakeSms:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.failing = 0
+
+    async def send(self, to: str, message: str) -> str | None:
+        if self.failing:
+            self.failing -= 1
+            raise TransientError("SMS Gateway", "modem busy")
+        self.sent.append((to, message))
+        return f"sms-{len(self.sent)}"
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for _, text in self.sent]
+
+
+class FakeMail:
+    def __init__(self) -> None:
+        self.sent: list[EmailMessage] = []
+        self.refuse = False
+
+    async def send(self, message: EmailMessage) -> None:
+        if self.refuse:
+            raise PermanentError("SMTP", "554 no")
+        self.sent.append(message)
+
+
+class FakeSentFolder:
+    def __init__(self) -> None:
+        self.message_ids: set[str] = set()
+        self.checked: list[str] = []
+
+    async def contains(self, message_id: str) -> bool:
+        self.checked.append(message_id)
+        return message_id in self.message_ids
