@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.harness import Pipeline, delete_topics
+from tests.support.harness import Pipeline, delete_topics
 
 
 def pct(values: list[float], q: float) -> float:
@@ -28,7 +28,7 @@ def rss_mib(pid: int) -> float:
 
 @asynccontextmanager
 async def pipeline(**overrides: str) -> AsyncIterator[tuple[Pipeline, float]]:
-    """A running worker (tests/harness.py) against KAFKA_BOOTSTRAP_SERVERS and a
+    """A running worker (tests/support/harness.py) against KAFKA_BOOTSTRAP_SERVERS and a
     new database beside DATABASE_URL's; yields it and its start-up time (s)."""
     base = os.environ["DATABASE_URL"]
     name = f"bench_{uuid.uuid4().hex[:8]}"
@@ -41,7 +41,7 @@ async def pipeline(**overrides: str) -> AsyncIterator[tuple[Pipeline, float]]:
     defaults = {"KAFKA_TOPIC_PARTITIONS": "12", "POLL_INTERVAL": "120", "TIMEOUT_CHECK_INTERVAL": "30",
                 "GENERATION_LEASE": "30", "RETRY_BACKOFF_BASE": "1", "RETRY_BACKOFF_MAX": "60"}
     settings = {"LOG_LEVEL": "info"} | defaults | overrides
-    p = Pipeline(psycopg.conninfo.make_conninfo(**params), os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+    p = Pipeline(psycopg.conninfo.make_conninfo("", **params), os.environ["KAFKA_BOOTSTRAP_SERVERS"],
                  f"bench{uuid.uuid4().hex[:6]}.", tmp, **settings)
     started = time.monotonic()
     await p.start()

@@ -3,7 +3,7 @@
     scripts/services up && eval "$(scripts/services env)" && .venv/bin/python -m bench.pipeline
 
 Starts `orchestrator worker` against the local Kafka and PostgreSQL with stub
-peers on loopback (tests/harness.py), then measures, with bounded loops:
+peers on loopback (tests/support/harness.py), then measures, with bounded loops:
   - email row committed -> draft SMS at the gateway (poller + outbox + draft + notify)
   - "1" posted to the webhook -> reply accepted by the SMTP server
 (both timed by the peer's own clock of arrival: waiting for it polls every
@@ -23,8 +23,8 @@ import time
 
 import psycopg
 
-from tests.factories import insert_email
-from tests.harness import eventually
+from tests.support.factories import insert_email
+from tests.support.harness import eventually
 
 from .common import pct, pipeline, rss_mib
 
@@ -47,14 +47,14 @@ async def main() -> None:
                 mid = await insert_email(conn, subject=f"bench {i}", commit=False)
                 start = time.time()  # the row is visible from its commit
                 await conn.commit()
-                await p.sms_count(before + 1, timeout=30)
+                await p.sms_at_least(before + 1, timeout=30)
                 to_sms.append(p.sms.sent_at[before].timestamp() - start)  # as the gateway saw it
                 await p.reaches(mid, "awaiting_user")
                 start = time.time()
                 await p.reply_sms("1")
-                await p.emails(i + 1, timeout=30)
+                await p.emails_at_least(i + 1, timeout=30)
                 to_email.append(p.smtp.inbox.arrived[i] - start)  # as the SMTP server saw it
-                await p.sms_count(before + 2)  # the confirmation, before the next round
+                await p.sms_at_least(before + 2)  # the confirmation, before the next round
 
         latencies: list[float] = []
         sent = 0
@@ -74,7 +74,7 @@ async def main() -> None:
 
         async def all_handled() -> bool:
             rows = await p.query("SELECT count(*) AS n FROM inbound_sms WHERE handled_at IS NULL")
-            return rows[0]["n"] == 0
+            return bool(rows[0]["n"] == 0)
 
         await eventually(all_handled, 120, "every webhook SMS handled")
         drained = time.monotonic() - start

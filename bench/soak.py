@@ -25,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.harness import Pipeline
+from tests.support.harness import Pipeline
 
 from .common import pipeline, rss_mib
 

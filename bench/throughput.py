@@ -44,8 +44,8 @@ from pathlib import Path
 
 import psycopg
 
-from tests.factories import insert_email
-from tests.harness import PHONE, Pipeline, eventually
+from tests.support.factories import insert_email
+from tests.support.harness import PHONE, Pipeline, eventually
 
 from .common import pct, pipeline, rss_mib
 

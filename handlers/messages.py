@@ -9,11 +9,14 @@ message cannot be sent to the wrong place. Decoding failures raise
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .workflow import Stage
 
 SCHEMA_VERSION = 1
 
@@ -162,3 +165,34 @@ class DeadLetter:
 
 #: What the repository's ``publish`` takes: a topic message, or a dead letter.
 Publishable = TopicMessage | DeadLetter
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A record as it came off a topic: what a dead letter keeps. The message
+    loop hands it to the stage it sets going, so that a stage that gives up
+    dead-letters the very record (docs/topics.md, ``deadletter``)."""
+
+    topic: str  # logical
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    offset: int | None = None
+    headers: Mapping[str, bytes] | None = None
+
+    def dead_letter(self, stage: Stage, kind: DeadLetterKind, error: Exception, attempts: int = 1,
+                    *, cause: Exception | None = None) -> DeadLetter:
+        """This record given up on at ``stage``; ``cause`` (the last of several
+        attempts' errors, when there were several) names the error class."""
+        return DeadLetter(source_topic=self.topic, key=self.key, value=self.value, stage=stage.value,
+                          kind=kind, attempts=attempts, error_class=type(cause or error).__name__,
+                          error_message=str(error), partition=self.partition, offset=self.offset)
+
+
+#: The topic whose message sets each stage going (a retry publishes there).
+STAGE_TOPIC: Final[Mapping[Stage, str]] = {
+    Stage.DRAFT: EmailPending.topic,
+    Stage.NOTIFY: DraftReady.topic,
+    Stage.COMMAND: InboundSms.topic,
+    Stage.SEND: ReplyApproved.topic,
+}

@@ -9,9 +9,11 @@ to ``processed_emails`` as the Email Monitor would.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import threading
 import uuid
@@ -23,6 +25,12 @@ from typing import Any
 import httpx
 import psycopg
 from aiohttp import web
+from dotenv import dotenv_values
+
+from streams.cli.plugins import Command
+from streams.settings import ConfigError, DatabaseSettings, Settings, load_settings
+from streams.web.guard import GUARD
+from streams.web.pages import ExtraPages, register, render
 
 from .peers import AiGeneratorStub, SmsGatewayStub, SmtpServer, webhook_body, webhook_headers, worker_settings
 
@@ -100,6 +108,8 @@ class DemoWorld:
         self.smtp = SmtpServer(directory, ADDRESS, PASSWORD)
         #: What the person typed on the phone page: (when, text).
         self.typed: list[tuple[datetime, str]] = []
+        #: The settings the worker runs with (the phone answers through its webhook).
+        self.worker_settings: Settings | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
 
@@ -158,39 +168,23 @@ def _world() -> DemoWorld:
 
 
 async def phone_page(request: web.Request) -> web.Response:
-    from streams.web.dashboard import GUARD, e, render
-
     world = _world()
     bubbles = [(at, "out", text) for at, text in zip(world.sms.sent_at, world.sms.messages, strict=False)]
     bubbles += [(at, "in", text) for at, text in world.typed]
     bubbles.sort(key=lambda b: b[0])
-    thread = "".join(f'<div class="{kind}" data-kind="{kind}">{e(text)}<div class="muted">'
-                     f'{at.strftime("%H:%M:%S")}</div></div>' for at, kind, text in bubbles)
-    csrf = request.app[GUARD].csrf(request)
-    quick = "".join(f'<button name="quick" value="{e(v)}" class="quick">{e(v)}</button> '
-                    for v in ("1", "2 make it shorter", "3"))
-    form = (f'<section class="sms"><form method="post" action="/demo/phone" id="answer">'
-            f'<input type="hidden" name="csrf" value="{csrf}">'
-            f'<input name="text" id="sms-text" placeholder="1 = send, 2 <changes> = edit, 3 = ignore" size="32" '
-            f'autocomplete="off"> <button id="send-sms">Send</button><p>{quick}</p></form>'
-            f'<p class="muted">Answers go to the orchestrator through its real webhook, as the SMS gateway '
-            f'would send them.</p></section>')
-    live = f'<section class="sms" id="thread">{thread or "<p class=muted>No SMS yet.</p>"}</section>'
-    return render(request, f"The phone ({PHONE})", live, form)
+    return render(request, "demo_phone.html", f"The phone ({PHONE})", bubbles=bubbles,
+                  quick=("1", "2 make it shorter", "3"))
 
 
 async def phone_answer(request: web.Request) -> web.StreamResponse:
-    from streams.web.appkeys import SETTINGS
-    from streams.web.dashboard import GUARD
-
     world = _world()
-    form = await request.post()
-    if not request.app[GUARD].check_csrf(request, str(form.get("csrf", ""))):
-        raise web.HTTPForbidden(reason="invalid or missing CSRF token; reload the page")
-    text = str(form.get("quick") or form.get("text") or "").strip()
+    form = await request.app[GUARD].require_csrf(request)
+    text = (form.get("quick") or form.get("text") or "").strip()
     if not text:
         raise web.HTTPSeeOther("/demo/phone")
-    settings = request.app[SETTINGS]
+    settings = world.worker_settings
+    if settings is None:
+        raise web.HTTPNotFound(reason="the demo's worker is not running in this process")
     now = datetime.now(UTC)
     body = json.dumps(webhook_body(text, PHONE, device_id="demo-phone", webhook_id="demo",
                                    received_at=now.isoformat(timespec="milliseconds"))).encode()
@@ -205,24 +199,68 @@ async def phone_answer(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/demo/phone")
 
 
+MAIL_HEADERS = ("Date", "From", "To", "Subject", "Message-ID", "In-Reply-To", "References")
+
+
 async def sent_page(request: web.Request) -> web.Response:
-    from streams.web.dashboard import e, render
-
-    world = _world()
-    items = []
-    for message in reversed(world.smtp.messages):
-        headers = "".join(f"<tr><th>{e(name)}</th><td>{e(message.get(name))}</td></tr>"
-                          for name in ("Date", "From", "To", "Subject", "Message-ID", "In-Reply-To", "References")
-                          if message.get(name))
+    mails = []
+    for message in reversed(_world().smtp.messages):
         body = message.get_body(("plain",))
-        text = body.get_content() if body is not None else ""
-        items.append(f'<section class="mail"><table>{headers}</table><pre>{e(text)}</pre></section>')
-    live = "".join(items) or '<p class="muted">Nothing sent yet: answer 1 on the phone.</p>'
-    return render(request, "Sent mail (kept here, never delivered)", live)
+        mails.append(([(name, message.get(name)) for name in MAIL_HEADERS if message.get(name)],
+                      body.get_content() if body is not None else ""))
+    return render(request, "demo_sent.html", "Sent mail (kept here, never delivered)", mails=mails)
 
 
-def attach_pages(web_app: web.Application) -> None:
-    web_app.add_routes([web.get("/demo/phone", phone_page), web.post("/demo/phone", phone_answer),
-                        web.get("/demo/sent", sent_page)])
+#: The demo's pages, handed to the dashboard (templates in standins/templates/).
+PAGES = ExtraPages(routes=[web.get("/demo/phone", phone_page), web.post("/demo/phone", phone_answer),
+                           web.get("/demo/sent", sent_page)],
+                   package="standins", nav=[("Phone", "/demo/phone"), ("Sent mail", "/demo/sent")])
 
 
+# ----------------------------------------------------------------- the command
+
+
+#: Settings that mean a real deployment: with any of them, there is no demo.
+REAL_SETTINGS = ("EMAIL_ADDRESS", "EMAIL_PASSWORD", "YOUR_PHONE_NUMBER", "AI_REPLY_GENERATOR_URL", "SMS_GATEWAY_URL",
+                 "GMAIL_SMTP_SERVER")
+
+banner = logging.getLogger("streams.demo")  # the name the demo's banner lines have always carried
+
+
+def run(_: argparse.Namespace) -> int:
+    """``orchestrator demo``: the stand-ins, the sample emails, then the worker with the demo's pages."""
+    global WORLD
+    from streams.storage.database import apply_schema  # the worker's own imports, for this command only
+    from streams.worker import run_worker
+
+    found = [name for name in REAL_SETTINGS if os.environ.get(name) or dotenv_values(".env").get(name)]
+    if found:
+        raise ConfigError(f"{found[0]}: is set, so this is not a demo; run `orchestrator worker` (the demo runs "
+                          f"only with no peer or account settings)")
+    host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8003")
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    for line in ("=" * 72,
+                 "DEMO MODE: the AI generator, the SMS gateway, the phone and the mail server are",
+                 "stand-ins on this machine (loopback only). Nothing leaves it: no SMS, no email.",
+                 f"Dashboard: {base}/   Phone: {base}/demo/phone   Sent mail: {base}/demo/sent",
+                 "To run it for real, set your settings (cp .env.example .env; README).",
+                 "=" * 72):
+        banner.warning("%s", line)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per connection
+    database = load_settings(DatabaseSettings)
+    asyncio.run(apply_schema(database.conninfo))
+    world = DemoWorld(Path(os.environ.get("DATA_DIR", "/tmp/email-orchestrator")) / "demo", database.conninfo)
+    world.start()
+    WORLD = world
+    register(PAGES)
+    os.environ.update(world.settings())
+    os.environ.setdefault("KAFKA_TOPIC_PREFIX", "demo.")
+    os.environ.setdefault("POLL_INTERVAL", "5")
+    os.environ.setdefault("ORCHESTRATOR_BASE_URL", base)
+    settings = world.worker_settings = load_settings(Settings)
+    world.insert_samples()
+    return run_worker(settings)
+
+
+#: ``orchestrator demo``, through the entry point group ``orchestrator.commands`` (pyproject.toml).
+COMMAND = Command("the worker with stand-in peers and sample emails; nothing leaves the machine", run, serves=True)

@@ -1,5 +1,6 @@
-"""Everything a worker holds: the pool, the peers, the stages and the loops
-that are not agents (poller, outbox relay, timeout sweep)."""
+"""The wiring: everything a worker holds (the pool, the peers, the stages) and
+the loops that are not agents (poller, outbox relay, generation pool,
+housekeeping sweep), built once and handed to whoever uses them."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from streams.peers.imap import SentFolder
 from streams.peers.sms import SmsGateway
 from streams.peers.smtp import SmtpSender
 from streams.pipeline.generation import GenerationPool
+from streams.pipeline.housekeeping import Housekeeping
 from streams.pipeline.poller import EmailPoller
 from streams.pipeline.relay import OutboxRelay, new_producer
 from streams.settings import Settings
-from streams.stages.core import Stages
+from streams.stages import Stages
 from streams.storage.database import apply_schema, create_pool
 from streams.storage.repository import WorkflowRepository
 
@@ -54,6 +56,7 @@ class Runtime:
                                   on_notify=settings.poll_on_notify, limit=settings.poll_limit)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings),
                                  settings.kafka_topic_prefix)
+        self.housekeeping = Housekeeping(self.stages, settings.timeout_check_interval)
         self.progress = AgentProgress()
         self.ready = False
         self.reporter = HealthReporter(settings, self.repo, self.http, self.relay, self.poller, self.generation,
@@ -71,7 +74,7 @@ class Runtime:
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
             asyncio.create_task(self.poller.run(), name="poller"),
             asyncio.create_task(self.generation.run(), name="generation"),
-            asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
+            asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
         ]
 
     async def close(self) -> None:
@@ -81,26 +84,3 @@ class Runtime:
         await self.reporter.close()
         await self.http.close()
         await self.pool.close()
-
-    async def _housekeeping_loop(self) -> None:
-        """Parked workflows, timeouts and reminders, driven from the database (a worker that was
-        down catches up at once), and a notify() that re-offers the phone: if a
-        nudge was ever lost, or quiet hours just ended, the next waiting draft
-        goes out."""
-        while True:
-            try:
-                resumed = await self.stages.resume_parked()
-                if resumed:
-                    log.info("set %d parked workflow(s) going again", resumed)
-                expired = await self.stages.expire_timeouts()
-                if expired:
-                    log.info("timed out %d workflow(s)", expired)
-                await self.stages.notify()
-                reminded = await self.stages.send_reminders()
-                if reminded:
-                    log.info("sent %d reminder(s)", reminded)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a sweep that fails must not stop the worker
-                log.warning("housekeeping failed: %s", exc)
-            await asyncio.sleep(self.settings.timeout_check_interval)

@@ -16,9 +16,10 @@ a topic prefix (and so a consumer group) of its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import psycopg
@@ -33,6 +34,38 @@ from tests.support.services import Endpoints, provide
 
 
 TIERS = ("unit", "integration", "e2e")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true a skipped test fails the run, saying why it was skipped:
+    in CI every test runs (an expected failure, xfail, is not a skip)."""
+    report: pytest.TestReport = yield
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must run every test: {_skip_reason(report.longrepr)}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector
+                               ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """A module skipped whole at collection fails the run under CI=true too."""
+    report: pytest.CollectReport = yield
+    if _in_ci() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must run every test: {_skip_reason(report.longrepr)}"
+    return report
+
+
+def _skip_reason(longrepr: object) -> str:
+    """The reason of a skip report's ``(path, line, "Skipped: why")``."""
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -52,7 +85,7 @@ def endpoints() -> Iterator[Endpoints]:
 def with_dbname(conninfo: str, dbname: str) -> str:
     params = conninfo_to_dict(conninfo)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def _admin(conninfo: str) -> psycopg.Connection[Any]:
@@ -139,14 +172,14 @@ async def make_stages(repo: WorkflowRepository, clock: OffsetClock, database: st
     from streams.peers.sms import SmsGateway
     from streams.peers.smtp import SmtpSender
     from streams.settings import Settings
-    from streams.stages.core import Stages
+    from streams.stages import Stages
 
     http = PeerHttp(10.0)
     try:
         def make(smtp: SmtpSender | None = None, **settings: Any) -> Stages:
             nowhere = f"http://127.0.0.1:{free_port()}"
             settings = {"ai_reply_generator_url": nowhere, "sms_gateway_url": nowhere} | settings
-            config = Settings(database_url=database, email_address="me@example.com",  # type: ignore[arg-type]
+            config = Settings(database_url=database, email_address="me@example.com",
                               email_password="pw", your_phone_number="+15551234567", **settings)
             return Stages(settings=config, repo=repo, clock=clock,
                           ai=AiReplyGenerator(http, str(config.ai_reply_generator_url)),
@@ -174,12 +207,18 @@ async def make_pipeline(
         return p
 
     yield make
-    for p in started:
-        await p.stop()
+    problems: list[str] = []
+    for p in started:  # every one stopped, whatever the first says
+        try:
+            await p.stop()
+        except AssertionError as exc:
+            problems.append(str(exc))
     if started:
         from tests.support.harness import delete_topics
 
         await asyncio.to_thread(delete_topics, endpoints.kafka_bootstrap_servers, topic_prefix)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The ``orchestrator`` command.
 
     orchestrator worker                          agents, poller, timers and web server in one process
-    orchestrator demo                            the worker with stand-in peers and sample emails (no settings)
+    orchestrator demo                            the worker with stand-in peers and sample emails (no settings);
+                                                 a command of the standins package (streams/cli/plugins.py)
     orchestrator doctor                          check every dependency, a line each (exit 1 if any fails)
     orchestrator db init                         apply schema.sql (idempotent)
     orchestrator topics create|list|describe     the Kafka topics
@@ -19,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from streams.cli.plugins import installed as installed_commands
 from streams.kafka.access import KafkaUnavailable
 from streams.observability import logs
 from streams.settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
-
-log = logging.getLogger("streams.demo")
 
 
 def _db_init(_: argparse.Namespace) -> int:
@@ -93,49 +91,6 @@ def _doctor(_: argparse.Namespace) -> int:
     return doctor()
 
 
-#: Settings that mean a real deployment: with any of them, there is no demo.
-REAL_SETTINGS = ("EMAIL_ADDRESS", "EMAIL_PASSWORD", "YOUR_PHONE_NUMBER", "AI_REPLY_GENERATOR_URL", "SMS_GATEWAY_URL",
-                 "GMAIL_SMTP_SERVER")
-
-
-def _demo(_: argparse.Namespace) -> int:
-    from dotenv import dotenv_values
-
-    found = [name for name in REAL_SETTINGS if os.environ.get(name) or dotenv_values(".env").get(name)]
-    if found:
-        raise ConfigError(f"{found[0]}: is set, so this is not a demo; run `orchestrator worker` (the demo runs "
-                          f"only with no peer or account settings)")
-    try:
-        from standins import demo
-    except ImportError as exc:
-        raise ConfigError(f"DEMO: the stand-in peers need the demo extra (pip install '.[demo]'): {exc}") from None
-    from streams.storage.database import apply_schema
-    from streams.worker import run_worker
-
-    host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8003")
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    for line in ("=" * 72,
-                 "DEMO MODE: the AI generator, the SMS gateway, the phone and the mail server are",
-                 "stand-ins on this machine (loopback only). Nothing leaves it: no SMS, no email.",
-                 f"Dashboard: {base}/   Phone: {base}/demo/phone   Sent mail: {base}/demo/sent",
-                 "To run it for real, set your settings (cp .env.example .env; README).",
-                 "=" * 72):
-        log.warning("%s", line)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per connection
-    database = load_settings(DatabaseSettings)
-    asyncio.run(apply_schema(database.conninfo))
-    world = demo.DemoWorld(Path(os.environ.get("DATA_DIR", "/tmp/email-orchestrator")) / "demo", database.conninfo)
-    world.start()
-    demo.WORLD = world
-    os.environ.update(world.settings())
-    os.environ.setdefault("KAFKA_TOPIC_PREFIX", "demo.")
-    os.environ.setdefault("POLL_INTERVAL", "5")
-    os.environ.setdefault("ORCHESTRATOR_BASE_URL", base)
-    settings = load_settings(Settings)
-    world.insert_samples()
-    return run_worker(settings)
-
-
 def _worker(_: argparse.Namespace) -> int:
     settings = load_settings(Settings)
     if settings.demo:
@@ -147,12 +102,15 @@ def _worker(_: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` says which command is wanted, so only its plug-in is loaded."""
+    words = [word for word in (sys.argv[1:] if argv is None else argv) if not word.startswith("-")]
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("worker", help="run the orchestrator").set_defaults(run=_worker)
-    commands.add_parser("demo", help="the worker with stand-in peers and sample emails; nothing leaves the "
-                                     "machine").set_defaults(run=_demo)
+    commands.add_parser("worker", help="run the orchestrator").set_defaults(run=_worker, serves=True)
+    # Commands of other installed packages (streams/cli/plugins.py): `demo`, from standins.
+    for name, command in installed_commands(words[0] if words else None):
+        commands.add_parser(name, help=command.help).set_defaults(run=command.run, serves=command.serves)
     db = commands.add_parser("db", help="database commands").add_subparsers(
         dest="db_command", required=True, metavar="SUBCOMMAND"
     )
@@ -185,10 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     # The worker logs to stdout (and configures its logging once its settings
     # are read); the other commands print their answer there, so log to stderr.
-    serving = args.command in ("worker", "demo")
+    serving = bool(getattr(args, "serves", False))
     logs.configure(os.environ.get("LOG_FORMAT") or None, "info" if serving else "warning",
                    stream="stdout" if serving else "stderr")
     try:

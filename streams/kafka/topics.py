@@ -27,7 +27,6 @@ from handlers.messages import (
     TopicMessage,
     WorkflowEvent,
 )
-from handlers.workflow import Stage
 from streams.kafka.access import KafkaUnavailable, probe
 
 if TYPE_CHECKING:
@@ -50,14 +49,6 @@ MODELS: Final[dict[str, type[TopicMessage]]] = {
 }
 
 ALL: Final = (*MODELS, DEADLETTER)
-
-#: The topic whose message sets each stage going (a retry publishes there).
-STAGE_TOPIC: Final[dict[Stage, str]] = {
-    Stage.DRAFT: EMAILS_PENDING,
-    Stage.NOTIFY: DRAFTS_READY,
-    Stage.COMMAND: SMS_INBOUND,
-    Stage.SEND: REPLIES_APPROVED,
-}
 
 log = logging.getLogger(__name__)
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from pydantic import ValidationError
 
-from pydantic import BaseModel, ValidationError
-
+from handlers.drafts import GeneratedDraft
 from handlers.errors import PermanentError, TransientError
 from streams.peers.http import PeerHttp, post_json
 
+# GeneratedDraft is a domain type (handlers/drafts.py), named here too for the adapter's callers.
+__all__ = ["PEER", "AiReplyGenerator", "GeneratedDraft"]
+
 PEER = "AI Reply Generator"
-
-
-class GeneratedDraft(BaseModel):
-    draft_id: str
-    full_draft: str
-    short_summary: str | None = None
-    length: int
-    is_sms_friendly: bool
-    tokens_used: int
-    model_version: str
-    generated_at: datetime
 
 
 class AiReplyGenerator:

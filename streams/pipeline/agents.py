@@ -11,7 +11,7 @@ past a message still in flight (faust-streaming issue 606).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from handlers.messages import EditRequested, EmailPending, InboundSms, ReplyApproved, TopicMessage
@@ -19,8 +19,8 @@ from handlers.workflow import Stage
 from streams.kafka import topics
 from streams.observability.health import AgentProgress
 from streams.pipeline.batching import take_batches
-from streams.pipeline.consumer import MessageHandler, SourceRecord
-from streams.stages.core import Stages
+from streams.pipeline.consumer import Act, MessageHandler, SourceRecord
+from streams.stages import Stages
 from streams.storage.repository import WorkflowRepository
 
 #: The most records an agent hands over at once.
@@ -33,8 +33,7 @@ BATCH_WINDOW = 0.001
 def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: AgentProgress, prefix: str) -> None:
     """Add the four agents to ``app``, reporting progress to ``progress``."""
 
-    def agent(stage: Stage, act: Callable[[Sequence[Any]], Awaitable[None]], *sources: str,
-              together: bool = False) -> None:
+    def agent(stage: Stage, act: Act, *sources: str, together: bool = False) -> None:
         handler = MessageHandler(stage, topics.MODELS, act, repo.publish, stages.fail_unexpected,
                                  stages.clock, together=together)
         channel = app.topic(*(topics.full_name(prefix, s) for s in sources), key_type=bytes,
@@ -53,19 +52,19 @@ def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: Agent
         app.agent(channel, name=stage.value, concurrency=1)(body)
         progress.register(stage, sources)
 
-    async def draft(messages: Sequence[EmailPending | EditRequested]) -> None:
+    async def draft(messages: Sequence[EmailPending | EditRequested], _: SourceRecord | None) -> None:
         await stages.draft(messages)  # one transaction for the batch
 
-    async def notify(_: Sequence[TopicMessage]) -> None:
-        await stages.notify()  # drafts are ready, or the phone was freed: once for all of them
+    async def notify(_: Sequence[TopicMessage], source: SourceRecord | None) -> None:
+        await stages.notify(source)  # drafts are ready, or the phone was freed: once for all of them
 
-    async def command(messages: Sequence[InboundSms]) -> None:
+    async def command(messages: Sequence[InboundSms], _: SourceRecord | None) -> None:
         for message in messages:  # one at a time (``together`` is off): in the order the person sent them
             await stages.command(message)
 
-    async def send(messages: Sequence[ReplyApproved]) -> None:
+    async def send(messages: Sequence[ReplyApproved], source: SourceRecord | None) -> None:
         for message in messages:
-            await stages.send(message.message_id)
+            await stages.send(message.message_id, source)
 
     agent(Stage.DRAFT, draft, topics.EMAILS_PENDING, topics.EDITS_REQUESTED, together=True)
     agent(Stage.NOTIFY, notify, topics.DRAFTS_READY, topics.PHONE_FREED, together=True)

@@ -8,6 +8,11 @@ an outage delays work but drops none. Any other error is a bug: the message is
 dead-lettered with its reason, and the workflow it names is failed so that it
 is visible and retryable instead of stuck mid-stage.
 
+The loop hands the record a message came from to the stage with it
+(``act(messages, source)``; ``source`` is None for a batch acted on at once),
+so a stage that gives up dead-letters that very record in the transaction
+that records the failure.
+
 Agents hand over the records they took together (:mod:`streams.pipeline.batching`;
 acknowledged once this returns). A stage that works on many messages at
 once (``together``) gets the whole batch in one call, which is one
@@ -23,54 +28,36 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from handlers.clock import Clock
-from handlers.messages import DeadLetter, DeadLetterKind, Publishable, TopicMessage
+from handlers.messages import DeadLetterKind, Publishable, SourceRecord, TopicMessage
 from handlers.workflow import Stage
 from streams.observability import metrics, tracing
-from streams.stages.retrying import Exhausted, outlasting_outages
+from streams.stages.retrying import Exhausted
+from streams.storage.outages import outlasting_outages
+
+__all__ = ["Act", "FailUnexpected", "MessageHandler", "SourceRecord", "UndecodableMessage"]
 
 log = logging.getLogger(__name__)
 
-#: A stage's work on decoded messages, in the order they came.
-Act = Callable[[Sequence[Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """The record being handled, as it came: what a dead letter keeps."""
-
-    topic: str  # logical
-    key: bytes | None
-    value: bytes
-    partition: int | None = None
-    offset: int | None = None
-    headers: Mapping[str, bytes] | None = None
-
-    def dead_letter(self, stage: Stage, kind: DeadLetterKind, error: Exception, attempts: int = 1) -> DeadLetter:
-        cause = error.last if isinstance(error, Exhausted) else error
-        return DeadLetter(source_topic=self.topic, key=self.key, value=self.value, stage=stage.value,
-                          kind=kind, attempts=attempts, error_class=type(cause).__name__,
-                          error_message=str(error), partition=self.partition, offset=self.offset)
-
-
-#: The record the work in hand came from (None for work found in the database).
-CURRENT_RECORD: ContextVar[SourceRecord | None] = ContextVar("current_record", default=None)
+#: A stage's work on decoded messages, in the order they came, with the record
+#: they came from when there is one (a single message), for its dead letter.
+Act = Callable[[Sequence[Any], SourceRecord | None], Awaitable[None]]
+#: Marks the workflow a bug stopped failed: (message_id, stage, error, the record).
+FailUnexpected = Callable[[str, Stage, Exception, SourceRecord | None], Awaitable[None]]
 
 
 class MessageHandler:
     """Handles one stage's messages (see the module docstring).
 
-    ``act(messages)`` does the stage's work; with ``together`` it gets every
-    decoded message of a batch at once, otherwise one at a time. ``publish``
-    queues a dead letter (it may raise an infrastructure error, which is
-    outlasted); ``fail_unexpected(message_id, stage, error)`` marks a workflow
-    failed after a bug.
+    ``act(messages, source)`` does the stage's work; with ``together`` it gets
+    every decoded message of a batch at once (``source`` None), otherwise one
+    at a time with its record. ``publish`` queues a dead letter (it may raise
+    an infrastructure error, which is outlasted); ``fail_unexpected(message_id,
+    stage, error, source)`` marks a workflow failed after a bug.
     """
 
     def __init__(
@@ -79,7 +66,7 @@ class MessageHandler:
         models: Mapping[str, type[TopicMessage]],
         act: Act,
         publish: Callable[[Publishable], Awaitable[None]],
-        fail_unexpected: Callable[[str, Stage, Exception], Awaitable[None]],
+        fail_unexpected: FailUnexpected,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         *,
@@ -109,7 +96,7 @@ class MessageHandler:
         if self.together and len(decoded) > 1:
             try:
                 with metrics.STAGE_SECONDS.labels(self.stage.value).time():
-                    await outlasting_outages(lambda: self.act([m for _, m in decoded]),
+                    await outlasting_outages(lambda: self.act([m for _, m in decoded], None),
                                              f"{self.stage} on {len(decoded)} messages", self.sleep)
                 return
             except asyncio.CancelledError:
@@ -132,11 +119,10 @@ class MessageHandler:
     async def _act_on(self, record: SourceRecord, message: TopicMessage) -> None:
         message_id = getattr(message, "message_id", None)
         with tracing.working_on(message_id, tracing.trace_id_of(record.headers)):
-            token = CURRENT_RECORD.set(record)
             try:
                 with metrics.STAGE_SECONDS.labels(self.stage.value).time():
-                    await outlasting_outages(lambda: self.act([message]), f"{self.stage} on {record.topic}",
-                                             self.sleep)
+                    await outlasting_outages(lambda: self.act([message], record),
+                                             f"{self.stage} on {record.topic}", self.sleep)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - nothing may escape an agent
@@ -144,17 +130,17 @@ class MessageHandler:
                 await self._dead_letter(record, "permanent", exc)
                 if message_id:
                     try:
-                        await outlasting_outages(lambda: self.fail_unexpected(message_id, self.stage, exc),
-                                                 "marking a workflow failed", self.sleep)
+                        await outlasting_outages(
+                            lambda: self.fail_unexpected(message_id, self.stage, exc, record),
+                            "marking a workflow failed", self.sleep)
                     except Exception:  # noqa: BLE001 - the dead letter already records it
                         log.exception("%s: could not mark %s failed", record.topic, message_id)
-            finally:
-                CURRENT_RECORD.reset(token)
 
     async def _dead_letter(self, record: SourceRecord, kind: DeadLetterKind, error: Exception) -> None:
         key = record.key.decode("utf-8", "replace") if record.key else None
         log.error("dead-lettering a message from %s (key %s): %s", record.topic, key, error)
-        letter = record.dead_letter(self.stage, kind, error)
+        letter = record.dead_letter(self.stage, kind, error,
+                                    cause=error.last if isinstance(error, Exhausted) else None)
         await outlasting_outages(lambda: self.publish(letter), "dead letter", self.sleep)
 
 

@@ -36,9 +36,9 @@ import time
 
 from handlers.workflow import Stage
 from streams.observability import metrics, tracing
-from streams.stages.core import Stages
-from streams.stages.retrying import INFRASTRUCTURE_ERRORS, outlasting_outages
+from streams.stages import Stages
 from streams.storage.database import run_on_notify
+from streams.storage.outages import INFRASTRUCTURE_ERRORS, outlasting_outages
 from streams.storage.records import Workflow
 from streams.storage.repository import WorkflowRepository
 

@@ -12,6 +12,7 @@ CloudEvents Kafka binding in binary mode (``ce_specversion``, ``ce_id`` (the
 row's ``event_id``, the same when a batch is published again), ``ce_source``,
 ``ce_type``, ``ce_time``, ``content-type``), made with the CloudEvents SDK, and a
 W3C ``traceparent`` in the workflow's trace (see :mod:`streams.observability.tracing`).
+The SQL (the lock, the batch, the delete) is in :mod:`streams.storage.outbox`.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from streams.kafka.topics import full_name
 from streams.observability import metrics
 from streams.observability.tracing import new_trace_id, traceparent
 from streams.settings import KafkaSettings
+from streams.storage.base import Pool
 from streams.storage.database import run_on_notify
-from streams.storage.repository import Pool
+from streams.storage.outbox import OutboxBatches
 
 log = logging.getLogger(__name__)
 
-RELAY_LOCK_ID = 0x0E4A12
 SOURCE = "email-orchestrator"
 BATCH = 500
 #: How long a batch may take to be confirmed (then it is published again), and
@@ -73,6 +74,7 @@ class OutboxRelay:
     def __init__(self, pool: Pool, conninfo: str, producer: Producer, prefix: str, interval: float = 1.0,
                  source: str = SOURCE) -> None:
         self.pool = pool
+        self.outbox = OutboxBatches(pool)
         self.conninfo = conninfo
         self.producer = producer
         self.prefix = prefix
@@ -95,25 +97,16 @@ class OutboxRelay:
 
     async def drain_once(self) -> bool:
         """Publish one batch; True when a full batch went (there may be more)."""
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS locked", (RELAY_LOCK_ID,))
-                row = await cur.fetchone()
-                if not row or not row["locked"]:
-                    return False
-                cur = await conn.execute(
-                    "SELECT id, topic, message_key, payload, created_at, event_id, trace_id, raw_key,"
-                    " raw_value, headers FROM kafka_outbox ORDER BY id LIMIT %s",
-                    (BATCH,),
-                )
-                rows = await cur.fetchall()
-                if rows:
-                    await self._publish(rows)
-                    await conn.execute("DELETE FROM kafka_outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
-                    self.published += len(rows)
-                    metrics.PUBLISHED.inc(len(rows))
+        async with self.outbox.take(BATCH) as batch:
+            if batch is None:
+                return False
+            if batch.rows:
+                await self._publish(batch.rows)
+                await batch.delete()
+                self.published += len(batch.rows)
+                metrics.PUBLISHED.inc(len(batch.rows))
         self.last_error = None
-        return len(rows) == BATCH
+        return len(batch.rows) == BATCH
 
     def record(self, row: dict[str, Any]) -> tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]:
         """The Kafka record of an outbox row: key, value and headers."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from typing import Protocol
 
-from streams.peers.ai import GeneratedDraft
+from handlers.drafts import GeneratedDraft
 
 
 class ReplyGenerator(Protocol):

@@ -1,10 +1,7 @@
-"""The two ways the orchestrator waits and tries again, in one place.
-
-- :func:`call_with_retries`: a peer call under the retry policy (a bounded
-  number of tries with backoff; then :class:`Exhausted`).
-- :func:`outlasting_outages`: work that needs PostgreSQL, repeated with capped
-  backoff for as long as the database is unreachable (no bound: without the
-  database nothing can be recorded, so giving up would lose the message).
+"""How the stages call a peer: under the retry policy (a bounded number of
+tries with backoff; then :class:`Exhausted`), and behind a :class:`Gate` the
+peer can close ("slow down"). Waiting out a database outage, which has no
+bound, is the storage's: :func:`streams.storage.outages.outlasting_outages`.
 """
 
 from __future__ import annotations
@@ -14,17 +11,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import psycopg
-import psycopg_pool
-
 from handlers.errors import TransientError
 from handlers.retry import RetryPolicy
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-#: Errors that mean "the database is away", not "this message is bad".
-INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 
 class Exhausted(Exception):
@@ -66,26 +57,6 @@ async def call_with_retries(
             log.warning("%s failed (attempt %d/%d), retrying in %.1fs: %s",
                         what, attempt, policy.attempts, delay, exc)
             await sleep(delay)
-
-
-async def outlasting_outages(
-    operation: Callable[[], Awaitable[T]],
-    what: str,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    first_delay: float = 0.5,
-    max_delay: float = 15.0,
-) -> T:
-    """Call ``operation`` until it finishes without an infrastructure error
-    (:data:`INFRASTRUCTURE_ERRORS`), doubling the wait up to ``max_delay``.
-    Any other exception propagates at once; cancellation stops the wait."""
-    delay = first_delay
-    while True:
-        try:
-            return await operation()
-        except INFRASTRUCTURE_ERRORS as exc:
-            log.warning("%s: database unavailable (%s); retrying in %.1fs", what, exc, delay)
-            await sleep(delay)
-            delay = min(delay * 2, max_delay)
 
 
 class Gate:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 #: Arbitrary, fixed: serialises schema application across processes.
 SCHEMA_LOCK_ID = 0x0E4A11
 
-DEFAULT_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
+DEFAULT_SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.sql"
 
 
 def schema_file() -> Path:

@@ -23,7 +23,7 @@ from handlers.workflow import (
     IN_PROGRESS_STATES,
     WorkflowState,
 )
-from streams.stages.core import NotAllowedNow, UnknownWorkflow
+from streams.stages import NotAllowedNow, UnknownWorkflow
 from streams.storage.records import AuditEntry, Workflow
 from streams.web.appkeys import REPO, STAGES
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from streams.observability.health import HealthReporter
 from streams.settings import Settings
-from streams.stages.core import Stages
+from streams.stages import Stages
 from streams.storage.repository import WorkflowRepository
 
 SETTINGS = web.AppKey("settings", Settings)

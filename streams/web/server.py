@@ -7,12 +7,12 @@ webhook's body and signature are described in docs/contracts.md §3.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import time
 from typing import Any
 
+import aiohttp_jinja2
 import psycopg
 import psycopg_pool
 from aiohttp import web
@@ -23,9 +23,9 @@ from handlers.messages import InboundSms
 from streams.observability import metrics
 from streams.observability.health import HealthReporter
 from streams.settings import Settings
-from streams.stages.core import Stages
+from streams.stages import Stages
 from streams.storage.repository import WorkflowRepository
-from streams.web import api, dashboard, openapi
+from streams.web import api, dashboard, openapi, pages
 from streams.web.api import error_response
 from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
 
@@ -97,17 +97,10 @@ async def draft_page(request: web.Request) -> web.Response:
     wf = await request.app[REPO].get(message_id)
     if wf is None or not wf.ai_reply_text:
         return error_response(404, "no such draft")
-    banner = ('<p class="meta"><b>DEMO</b>: stand-in peers on this machine; nothing is sent anywhere.</p>'
-              if request.app[SETTINGS].demo else "")
-    page = _DRAFT_PAGE.format(
-        banner=banner,
-        subject=html.escape(wf.email_subject or "(no subject)"),
-        sender=html.escape(wf.email_from or ""),
-        state=html.escape(wf.current_state.value),
-        draft=html.escape(wf.ai_reply_text),
-    )
-    return web.Response(text=page, content_type="text/html", charset="utf-8",
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    response = aiohttp_jinja2.render_template("draft.html", request, {
+        "wf": wf, "subject": wf.email_subject or "(no subject)", "demo": request.app[SETTINGS].demo})
+    response.headers.update({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return response
 
 
 async def health(request: web.Request) -> web.Response:
@@ -136,21 +129,6 @@ ROUTES = [
     web.get("/health", health),
     web.get("/metrics", metrics_view),
 ]
-
-
-_DRAFT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Draft reply: {subject}</title>
-<style>body{{font:17px/1.5 system-ui,sans-serif;max-width:40em;margin:1.5em auto;padding:0 1em}}
-pre{{white-space:pre-wrap;font:inherit;background:#f4f4f4;padding:1em;border-radius:6px}}
-.meta{{color:#555}}</style></head>
-<body>{banner}<h1>Re: {subject}</h1>
-<p class="meta">To: {sender} &middot; state: {state}</p>
-<pre>{draft}</pre>
-<p>Reply to the SMS with <b>1</b> to send, <b>2 &lt;what to change&gt;</b> to edit, <b>3</b> to ignore.</p>
-</body></html>
-"""
 
 
 @web.middleware
@@ -184,8 +162,6 @@ def attach(web_app: web.Application, settings: Settings, repo: WorkflowRepositor
     web_app[HEALTH] = health_reporter
     web_app.middlewares.extend([json_errors, api.auth_middleware(settings.api_token)])
     web_app.add_routes(ROUTES + api.ROUTES + [web.get("/openapi.json", openapi_json)])
-    dashboard.attach(web_app, settings.api_token.get_secret_value() if settings.api_token else None)
-    if settings.demo:
-        from standins import demo  # the stand-ins' pages: only ever in `orchestrator demo`
-
-        demo.attach_pages(web_app)
+    # Pages another package handed over with pages.register (the demo's phone and sent mail).
+    dashboard.attach(web_app, settings.api_token.get_secret_value() if settings.api_token else None,
+                     demo=settings.demo, extra=pages.registered())

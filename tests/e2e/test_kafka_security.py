@@ -4,7 +4,7 @@ and /health answer when the login, the certificate or a topic is wrong."""
 
 from __future__ import annotations
 
-import os
+import re
 import ssl
 import subprocess
 from pathlib import Path
@@ -18,7 +18,7 @@ import trustme
 from streams.kafka.access import aiokafka_config, confluent_config, faust_credentials
 from streams.settings import ConfigError, KafkaSettings, load_settings
 
-from tests.support.harness import ORCHESTRATOR, Pipeline, eventually
+from tests.support.harness import ORCHESTRATOR, Pipeline, clean_env, eventually
 from tests.support.services import SecuredKafka, secured_kafka
 
 
@@ -97,10 +97,9 @@ def test_inconsistent_security_settings_stop_with_the_variable_named(
 
 
 def test_the_worker_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
-    env |= {"EMAIL_ADDRESS": "me@example.com", "EMAIL_PASSWORD": "x", "YOUR_PHONE_NUMBER": "+15551234567",
-            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_PASSWORD": "pw"}
+    env = clean_env(EMAIL_ADDRESS="me@example.com", EMAIL_PASSWORD="x", YOUR_PHONE_NUMBER="+15551234567",
+                    DATABASE_URL="postgresql://nobody@127.0.0.1:1/none", KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+                    KAFKA_SASL_MECHANISM="SCRAM-SHA-512", KAFKA_SASL_PASSWORD="pw")
     done = subprocess.run([str(ORCHESTRATOR), "worker"], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2
@@ -140,8 +139,7 @@ async def test_happy_path_and_a_kill_over_sasl_ssl_with_scram(make_pipeline: Any
 
 
 def test_topics_are_created_over_mutual_tls(secured: SecuredKafka, topic_prefix: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")} | secured.mtls_env()
-    env["KAFKA_TOPIC_PREFIX"] = topic_prefix
+    env = clean_env(**secured.mtls_env(), KAFKA_TOPIC_PREFIX=topic_prefix)
     done = subprocess.run([str(ORCHESTRATOR), "topics", "create"], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -170,6 +168,10 @@ async def test_a_bad_cluster_setting_gives_one_line_and_a_503_naming_kafka(
     else:
         env["KAFKA_CREATE_TOPICS"] = "false"  # and this test's prefix has no topics
     p = Pipeline(database, endpoints.kafka_bootstrap_servers, topic_prefix, tmp_path, **env)
+    # The one line this test asks for is an ERROR; and a worker stopped before
+    # Kafka ever let it start exits 1 (streams/worker.py: run_worker).
+    p.expect_log(f"^ERROR streams\\.worker: {re.escape(reason)}")
+    p.expect_exit(1)
     await p.start(wait_healthy=False)
     try:
         async def unhealthy() -> dict[str, Any] | None:
@@ -198,9 +200,8 @@ async def _lines_with(p: Pipeline, text: str) -> list[str]:
 
 async def test_on_a_cluster_that_forbids_creating_topics_the_worker_uses_only_the_documented_ones(
         make_pipeline: Any, topic_prefix: str, endpoints: Any, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
-    env |= {"KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers, "KAFKA_TOPIC_PREFIX": topic_prefix,
-            "KAFKA_TOPIC_PARTITIONS": "2"}
+    env = clean_env(KAFKA_BOOTSTRAP_SERVERS=endpoints.kafka_bootstrap_servers, KAFKA_TOPIC_PREFIX=topic_prefix,
+                    KAFKA_TOPIC_PARTITIONS="2")
     created = subprocess.run([str(ORCHESTRATOR), "topics", "create"], env=env, cwd=tmp_path, capture_output=True,
                              text=True, timeout=60)
     assert created.returncode == 0, created.stderr

@@ -4,6 +4,7 @@ and JSON log lines that name the workflow and never a secret."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,15 +20,27 @@ SECRETS = {
 }
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Samples:
+    found: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
 
 
-def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def value(found: Samples, name: str, **labels: str) -> float:
+    """The sample ``name{labels}``, which must be there."""
+    key = (name, tuple(sorted(labels.items())))
+    assert key in found, f"no sample {name}{labels} in the scrape"
+    return found[key]
+
+
+def value_before(found: Samples, name: str, **labels: str) -> float:
+    """A counter's sample before the work, 0 when absent: a labelled counter
+    appears only once it has first moved."""
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
@@ -40,17 +53,19 @@ async def test_metrics_move_and_logs_are_json_without_secrets(make_pipeline: Any
 
     mid = await p.new_email()
     await p.reaches(mid, "awaiting_user")
+    texted_at = p.sms.sent_at[0].timestamp()
     scrape = await p.http.get("/metrics", headers=auth)
     assert scrape.headers["Content-Type"].startswith("text/plain; version=")
     waiting = samples(scrape.text)
     assert value(waiting, "orchestrator_workflows", state="awaiting_user") == 1
-    assert value(waiting, "orchestrator_oldest_awaiting_answer_seconds") >= 0
+    # The draft has waited since it was texted: no less than 0, no more than until now.
+    assert 0 <= value(waiting, "orchestrator_oldest_awaiting_answer_seconds") <= time.time() - texted_at + 1
     assert (await p.reply_sms("1", key=SECRETS["SMS_WEBHOOK_SIGNING_KEY"])).status_code == 200
     await p.reaches(mid, "reply_sent")
     after = samples((await p.http.get("/metrics", headers=auth)).text)
 
     def moved(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return value(after, name, **labels) - value_before(before, name, **labels)
 
     assert moved("orchestrator_transitions_total", from_state="awaiting_user", to_state="user_approved") == 1
     assert moved("orchestrator_transitions_total", from_state="none", to_state="pending") == 1

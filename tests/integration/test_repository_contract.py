@@ -3,15 +3,19 @@ in-memory fake the fast stage tests use must behave alike."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from handlers.clock import OffsetClock
-from handlers.workflow import IllegalTransitionError, WorkflowState
+from handlers.messages import DraftReady
+from handlers.workflow import EmailStatus, IllegalTransitionError, WorkflowState
+from streams.storage.protocol import Repository
+from streams.storage.records import Workflow
+from streams.storage.repository import REMINDED, park_reason
 
 from tests.support.fakes import FakeRepository
 
@@ -19,30 +23,36 @@ S = WorkflowState
 PHONE = "+15551234567"
 TO_AWAITING = [(S.PENDING, S.AI_GENERATING), (S.AI_GENERATING, S.AI_GENERATED),
                (S.AI_GENERATED, S.SMS_SENDING), (S.SMS_SENDING, S.AWAITING_USER)]
+PEER = "AI Reply Generator"
 
 
 @dataclass
 class Backend:
-    repo: Any
+    #: Typed as the protocol: the contract is what the stages may use.
+    repo: Repository
     clock: OffsetClock
-    start: Any
-    topics: Any
+    start: Callable[[str], Awaitable[None]]
     #: (topic, message_id) of every message queued, in order.
-    queued: Any
+    queued: Callable[[], Awaitable[list[tuple[str, str | None]]]]
+    #: An inbound SMS as stored: (handled, outcome, message_id), None when unknown.
+    sms: Callable[[str], Awaitable[tuple[bool, str | None, str | None] | None]]
+    #: The text kept on the email's row as the reply sent.
+    reply_draft: Callable[[str], Awaitable[str | None]]
 
 
 @pytest.fixture(params=["postgres", "fake"])
 def database_or_none(request: pytest.FixtureRequest) -> str | None:
     """A test database's conninfo for the PostgreSQL backend, None for the fake."""
-    return request.getfixturevalue("database") if request.param == "postgres" else None  # type: ignore[no-any-return]
+    if request.param != "postgres":
+        return None
+    conninfo: str = request.getfixturevalue("database")
+    return conninfo
 
 
 @pytest.fixture
 async def backend(database_or_none: str | None, clock: OffsetClock) -> AsyncIterator[Backend]:
     if database_or_none is None:
-        fake = FakeRepository(clock)
-        yield Backend(fake, clock, fake.start, lambda: _aresult([m.topic for m in fake.data.outbox]),
-                      lambda: _aresult([(m.topic, getattr(m, "message_id", None)) for m in fake.data.outbox]))
+        yield _fake_backend(FakeRepository(clock), clock)
         return
     from streams.storage.database import create_pool
     from streams.storage.repository import WorkflowRepository
@@ -56,29 +66,61 @@ async def backend(database_or_none: str | None, clock: OffsetClock) -> AsyncIter
     async def start(mid: str) -> None:
         await start_workflow(repo, pool, message_id=mid)
 
-    async def topics() -> list[str]:
-        async with pool.connection() as conn:
-            cur = await conn.execute("SELECT topic FROM kafka_outbox ORDER BY id")
-            return [r["topic"] for r in await cur.fetchall()]
-
     async def queued() -> list[tuple[str, str | None]]:
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT topic, payload::jsonb ->> 'message_id' AS m FROM kafka_outbox ORDER BY id")
             return [(r["topic"], r["m"]) for r in await cur.fetchall()]
 
+    async def sms(sms_id: str) -> tuple[bool, str | None, str | None] | None:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT handled_at IS NOT NULL AS handled, outcome, message_id"
+                                     " FROM inbound_sms WHERE sms_id = %s", (sms_id,))
+            row = await cur.fetchone()
+            return (row["handled"], row["outcome"], row["message_id"]) if row else None
+
+    async def reply_draft(mid: str) -> str | None:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT reply_draft FROM processed_emails WHERE message_id = %s", (mid,))
+            row = await cur.fetchone()
+            return row["reply_draft"] if row else None
+
     try:
-        yield Backend(repo, clock, start, topics, queued)
+        yield Backend(repo, clock, start, queued, sms, reply_draft)
     finally:
         await pool.close()
 
 
-async def _aresult(value: Any) -> Any:
-    return value
+def _fake_backend(fake: FakeRepository, clock: OffsetClock) -> Backend:
+    async def queued() -> list[tuple[str, str | None]]:
+        return [(m.topic, getattr(m, "message_id", None)) for m in fake.data.outbox]
+
+    async def sms(sms_id: str) -> tuple[bool, str | None, str | None] | None:
+        row = fake.data.sms.get(sms_id)
+        return (row["handled"], row["outcome"], row["message_id"]) if row else None
+
+    async def reply_draft(mid: str) -> str | None:
+        return fake.data.reply_drafts.get(mid)
+
+    async def start(mid: str) -> None:
+        await fake.start(mid)
+
+    return Backend(fake, clock, start, queued, sms, reply_draft)
 
 
 async def walk(b: Backend, mid: str, steps: list[tuple[WorkflowState, WorkflowState]], **fields: Any) -> None:
     for source, target in steps:
         assert await b.repo.transition(mid, source, target, "test", **fields)
+
+
+def stamped(b: Backend, moment: datetime | None, since: datetime) -> bool:
+    """Whether ``moment`` was stamped by the backend's clock after ``since`` (the clock runs)."""
+    return moment is not None and since <= moment <= b.clock.now()
+
+
+async def workflow(b: Backend, mid: str) -> Workflow:
+    wf = await b.repo.get(mid)
+    assert wf is not None, mid
+    return wf
 
 
 async def test_a_transition_wins_once_and_is_audited(backend: Backend) -> None:
@@ -92,7 +134,6 @@ async def test_a_transition_wins_once_and_is_audited(backend: Backend) -> None:
 
 
 async def test_the_phone_slot_holds_one_draft_until_a_decision_frees_it(backend: Backend) -> None:
-    base = backend.clock.now()
     for mid in ("<a@x>", "<b@x>"):
         await backend.start(mid)
         await walk(backend, mid, TO_AWAITING[:2])
@@ -112,7 +153,6 @@ async def test_the_phone_slot_holds_one_draft_until_a_decision_frees_it(backend:
     assert [m for topic, m in await backend.queued() if topic == "phone.freed"] == ["<a@x>"]
     async with backend.repo.transaction() as tx:
         assert await tx.phone.lock(PHONE) is None
-    assert base <= backend.clock.now()
 
 
 async def test_the_sms_ledger_acts_once(backend: Backend) -> None:
@@ -135,7 +175,7 @@ async def test_a_send_is_claimed_once_and_only_when_approved(backend: Backend) -
     async with backend.repo.transaction() as tx:
         assert await tx.claim_send("<a@x>", "<r@x>")
         assert not await tx.claim_send("<a@x>", "<r@x>")
-    wf = await backend.repo.get("<a@x>")
+    wf = await workflow(backend, "<a@x>")
     assert wf.reply_message_id == "<r@x>" and wf.send_attempted_at is not None
     last = (await backend.repo.audit_trail("<a@x>"))[-1]
     assert (last.from_state, last.to_state, last.transition_reason) == (
@@ -158,7 +198,7 @@ async def test_a_failed_transaction_leaves_nothing_behind(backend: Backend) -> N
         async with backend.repo.transaction() as tx:
             assert await tx.transition("<a@x>", S.PENDING, S.AI_GENERATING, "go")
             raise RuntimeError("crash before commit")
-    wf = await backend.repo.get("<a@x>")
+    wf = await workflow(backend, "<a@x>")
     assert wf.current_state is S.PENDING
     assert len(await backend.repo.audit_trail("<a@x>")) == 1
 
@@ -173,7 +213,7 @@ async def test_many_move_at_once_each_as_if_alone(backend: Backend) -> None:
     assert moved == ["<c@x>", "<a@x>"]
     for mid in moved:
         assert (await backend.repo.audit_trail(mid))[-1].transition_reason == "draft requested"
-        assert (await backend.repo.get(mid)).current_state is S.AI_GENERATING
+        assert (await workflow(backend, mid)).current_state is S.AI_GENERATING
     events = [m for topic, m in await backend.queued() if topic == "workflow.events"]
     assert events[-2:] == ["<c@x>", "<a@x>"]
     async with backend.repo.transaction() as tx:
@@ -196,3 +236,236 @@ async def test_a_presentation_is_held_as_long_as_its_session(backend: Backend) -
             assert not await other.presenter_gone("<a@x>")
     async with backend.repo.transaction() as other:  # the session ended (as a dead worker's does)
         assert await other.presenter_gone("<a@x>")
+
+
+async def test_a_transition_sets_its_columns_and_refuses_unknown_ones(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    await walk(backend, "<a@x>", TO_AWAITING[:1])
+    backend.clock.advance(timedelta(seconds=1))
+    since = backend.clock.now()
+    assert await backend.repo.transition("<a@x>", S.AI_GENERATING, S.AI_GENERATED, "drafted",
+                                         ai_reply_text="Sure, 2pm works.", edit_iteration=1)
+    wf = await workflow(backend, "<a@x>")
+    assert (wf.current_state, wf.previous_state, wf.ai_reply_text, wf.edit_iteration) == (
+        S.AI_GENERATED, "ai_generating", "Sure, 2pm works.", 1)
+    assert stamped(backend, wf.updated_at, since)
+    with pytest.raises(ValueError, match="not settable"):
+        await backend.repo.transition("<a@x>", S.AI_GENERATED, S.SMS_SENDING, "no", current_state="x")
+    assert (await workflow(backend, "<a@x>")).current_state is S.AI_GENERATED
+
+
+async def test_the_phone_is_released_by_name(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    async with backend.repo.transaction() as tx:
+        assert await tx.phone.lock(PHONE) is None
+        await tx.phone.assign(PHONE, "<a@x>")
+        assert await tx.phone.release(["<b@x>"]) == []
+        assert await tx.phone.release(["<b@x>", "<a@x>"]) == [(PHONE, "<a@x>")]
+        assert await tx.phone.release(["<a@x>"]) == []
+        assert await tx.phone.lock(PHONE) is None
+
+
+async def test_an_sms_settled_on_arrival_is_never_handled(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    async with backend.repo.transaction() as tx:
+        assert await tx.sms.record("s1", "+15550000000", "hi", None, outcome="foreign_number")
+        assert not await tx.sms.claim("s1", "+15550000000", "hi", None)
+        assert await tx.sms.record("s2", PHONE, "1", None)
+    assert await backend.sms("s2") == (False, None, None)
+    async with backend.repo.transaction() as tx:
+        assert await tx.sms.claim("s2", PHONE, "1", None)
+        await tx.sms.settle("s2", "approved", "<a@x>")
+    assert await backend.sms("s1") == (True, "foreign_number", None)
+    assert await backend.sms("s2") == (True, "approved", "<a@x>")
+    assert await backend.sms("s3") is None
+
+
+async def test_a_send_claimed_before_is_claimed_again_only_when_asked(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    await walk(backend, "<a@x>", [*TO_AWAITING, (S.AWAITING_USER, S.USER_APPROVED)])
+    async with backend.repo.transaction() as tx:
+        assert not await tx.claim_send("<a@x>", "<r@x>", again=True)  # nothing was attempted
+        assert await tx.claim_send("<a@x>", "<r@x>")
+    backend.clock.advance(timedelta(minutes=1))
+    since = backend.clock.now()
+    async with backend.repo.transaction() as tx:
+        assert await tx.claim_send("<a@x>", "<r@x>", again=True)
+    wf = await workflow(backend, "<a@x>")
+    assert stamped(backend, wf.send_attempted_at, since) and stamped(backend, wf.updated_at, since)
+    last = (await backend.repo.audit_trail("<a@x>"))[-1]
+    assert (last.from_state, last.to_state, last.transition_reason) == (
+        "user_approved", "user_approved", "not in the Sent folder: sending again as <r@x>")
+
+
+async def test_a_park_keeps_the_state_audits_the_first_try_and_ends_with_a_move(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    await walk(backend, "<a@x>", TO_AWAITING[:1])
+    backend.clock.advance(timedelta(seconds=1))
+    since = backend.clock.now()
+    first, second = since + timedelta(seconds=30), since + timedelta(seconds=90)
+    park: dict[str, Any] = {"stage": "draft", "peer": PEER, "reason": "503 busy", "since": since}
+    async with backend.repo.transaction() as tx:
+        assert not await tx.park("<a@x>", S.PENDING, attempts=1, next_attempt_at=first, **park)  # moved on
+        assert await tx.park("<a@x>", S.AI_GENERATING, attempts=1, next_attempt_at=first, **park)
+    wf = await workflow(backend, "<a@x>")
+    assert (wf.current_state, wf.park_stage, wf.park_peer, wf.park_reason, wf.parked_since, wf.park_attempts,
+            wf.next_attempt_at) == (S.AI_GENERATING, "draft", PEER, "503 busy", since, 1, first)
+    assert stamped(backend, wf.updated_at, since)
+    backend.clock.advance(timedelta(seconds=30))
+    again = backend.clock.now()
+    async with backend.repo.transaction() as tx:
+        assert await tx.park("<a@x>", S.AI_GENERATING, attempts=2, next_attempt_at=second, **park)
+    wf = await workflow(backend, "<a@x>")
+    assert (wf.park_attempts, wf.next_attempt_at, wf.parked_since) == (2, second, since)
+    assert stamped(backend, wf.updated_at, again)
+    trail = await backend.repo.audit_trail("<a@x>")
+    assert [(e.from_state, e.to_state, e.transition_reason, e.error_details) for e in trail[2:]] == [
+        ("ai_generating", "ai_generating", park_reason("503 busy", first), "503 busy")]  # the first try only
+    assert await backend.repo.transition("<a@x>", S.AI_GENERATING, S.AI_GENERATED, "drafted at last")
+    wf = await workflow(backend, "<a@x>")
+    assert (wf.park_stage, wf.park_peer, wf.park_reason, wf.parked_since, wf.park_attempts,
+            wf.next_attempt_at) == (None, None, None, None, 0, None)
+
+
+async def test_a_parked_send_keeps_or_withdraws_its_claim(backend: Backend) -> None:
+    for mid in ("<kept@x>", "<withdrawn@x>"):
+        await backend.start(mid)
+        await walk(backend, mid, [*TO_AWAITING, (S.AWAITING_USER, S.USER_APPROVED)])
+        async with backend.repo.transaction() as tx:
+            assert await tx.claim_send(mid, f"<r{mid}")
+            assert await tx.park(mid, S.USER_APPROVED, stage="send", peer="SMTP", reason="421", attempts=1,
+                                 since=backend.clock.now(), next_attempt_at=backend.clock.now(),
+                                 release_send=mid == "<withdrawn@x>")
+    assert (await workflow(backend, "<kept@x>")).send_attempted_at is not None
+    assert (await workflow(backend, "<withdrawn@x>")).send_attempted_at is None
+    async with backend.repo.transaction() as tx:
+        assert not await tx.claim_send("<kept@x>", "<r2@x>")
+        assert await tx.claim_send("<withdrawn@x>", "<r2@x>")  # the server took nothing: send it afresh
+
+
+async def test_an_outage_is_noted_once_and_ends_with_its_last_parked_workflow(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    await walk(backend, "<a@x>", TO_AWAITING[:1])
+    async with backend.repo.transaction() as tx:
+        assert await tx.note_outage(PEER)
+        assert not await tx.note_outage(PEER)
+        assert await tx.note_outage("SMTP")
+        assert await tx.park("<a@x>", S.AI_GENERATING, stage="draft", peer=PEER, reason="503", attempts=1,
+                             since=backend.clock.now(), next_attempt_at=backend.clock.now())
+    async with backend.repo.transaction() as tx:
+        assert await tx.end_outages() == ["SMTP"]  # nothing parked on it
+        assert await tx.end_outages() == []
+        assert not await tx.note_outage(PEER)
+    assert await backend.repo.transition("<a@x>", S.AI_GENERATING, S.AI_GENERATED, "drafted")
+    async with backend.repo.transaction() as tx:
+        assert await tx.end_outages() == [PEER]
+        assert await tx.note_outage(PEER)  # a new outage
+
+
+async def test_due_parked_workflows_are_claimed_once_most_overdue_first(backend: Backend) -> None:
+    now = backend.clock.now()
+    for mid, due in (("<late@x>", now - timedelta(minutes=1)), ("<later@x>", now - timedelta(minutes=2)),
+                     ("<future@x>", now + timedelta(hours=1)), ("<unparked@x>", None)):
+        await backend.start(mid)
+        await walk(backend, mid, TO_AWAITING[:1])
+        if due is not None:
+            async with backend.repo.transaction() as tx:
+                assert await tx.park(mid, S.AI_GENERATING, stage="draft", peer=PEER, reason="503", attempts=1,
+                                     since=now, next_attempt_at=due)
+    async with backend.repo.transaction() as tx:
+        [taken] = await tx.claim_due_parked(1)
+        assert (taken.message_id, taken.park_peer, taken.next_attempt_at) == ("<later@x>", PEER, None)
+        assert [wf.message_id for wf in await tx.claim_due_parked(10)] == ["<late@x>"]
+        assert await tx.claim_due_parked(10) == []  # in flight: not taken twice
+    later = await workflow(backend, "<later@x>")
+    assert (later.park_stage, later.park_attempts, later.next_attempt_at) == ("draft", 1, None)
+    backend.clock.advance(timedelta(hours=2))
+    async with backend.repo.transaction() as tx:
+        assert [wf.message_id for wf in await tx.claim_due_parked(10)] == ["<future@x>"]
+
+
+async def test_the_one_reminder_is_marked_once_and_audited(backend: Backend) -> None:
+    now = backend.clock.now()
+    for mid in ("<a@x>", "<b@x>"):
+        await backend.start(mid)
+        await walk(backend, mid, TO_AWAITING[:3])
+    assert await backend.repo.transition("<a@x>", S.SMS_SENDING, S.AWAITING_USER, "sent",
+                                         sms_sent_at=now - timedelta(minutes=10))
+    assert await backend.repo.due_reminders(now - timedelta(minutes=5)) == ["<a@x>"]
+    assert await backend.repo.due_reminders(now - timedelta(minutes=15)) == []
+    backend.clock.advance(timedelta(seconds=5))
+    since = backend.clock.now()
+    async with backend.repo.transaction() as tx:
+        assert not await tx.mark_reminded("<b@x>")  # not awaiting an answer
+        assert await tx.mark_reminded("<a@x>")
+        assert not await tx.mark_reminded("<a@x>")
+    wf = await workflow(backend, "<a@x>")
+    assert wf.current_state is S.AWAITING_USER
+    assert stamped(backend, wf.reminded_at, since) and stamped(backend, wf.updated_at, since)
+    last = (await backend.repo.audit_trail("<a@x>"))[-1]
+    assert (last.from_state, last.to_state, last.transition_reason) == ("awaiting_user", "awaiting_user", REMINDED)
+    assert await backend.repo.due_reminders(now) == []
+
+
+async def test_the_reply_sent_is_kept_on_the_email(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    assert await backend.reply_draft("<a@x>") is None
+    async with backend.repo.transaction() as tx:
+        await tx.record_sent_reply("<a@x>", "Sure, 2pm works.")
+    assert await backend.reply_draft("<a@x>") == "Sure, 2pm works."
+
+
+async def test_a_failed_savepoint_undoes_its_block_and_the_transaction_goes_on(backend: Backend) -> None:
+    for mid in ("<a@x>", "<b@x>"):
+        await backend.start(mid)
+    before = len(await backend.queued())
+    async with backend.repo.transaction() as tx:
+        assert await tx.transition("<a@x>", S.PENDING, S.AI_GENERATING, "kept")
+        with pytest.raises(RuntimeError):
+            async with tx.savepoint():
+                assert await tx.transition("<b@x>", S.PENDING, S.AI_GENERATING, "undone")
+                await tx.publish(DraftReady(message_id="<b@x>", iteration=0))
+                raise RuntimeError("a stage failed")
+        undone = await tx.get("<b@x>")
+        assert undone is not None and undone.current_state is S.PENDING
+        async with tx.savepoint():
+            await tx.publish(DraftReady(message_id="<a@x>", iteration=0))
+    assert (await workflow(backend, "<a@x>")).current_state is S.AI_GENERATING
+    assert (await workflow(backend, "<b@x>")).current_state is S.PENDING
+    assert [e.transition_reason for e in await backend.repo.audit_trail("<b@x>")] == ["test"]
+    assert (await backend.queued())[before:] == [("workflow.events", "<a@x>"), ("drafts.ready", "<a@x>")]
+
+
+async def test_the_email_row_follows_the_workflow(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    async with backend.repo.transaction() as tx:
+        email = await tx.email("<a@x>")
+        assert email is not None and (email.message_id, email.status) == ("<a@x>", EmailStatus.ORCHESTRATING)
+        assert await tx.email("<nobody@x>") is None
+        assert not await tx.create_workflow(email, body_preview="again", reason="again")  # one exists
+        await tx.set_email_status(["<a@x>"], EmailStatus.FAILED, error="by hand")
+        assert (await tx.email("<a@x>")) == email.__class__(**{**email.__dict__, "status": EmailStatus.FAILED})
+        locked = await tx.get("<a@x>", for_update=True)
+        assert locked is not None and locked.current_state is S.PENDING
+    assert [e.transition_reason for e in await backend.repo.audit_trail("<a@x>")] == ["test"]
+    await walk(backend, "<a@x>", [*TO_AWAITING, (S.AWAITING_USER, S.USER_IGNORED)])
+    async with backend.repo.transaction() as tx:
+        ignored = await tx.email("<a@x>")
+        assert ignored is not None and ignored.status == EmailStatus.IGNORED
+
+
+async def test_messages_are_queued_in_order_in_the_outbox(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    before = len(await backend.queued())
+    await backend.repo.publish(DraftReady(message_id="<a@x>", iteration=0))
+    async with backend.repo.transaction() as tx:
+        await tx.publish_many([])
+        await tx.publish_many([DraftReady(message_id="<b@x>", iteration=1),
+                               DraftReady(message_id="<a@x>", iteration=2)])
+    assert (await backend.queued())[before:] == [("drafts.ready", "<a@x>"), ("drafts.ready", "<b@x>"),
+                                                 ("drafts.ready", "<a@x>")]
+    with pytest.raises(RuntimeError):
+        async with backend.repo.transaction() as tx:
+            await tx.publish(DraftReady(message_id="<a@x>", iteration=3))
+            raise RuntimeError("rolled back: nothing is published")
+    assert len(await backend.queued()) == before + 3

@@ -8,6 +8,7 @@ import imaplib
 import ssl
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,10 +51,11 @@ def file_in_sent(account: ImapAccount, message_id: str) -> None:
         assert imap.append(f'"{SENT}"', None, None, raw)[0] == "OK"
 
 
-def folder(account: ImapAccount, **overrides: Any) -> SentFolder:
-    settings = {"host": account.host, "port": account.port, "username": account.username,
-                "password": account.password, "folder": SENT, "ca_file": account.ca_file, "timeout": 5.0}
-    return SentFolder(**(settings | overrides))
+def folder(account: ImapAccount, *, port: int | None = None, password: str | None = None, name: str = SENT,
+           ca_file: Path | None = None) -> SentFolder:
+    """The account's Sent folder, or one thing about it changed."""
+    return SentFolder(account.host, port or account.port, account.username, password or account.password, name,
+                      ca_file=ca_file or account.ca_file, timeout=5.0)
 
 
 @pytest.fixture
@@ -142,7 +144,7 @@ async def test_the_adapter_names_what_went_wrong(account: ImapAccount, tmp_path:
     with pytest.raises(PermanentError, match="login refused"):
         await folder(account, password="wrong").contains(message_id)
     with pytest.raises(PermanentError, match="cannot open folder 'Nope'"):
-        await folder(account, folder="Nope").contains(message_id)
+        await folder(account, name="Nope").contains(message_id)
     with pytest.raises(TransientError):
         await folder(account, port=free_port()).contains(message_id)
     import trustme

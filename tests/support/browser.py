@@ -14,7 +14,8 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
@@ -24,6 +25,7 @@ from selenium.webdriver.remote.webelement import WebElement
 
 from tests.support.services import ROOT
 
+T = TypeVar("T")
 SCREENSHOTS = Path(os.environ.get("ORCH_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
 
 
@@ -47,7 +49,7 @@ class Browser:
         self.base_url = base_url
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    async def _do(self, fn: Any, *args: Any) -> Any:
+    async def _do(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
 
     async def open(self, path: str) -> None:

@@ -1,7 +1,8 @@
 """In-memory stand-ins for the repository and the peers, for fast stage tests.
 
 :class:`FakeRepository` keeps the same contract as
-:class:`streams.storage.repository.WorkflowRepository` (compare-and-set transitions
+:class:`streams.storage.repository.WorkflowRepository` (both conform to
+:class:`streams.storage.protocol.Repository`, checked by mypy; compare-and-set transitions
 checked against the real state machine, the phone slot, the SMS ledger, the
 send claim, the outbox); ``tests/integration/test_repository_contract.py`` runs one set of
 contract tests against both. A transaction that raises is rolled back.
@@ -15,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handlers.clock import Clock
 from handlers.errors import PermanentError, TransientError
@@ -80,7 +81,8 @@ class FakePhoneSlot(_Part):
         self.data.phones[phone] = message_id
 
     async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
-        freed = [(phone, held) for phone, held in self.data.phones.items() if held in message_ids]
+        freed = [(phone, held) for phone, held in self.data.phones.items()
+                 if held is not None and held in message_ids]
         for phone, _ in freed:
             self.data.phones[phone] = None
         return freed
@@ -180,7 +182,7 @@ class FakeTransaction:
         if wf is None or wf.current_state is not S.USER_APPROVED or (wf.send_attempted_at is None) != (not again):
             return False
         self.data.workflows[message_id] = replace(wf, reply_message_id=reply_message_id,
-                                                  send_attempted_at=self.clock.now())
+                                                  send_attempted_at=self.clock.now(), updated_at=self.clock.now())
         reason = send_claim_reason(reply_message_id, again)
         self._audit(message_id, wf.current_state.value, wf.current_state.value, reason, None)
         return True
@@ -192,7 +194,8 @@ class FakeTransaction:
             return False
         self.data.workflows[message_id] = replace(
             wf, park_stage=stage, park_peer=peer, park_reason=reason, parked_since=since, park_attempts=attempts,
-            next_attempt_at=next_attempt_at, send_attempted_at=None if release_send else wf.send_attempted_at)
+            next_attempt_at=next_attempt_at, send_attempted_at=None if release_send else wf.send_attempted_at,
+            updated_at=self.clock.now(), lease_until=None)
         if attempts == 1:
             self._audit(message_id, state.value, state.value,
                         park_reason(reason, next_attempt_at), reason)
@@ -223,7 +226,7 @@ class FakeTransaction:
         wf = self.data.workflows.get(message_id)
         if wf is None or wf.current_state is not S.AWAITING_USER or wf.reminded_at is not None:
             return False
-        self.data.workflows[message_id] = replace(wf, reminded_at=self.clock.now())
+        self.data.workflows[message_id] = replace(wf, reminded_at=self.clock.now(), updated_at=self.clock.now())
         self._audit(message_id, wf.current_state.value, wf.current_state.value, REMINDED, None)
         return True
 
@@ -345,6 +348,14 @@ class FakeRepository:
 
     def trail(self, message_id: str) -> list[tuple[str | None, str]]:
         return [(e.from_state, e.to_state) for mid, e in self.data.audit if mid == message_id]
+
+
+if TYPE_CHECKING:
+    from streams.storage.protocol import Repository
+
+    def _conforms(repo: FakeRepository) -> Repository:
+        """mypy checks here that the fake keeps the contract the stages are typed against."""
+        return repo
 
 
 # ------------------------------------------------------------------- peers

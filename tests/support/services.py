@@ -60,8 +60,8 @@ def provide() -> Iterator[Endpoints]:
     database = os.environ.get("DATABASE_URL")
     with ExitStack() as stack:
         if (not kafka or not database) and _docker_available():
-            from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
-            from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+            from testcontainers.kafka import KafkaContainer
+            from testcontainers.postgres import PostgresContainer
 
             if not kafka:
                 container = stack.enter_context(KafkaContainer("apache/kafka:4.1.1").with_kraft())

@@ -53,9 +53,19 @@ def test_never_crashes_and_instructions_are_never_blank(text: str) -> None:
         assert command.instructions is None
 
 
-@given(st.sampled_from(sorted(APPROVE_WORDS | IGNORE_WORDS)), st.sampled_from(["", " ", "\n", "  \t"]))
+#: Each one-word answer and what it means, written out (docs/contracts.md §5).
+WORDS = {"1": K.APPROVE, "send": K.APPROVE, "approve": K.APPROVE, "yes": K.APPROVE, "ok": K.APPROVE,
+         "3": K.IGNORE, "ignore": K.IGNORE, "skip": K.IGNORE, "no": K.IGNORE}
+
+
+def test_the_words_written_out_are_every_word() -> None:
+    assert set(WORDS) == APPROVE_WORDS | IGNORE_WORDS
+
+
+@given(st.sampled_from(sorted(WORDS)), st.sampled_from(["", " ", "\n", "  \t"]))
 def test_case_and_blanks_do_not_matter(word: str, pad: str) -> None:
-    assert parse_command(pad + word.upper() + pad) == parse_command(word)
+    assert parse_command(pad + word.upper() + pad) == Command(WORDS[word])
+    assert parse_command(pad + word + pad) == Command(WORDS[word])
 
 
 @given(st.text(min_size=1).filter(lambda t: t.strip() != "" and t == t.strip()))

@@ -8,24 +8,26 @@ from typing import Any
 import psycopg
 
 from handlers.clock import OffsetClock
-from handlers.messages import DeadLetter, EmailPending, Publishable
+from handlers.messages import DeadLetter, EmailPending, Publishable, SourceRecord
 from handlers.workflow import Stage
 from streams.kafka import topics
-from streams.pipeline.consumer import MessageHandler, SourceRecord
+from streams.pipeline.consumer import MessageHandler
 
 
 class Recorder:
     def __init__(self, act_errors: list[Exception] | None = None) -> None:
         self.acted: list[Any] = []
+        self.sources: list[SourceRecord | None] = []
         self.calls: list[list[str]] = []
         self.act_errors = act_errors or []
         self.letters: list[DeadLetter] = []
-        self.failed: list[tuple[str, Stage, str]] = []
+        self.failed: list[tuple[str, Stage, str, SourceRecord | None]] = []
         self.slept: list[float] = []
         self.publish_errors: list[Exception] = []
 
-    async def act(self, messages: Any) -> None:
+    async def act(self, messages: Any, source: SourceRecord | None) -> None:
         self.calls.append([m.message_id for m in messages])
+        self.sources.append(source)
         self.acted.extend(messages)
         if self.act_errors:
             raise self.act_errors.pop(0)
@@ -36,8 +38,9 @@ class Recorder:
         assert isinstance(message, DeadLetter)
         self.letters.append(message)
 
-    async def fail_unexpected(self, message_id: str, stage: Stage, error: Exception) -> None:
-        self.failed.append((message_id, stage, str(error)))
+    async def fail_unexpected(self, message_id: str, stage: Stage, error: Exception,
+                              source: SourceRecord | None) -> None:
+        self.failed.append((message_id, stage, str(error), source))
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -91,7 +94,7 @@ async def test_a_bug_dead_letters_the_message_and_fails_its_workflow() -> None:
     [letter] = r.letters
     assert (letter.kind, letter.value, letter.key) == ("permanent", VALID, b"<a@x>")
     assert letter.error_class == "KeyError"
-    assert r.failed == [("<a@x>", Stage.DRAFT, "'surprise'")]
+    assert r.failed == [("<a@x>", Stage.DRAFT, "'surprise'", SourceRecord("emails.pending", b"<a@x>", VALID))]
 
 
 async def test_a_dead_letter_waits_for_the_database_too() -> None:
@@ -105,12 +108,14 @@ async def test_a_batch_goes_to_a_stage_that_works_together_in_one_call() -> None
     r = Recorder()
     await r.handler(together=True).handle_many(pending("<a@x>", "<b@x>", "<c@x>"))
     assert r.calls == [["<a@x>", "<b@x>", "<c@x>"]]
+    assert r.sources == [None]  # no one record set the batch going
 
 
 async def test_other_stages_get_a_batch_one_message_at_a_time_in_order() -> None:
     r = Recorder()
     await r.handler().handle_many(pending("<a@x>", "<b@x>", "<c@x>"))
     assert r.calls == [["<a@x>"], ["<b@x>"], ["<c@x>"]]
+    assert r.sources == pending("<a@x>", "<b@x>", "<c@x>")  # each with the record it came from
 
 
 async def test_poison_in_a_batch_is_dead_lettered_and_the_rest_acted_on_together() -> None:
@@ -124,8 +129,8 @@ async def test_poison_in_a_batch_is_dead_lettered_and_the_rest_acted_on_together
 
 async def test_a_bug_in_a_batch_is_narrowed_to_its_message() -> None:
     class OnlyB(Recorder):
-        async def act(self, messages: Any) -> None:
-            await super().act(messages)
+        async def act(self, messages: Any, source: SourceRecord | None) -> None:
+            await super().act(messages, source)
             if any(m.message_id == "<b@x>" for m in messages):
                 raise KeyError("b is broken")
 
@@ -134,7 +139,7 @@ async def test_a_bug_in_a_batch_is_narrowed_to_its_message() -> None:
     assert r.calls == [["<a@x>", "<b@x>", "<c@x>"], ["<a@x>"], ["<b@x>"], ["<c@x>"]]
     [letter] = r.letters
     assert (letter.key, letter.offset, letter.kind) == (b"<b@x>", 1, "permanent")
-    assert r.failed == [("<b@x>", Stage.DRAFT, "'b is broken'")]
+    assert r.failed == [("<b@x>", Stage.DRAFT, "'b is broken'", pending("<a@x>", "<b@x>")[1])]
 
 
 async def test_a_database_outage_holds_the_whole_batch_until_it_ends() -> None:

@@ -1,16 +1,23 @@
 """The dashboard's parts without a server: charts, sessions and CSRF tokens,
-and the demo generator's drafts."""
+pages rendered from their templates, and the demo generator's drafts."""
 
 from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
 from handlers.edits import context_instructions
+from handlers.workflow import WorkflowState
 from standins.demo import plausible_draft
-from streams.web import charts
-from streams.web.dashboard import Guard
+from streams.storage.records import AuditEntry, Email, Workflow
+from streams.web import charts, dashboard
+from streams.web.dashboard import Guard, workflow_view
+from streams.web.pages import render
 
 
 def titles(svg: str) -> list[str]:
@@ -49,6 +56,30 @@ def test_sessions_and_csrf_tokens_cannot_be_forged() -> None:
     assert not guard.check_csrf(other, guard.csrf(mine))  # type: ignore[arg-type]
     assert not guard.check_csrf(mine, "")  # type: ignore[arg-type]
     assert Guard.for_token(None).required is False
+
+
+HOSTILE = "<script>alert(1)</script>"
+SENDER = '"Eve" <eve@example.com>'
+ODD_ID = '<a"onmouseover=alert(1)@x>'
+
+
+def test_a_page_shows_hostile_values_as_text() -> None:
+    """Every value a template prints is escaped (autoescaping on), in text and in attributes."""
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    wf = Workflow(ODD_ID, WorkflowState.FAILED, None, HOSTILE, SENDER, None, None, now, f"draft {HOSTILE}", now,
+                  None, now, None, None, None, None, 0, failed_stage="generate", error_message=HOSTILE,
+                  edit_history=[{"instructions": HOSTILE, "draft": HOSTILE}])
+    email = Email(ODD_ID, HOSTILE, SENDER, None, now, "pending", body_text=HOSTILE)
+    trail = [AuditEntry(1, None, "email_pending", HOSTILE, HOSTILE, now)]
+    app = web.Application()
+    dashboard.attach(app, "token-1")
+    for query in ("", "?partial=1"):
+        request = make_mocked_request("GET", "/workflows/x" + query, app=app)
+        page = render(request, "workflow.html", HOSTILE, **workflow_view(wf, email, trail)).text or ""
+        assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert SENDER not in page and "&#34;Eve&#34; &lt;eve@example.com&gt;" in page
+        assert 'value="&lt;a&#34;onmouseover=alert(1)@x&gt;"' in page  # the Retry form's field
+        assert page.count("<script") == (0 if query else 1)  # only the page's own, nonce-tagged
 
 
 EMAIL = {"from_address": "Maria Garcia <maria@example.com>", "subject": "Lunch on Thursday?",

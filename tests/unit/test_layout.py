@@ -125,6 +125,21 @@ def test_no_import_loop_anywhere() -> None:
         visit(module, [])
 
 
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 250
+
+
+def test_modules_and_classes_stay_small_enough_to_read() -> None:
+    for path in sources("streams"):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(ROOT)
+        assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{where} has over {MAX_MODULE_LINES} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                assert size <= MAX_CLASS_LINES, f"{where}: class {node.name} has {size} lines"
+
+
 def test_every_referenced_file_is_in_the_repository() -> None:
     outside = ("CONTRACTS" + ".md", "DESIGN" + ".md", "../" + "shared")  # documents that are not here
     texts = [p for p in [*sources("handlers", "streams", "tests", "bench"), ROOT / "schema.sql",

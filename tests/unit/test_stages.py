@@ -4,7 +4,10 @@ Kafka and PostgreSQL in the e2e tests."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -19,10 +22,11 @@ from handlers.messages import (
     InboundSms,
     PhoneFreed,
     ReplyApproved,
+    SourceRecord,
 )
 from handlers.workflow import WorkflowState
 from streams.settings import Settings
-from streams.stages.core import NotAllowedNow, Stages, UnknownWorkflow
+from streams.stages import NotAllowedNow, Stages, UnknownWorkflow
 
 from tests.support.factories import draft_request
 from tests.support.fakes import FakeGenerator, FakeMail, FakeRepository, FakeSms
@@ -36,10 +40,10 @@ class World:
         self.clock = OffsetClock()
         self.repo = FakeRepository(self.clock)
         self.ai, self.sms, self.mail = FakeGenerator(), FakeSms(), FakeMail()
-        config = Settings(database_url="postgresql://unused", email_address="me@example.com",  # type: ignore[arg-type]
+        config = Settings(database_url="postgresql://unused", email_address="me@example.com",
                           email_password="pw", your_phone_number=PHONE, retry_backoff_base=0.001,
                           **settings)
-        self.stages = Stages(settings=config, repo=self.repo, ai=self.ai, sms=self.sms,  # type: ignore[arg-type]
+        self.stages = Stages(settings=config, repo=self.repo, ai=self.ai, sms=self.sms,
                              smtp=self.mail, clock=self.clock)
         self._sms = 0
 
@@ -64,6 +68,16 @@ class World:
     async def answer(self, text: str, phone: str = PHONE, sms_id: str | None = None) -> None:
         self._sms += 1
         await self.stages.command(InboundSms(sms_id=sms_id or f"m{self._sms}", phone_number=phone, text=text))
+
+
+@dataclass
+class MailServer:
+    """A mail server that does what ``behaviour`` does with each message."""
+
+    behaviour: Callable[[EmailMessage], Awaitable[None]]
+
+    async def send(self, message: EmailMessage) -> None:
+        await self.behaviour(message)
 
 
 def about(moment: datetime | None, expected: datetime) -> bool:
@@ -112,7 +126,7 @@ async def test_notify_presents_the_oldest_ready_draft_once(world: World) -> None
     [text] = world.sms.texts
     assert text.startswith("Old: Lunch?") and text.endswith("(+1 waiting)")
     wf = world.repo.data.workflows["<old@x>"]
-    assert wf.timeout_at == wf.sms_sent_at + timedelta(seconds=86400)  # type: ignore[operator]
+    assert wf.sms_sent_at is not None and wf.timeout_at == wf.sms_sent_at + timedelta(seconds=86400)
 
 
 async def test_a_gateway_that_keeps_failing_fails_the_draft_and_frees_the_phone() -> None:
@@ -130,6 +144,38 @@ async def test_a_gateway_that_keeps_failing_fails_the_draft_and_frees_the_phone(
     assert not world.repo.data.presenting
     assert world.sms.texts == ["Gave up on the email from Ann Lee (Lunch?): SMS Gateway: modem busy. "
                                "It can be retried from the orchestrator."]
+
+
+async def test_a_failed_send_dead_letters_the_record_that_set_it_going(world: World) -> None:
+    await world.presented("<a@x>")
+    await world.answer("1")
+    world.mail.refuse = True
+    record = SourceRecord("replies.approved", b"<a@x>", b'{"message_id": "<a@x>", "as": "sent"}', 4, 17)
+    await world.stages.send("<a@x>", record)
+    assert world.state("<a@x>") is S.FAILED
+    [letter] = world.repo.published(DeadLetter)
+    assert (letter.source_topic, letter.key, letter.value) == ("replies.approved", b"<a@x>", record.value)
+    assert (letter.partition, letter.offset, letter.stage, letter.kind) == (4, 17, "send", "permanent")
+    assert (letter.attempts, letter.error_class) == (1, "PermanentError")
+
+
+@pytest.mark.parametrize("key", [b"<a@x>", b"<other@x>"])
+async def test_a_failed_presentation_dead_letters_its_record_only_if_the_record_is_about_it(key: bytes) -> None:
+    world = World(retry_deadline=0)  # no parking: give up after the in-call retries
+    await world.repo.start("<a@x>")
+    await world.draft("<a@x>")
+    world.sms.failing = 3
+    record = SourceRecord("drafts.ready", key, b'{"message_id": "as sent", "iteration": 0}', 2, 9)
+    await world.stages.notify(record)
+    [letter] = world.repo.published(DeadLetter)
+    assert (letter.stage, letter.kind, letter.attempts, letter.error_class) == (
+        "notify", "exhausted", 3, "TransientError")
+    assert letter.error_message == "gave up after 3 attempts: SMS Gateway: modem busy"
+    if key == b"<a@x>":
+        assert (letter.value, letter.partition, letter.offset) == (record.value, 2, 9)
+    else:  # what sets <a@x>'s notify going again
+        assert (letter.key, letter.partition, letter.offset) == (b"<a@x>", None, None)
+        assert DraftReady.model_validate_json(letter.value) == DraftReady(message_id="<a@x>", iteration=0)
 
 
 async def cut_off_presentation(world: World, mid: str) -> None:
@@ -151,8 +197,9 @@ async def test_a_draft_sms_cut_off_by_a_dead_worker_is_never_texted_again(world:
     [text] = world.sms.texts
     assert text.startswith("A restart cut off the draft reply to Ann Lee (Lunch?); it may not have reached you.")
     assert "/drafts/%3Ca%40x%3E?t=" in text and "1=Send" not in text
-    assert world.repo.audit_trail  # audited:
-    assert (await world.repo.audit_trail("<a@x>"))[-1].transition_reason.startswith("draft SMS cut off")
+    last = (await world.repo.audit_trail("<a@x>"))[-1]  # audited:
+    assert (last.from_state, last.to_state) == (S.SMS_SENDING.value, S.AWAITING_USER.value)
+    assert (last.transition_reason or "").startswith("draft SMS cut off")
     await world.stages.notify()  # settled once
     assert len(world.sms.texts) == 1
 
@@ -274,10 +321,10 @@ async def test_a_connection_lost_mid_send_fails_as_outcome_unknown(world: World)
     await world.presented("<a@x>")
     await world.answer("1")
 
-    async def cut_off(message: Any) -> None:
+    async def cut_off(message: EmailMessage) -> None:
         raise OutcomeUnknownError("SMTP", "connection lost after DATA")
 
-    world.mail.send = cut_off  # type: ignore[method-assign]
+    world.stages.smtp = MailServer(cut_off)
     await world.stages.send("<a@x>")
     wf = world.repo.data.workflows["<a@x>"]
     assert wf.current_state is S.FAILED and wf.send_attempted_at is not None
@@ -362,9 +409,10 @@ async def test_past_the_deadline_a_parked_workflow_fails() -> None:
         wf = world.repo.data.workflows["<a@x>"]
         if wf.current_state is S.FAILED:
             break
-        world.clock.advance(timedelta(seconds=wf.next_attempt_at.timestamp() - world.clock.now().timestamp()))  # type: ignore[union-attr]
+        assert wf.next_attempt_at is not None
+        world.clock.advance(wf.next_attempt_at - world.clock.now())
     assert wf.current_state is S.FAILED and wf.failed_stage == "draft"
-    assert world.clock.now() >= wf.created_at + timedelta(seconds=100)  # type: ignore[operator]
+    assert wf.created_at is not None and world.clock.now() >= wf.created_at + timedelta(seconds=100)
     assert world.sms.texts[-1].startswith("Gave up on the email from Ann Lee")
 
 
@@ -394,15 +442,14 @@ async def test_an_smtp_outage_parks_the_send_and_releases_its_claim(world: World
     await world.presented("<a@x>")
     await world.answer("1")
 
-    async def unavailable(message: Any) -> None:
+    async def unavailable(message: EmailMessage) -> None:
         raise TransientError("SMTP", "421 try later")
 
-    send = world.mail.send
-    world.mail.send = unavailable  # type: ignore[method-assign]
+    world.stages.smtp = MailServer(unavailable)
     await world.stages.send("<a@x>")
     wf = world.repo.data.workflows["<a@x>"]
     assert (wf.current_state, wf.park_stage, wf.send_attempted_at) == (S.USER_APPROVED, "send", None)
-    world.mail.send = send  # type: ignore[method-assign]
+    world.stages.smtp = world.mail  # back
     world.clock.advance(timedelta(seconds=30))
     assert await world.stages.resume_parked() == 1
     await world.stages.send("<a@x>")
@@ -415,12 +462,12 @@ async def test_a_send_cut_off_in_flight_is_settled_by_the_sent_folder(world: Wor
     world.stages.sent_folder = sent = FakeSentFolder()
     calls: list[str] = []
 
-    async def cut_off_after_delivery(message: Any) -> None:
+    async def cut_off_after_delivery(message: EmailMessage) -> None:
         calls.append(message["Message-ID"])
         sent.message_ids.add(message["Message-ID"])  # the server took it, then the line dropped
         raise OutcomeUnknownError("SMTP", "connection lost after DATA")
 
-    world.mail.send = cut_off_after_delivery  # type: ignore[method-assign]
+    world.stages.smtp = MailServer(cut_off_after_delivery)
     await world.presented("<a@x>")
     await world.answer("1")
     await world.stages.send("<a@x>")
@@ -433,11 +480,11 @@ async def test_cut_off_and_not_in_the_sent_folder_it_goes_again_once_then_a_pers
     world.stages.sent_folder = FakeSentFolder()
     calls: list[str] = []
 
-    async def always_cut_off(message: Any) -> None:
+    async def always_cut_off(message: EmailMessage) -> None:
         calls.append(message["Message-ID"])
         raise OutcomeUnknownError("SMTP", "connection lost after DATA")
 
-    world.mail.send = always_cut_off  # type: ignore[method-assign]
+    world.stages.smtp = MailServer(always_cut_off)
     await world.presented("<a@x>")
     await world.answer("1")
     await world.stages.send("<a@x>")

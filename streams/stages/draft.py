@@ -1,0 +1,95 @@
+"""The draft stage: ask for drafts, then (in a generation pool) generate them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from handlers.drafts import GeneratedDraft
+from handlers.edits import context_instructions
+from handlers.errors import PermanentError, TransientError
+from handlers.messages import DraftReady, EditRequested, EmailPending
+from handlers.senders import parse_patterns, skip_rule
+from handlers.workflow import Stage, WorkflowState
+from streams.stages.context import StageContext
+from streams.stages.failures import fail_workflow
+from streams.stages.parking import park_or_fail
+from streams.stages.retrying import Exhausted, call_with_retries
+from streams.storage.records import Workflow
+
+S = WorkflowState
+log = logging.getLogger(__name__)
+
+
+async def draft(ctx: StageContext, messages: Sequence[EmailPending | EditRequested]) -> None:
+    """Ask for the drafts of ``messages`` (new emails, or again after an
+    edit): move them to ``ai_generating``, where a generation pool leases
+    them (:class:`~streams.pipeline.generation.GenerationPool`), in one transaction.
+    Quick: the Kafka messages are done with once this commits; the
+    generation itself, which takes seconds, never holds a partition up.
+    A workflow already past this stage (a redelivery) is left as it is;
+    a new email from a sender the rules skip ends in ``filtered``."""
+    emails = [m for m in messages if isinstance(m, EmailPending)]
+    skipped = {m.message_id: rule for m in emails if (rule := _skip_rule(ctx, m.from_address)) is not None}
+    async with ctx.repo.transaction() as tx:
+        for message_id, rule in skipped.items():
+            if await tx.transition(message_id, S.PENDING, S.FILTERED, f"no draft: {rule}"):
+                log.info("no draft for %s: %s", message_id, rule)
+        await tx.transition_many([m.message_id for m in emails if m.message_id not in skipped],
+                                 S.PENDING, S.AI_GENERATING, "draft requested")
+        await tx.transition_many([m.message_id for m in messages if isinstance(m, EditRequested)],
+                                 S.USER_EDIT_REQUESTED, S.AI_GENERATING, "edit requested")
+
+
+def _skip_rule(ctx: StageContext, sender: str | None) -> str | None:
+    """Why an email from ``sender`` gets no draft (a sender rule), or None."""
+    return skip_rule(sender or "", ctx.settings.email_address, parse_patterns(ctx.settings.skip_senders))
+
+
+async def generate(ctx: StageContext, wf: Workflow) -> None:
+    """Generate the draft of ``wf``, leased in ``ai_generating`` by this
+    worker's pool, and hand it on; park or fail it when the generator
+    cannot. Every call waits at the generator's gate (Retry-After)."""
+    message_id = wf.message_id
+    history = list(wf.edit_history)
+    is_edit = wf.edit_iteration > len(history)
+    context = None
+    if is_edit:
+        instructions = [h["instructions"] for h in history] + [wf.user_edit_instructions or ""]
+        context = context_instructions(wf.ai_reply_text, instructions)
+
+    async def ask() -> GeneratedDraft:
+        await ctx.generator_gate.wait()
+        try:
+            return await ctx.ai.generate(message_id, tone=ctx.settings.ai_reply_tone,
+                                         max_length=ctx.settings.ai_reply_max_length,
+                                         context_instructions=context)
+        except TransientError as exc:
+            if exc.retry_after:
+                ctx.generator_gate.hold(exc.retry_after)  # the whole pool slows down
+            raise
+
+    try:
+        generated, _ = await call_with_retries(ask, ctx.policy, f"draft for {message_id}")
+    except PermanentError as exc:
+        await fail_workflow(ctx, wf, S.AI_GENERATING, Stage.DRAFT, exc)
+        return
+    except Exhausted as exc:
+        await park_or_fail(ctx, wf, S.AI_GENERATING, Stage.DRAFT, exc)
+        return
+    if is_edit:
+        history.append({"instructions": wf.user_edit_instructions, "draft": generated.full_draft})
+    first = {} if is_edit or wf.ai_first_draft else {"ai_first_draft": generated.full_draft}
+    async with ctx.repo.transaction() as tx:
+        if await tx.transition(
+            message_id, S.AI_GENERATING, S.AI_GENERATED,
+            "draft regenerated" if is_edit else "draft generated",
+            ai_reply_text=generated.full_draft,
+            ai_draft_id=generated.draft_id,
+            ai_model_version=generated.model_version,
+            ai_reply_generated_at=ctx.clock.now(),
+            edit_history=history,
+            error_message=None,
+            **first,
+        ):
+            await tx.publish(DraftReady(message_id=message_id, iteration=wf.edit_iteration))

@@ -1,0 +1,74 @@
+"""The stages behind one object, for the agents, the generation pool, the
+sweep and the web layer.
+
+:class:`Stages` is the shared :class:`~streams.stages.context.StageContext`
+with one method per stage, each handing over to the stage's module with the
+object itself as the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Modules by their full names: ``from streams.stages import ...`` would count as
+# importing the package, which imports this module (tests/unit/test_layout.py).
+import streams.stages.actions as actions  # noqa: PLR0402
+import streams.stages.command as commanding
+import streams.stages.draft as drafting
+import streams.stages.failures as failures  # noqa: PLR0402
+import streams.stages.notify as notifying
+import streams.stages.parking as parking  # noqa: PLR0402
+import streams.stages.send as sending
+from handlers.messages import EditRequested, EmailPending, InboundSms, SourceRecord
+from handlers.workflow import Stage, WorkflowState
+from streams.stages.context import StageContext
+from streams.storage.records import Workflow
+
+
+class Stages(StageContext):
+    """The work each agent does, one method per :class:`~handlers.workflow.Stage`.
+
+    Orchestration only: each stage reads the workflow through the repository,
+    asks :mod:`handlers` what to do, calls a peer under the retry policy, and
+    records the outcome with a compare-and-set transition whose follow-up
+    messages go through the outbox in the same transaction. A redelivered
+    message finds the workflow already moved on and does nothing. Every
+    failure ends in a written decision (:mod:`streams.stages.failures`).
+
+    ``source``: the record the message loop took the work from, if any; a
+    stage that gives up dead-letters it.
+    """
+
+    async def draft(self, messages: Sequence[EmailPending | EditRequested]) -> None:
+        await drafting.draft(self, messages)
+
+    async def generate(self, wf: Workflow) -> None:
+        await drafting.generate(self, wf)
+
+    async def notify(self, source: SourceRecord | None = None) -> None:
+        await notifying.notify(self, source)
+
+    async def send_reminders(self) -> int:
+        return await notifying.send_reminders(self)
+
+    async def command(self, sms: InboundSms) -> None:
+        await commanding.command(self, sms)
+
+    async def send(self, message_id: str, source: SourceRecord | None = None) -> None:
+        await sending.send(self, message_id, source)
+
+    async def expire_timeouts(self) -> int:
+        return await actions.expire_timeouts(self)
+
+    async def time_out(self, message_id: str, reason: str) -> None:
+        await actions.time_out(self, message_id, reason)
+
+    async def retry(self, message_id: str, reason: str) -> WorkflowState:
+        return await actions.retry(self, message_id, reason)
+
+    async def resume_parked(self, limit: int = 100) -> int:
+        return await parking.resume_parked(self, limit)
+
+    async def fail_unexpected(self, message_id: str, stage: Stage, error: Exception,
+                              source: SourceRecord | None = None) -> None:
+        await failures.fail_unexpected(self, message_id, stage, error, source)

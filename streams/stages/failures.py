@@ -1,0 +1,96 @@
+"""Giving up: every failure ends in a written decision.
+
+``failed`` with the stage and error, a dead-letter record and one SMS to the
+person, texted once the failure is committed. The dead letter is queued in
+the same transaction as ``failed``. It keeps the record that set the stage
+going when the message loop handed one over (``source``); else it holds the
+message that sets the stage going again (a draft is driven from the database,
+a sweep has no record).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.emails import sender_name
+from handlers.messages import (
+    STAGE_TOPIC,
+    DeadLetter,
+    DraftReady,
+    EmailPending,
+    ReplyApproved,
+    SourceRecord,
+    TopicMessage,
+)
+from handlers.sms_text import render_failed_sms
+from handlers.workflow import Stage, WorkflowState, is_terminal
+from streams.stages.context import StageContext
+from streams.stages.retrying import Exhausted
+from streams.storage.protocol import RepositoryTransaction
+from streams.storage.records import Workflow
+
+S = WorkflowState
+
+
+async def fail_workflow(ctx: StageContext, wf: Workflow, expected: WorkflowState, stage: Stage, error: Exception,
+                        *, source: SourceRecord | None = None, **fields: Any) -> None:
+    """Record that ``wf`` gave up at ``stage``; dead-letter it; tell the person."""
+    async with ctx.repo.transaction() as tx:
+        failure_sms = await fail_in(ctx, tx, wf, expected, stage, error, source=source, **fields)
+    await ctx.tell_person(failure_sms)
+
+
+async def fail_unexpected(ctx: StageContext, message_id: str, stage: Stage, error: Exception,
+                          source: SourceRecord | None = None) -> None:
+    """A bug, not a peer, stopped ``message_id``: fail it (if it is still live)
+    so it is visible, retryable and not silently stuck mid-stage."""
+    wf = await ctx.repo.get(message_id)
+    if wf is None or is_terminal(wf.current_state) or wf.current_state is S.AWAITING_USER:
+        return
+    await fail_workflow(ctx, wf, wf.current_state, stage, error, source=source)
+
+
+async def fail_in(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow, expected: WorkflowState,
+                  stage: Stage, error: Exception, *, source: SourceRecord | None = None,
+                  **fields: Any) -> str | None:
+    """Fail ``wf`` inside ``tx``; return the SMS to text once ``tx`` has
+    committed (None when the workflow had already moved on)."""
+    attempts = error.attempts if isinstance(error, Exhausted) else 1
+    text = str(error)
+    if not await tx.transition(wf.message_id, expected, S.FAILED, f"{stage} failed", error=text,
+                               failed_stage=stage.value, error_message=text,
+                               retry_count=wf.retry_count + attempts - 1, **fields):
+        return None
+    await tx.publish(dead_letter(wf, stage, error, source))
+    return render_failed_sms(sender_name(wf.email_from or "?"), wf.email_subject, reason(error))
+
+
+def dead_letter(wf: Workflow, stage: Stage, error: Exception, source: SourceRecord | None) -> DeadLetter:
+    """The dead letter of ``wf`` given up at ``stage``: of ``source`` when it
+    is the record that set this stage going for ``wf``, else of the message
+    that sets the stage going again."""
+    if (source is None or source.topic != STAGE_TOPIC[stage]
+            or (stage is not Stage.COMMAND and source.key != wf.message_id.encode())):
+        restart = restart_message(stage, wf)
+        source = SourceRecord(restart.topic, wf.message_id.encode(), restart.to_json().encode())
+    if isinstance(error, Exhausted):
+        return source.dead_letter(stage, "exhausted", error, error.attempts, cause=error.last)
+    return source.dead_letter(stage, "permanent", error)
+
+
+def restart_message(stage: Stage, wf: Workflow) -> TopicMessage:
+    """The message that sets ``stage`` going again for ``wf``."""
+    if stage is Stage.DRAFT:
+        return EmailPending(message_id=wf.message_id, from_address=wf.email_from, subject=wf.email_subject,
+                            received_at=wf.email_received_at)
+    if stage is Stage.NOTIFY:
+        return DraftReady(message_id=wf.message_id, iteration=wf.edit_iteration)
+    if stage is Stage.SEND:
+        return ReplyApproved(message_id=wf.message_id)
+    raise ValueError(f"stage {stage} is not restarted by a message of its own")
+
+
+def reason(error: Exception) -> str:
+    if isinstance(error, Exhausted):
+        error = error.last
+    return str(error)

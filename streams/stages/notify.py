@@ -1,0 +1,189 @@
+"""The notify stage: the draft on the person's phone, at most once (and a
+reminder when it waits too long)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from handlers.emails import sender_name
+from handlers.errors import PermanentError
+from handlers.links import draft_url
+from handlers.messages import SourceRecord
+from handlers.quiet import is_quiet
+from handlers.sms_text import (
+    DraftSms,
+    render_cut_off_sms,
+    render_draft_sms,
+    render_reminder_sms,
+)
+from handlers.workflow import READY_STATE, Stage, WorkflowState, is_terminal
+from streams.stages.context import StageContext
+from streams.stages.failures import fail_in
+from streams.stages.parking import park_or_fail_in
+from streams.stages.retrying import Exhausted, call_with_retries
+from streams.storage.protocol import RepositoryTransaction
+from streams.storage.records import Workflow
+
+S = WorkflowState
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Presentation:
+    """A draft this worker is putting on the phone, and its SMS."""
+
+    wf: Workflow
+    text: str
+
+
+async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
+    """Put the right draft on the phone, if the phone is free.
+
+    The phone holds one draft at a time: the one most recently presented,
+    until it reaches a decision. An edited draft keeps the phone. Inside
+    QUIET_HOURS nothing is presented; the housekeeping sweep presents it
+    when they end.
+
+    The draft SMS goes out at most once. The presentation is committed
+    first (``sms_sending``, the phone assigned, under the phone's lock, so
+    notifiers in several workers never present twice), and the worker
+    holds it (an advisory lock on its session) while it texts. A worker
+    that dies in between leaves a presentation nobody holds: the next
+    notifier settles it without texting the draft again
+    (:func:`settle_cut_off_presentation`). The gateway has no idempotency key, so
+    texting again could only duplicate it. ``source``: the record that set
+    this going, if the message loop handed one over (a failure dead-letters it).
+    """
+    if is_quiet(ctx.settings.quiet, ctx.clock.now()):
+        return
+    async with ctx.repo.session() as session:
+        async with session.transaction() as tx:
+            started = await _start_presentation(ctx, tx)
+        if not isinstance(started, _Presentation):
+            await ctx.tell_person(started)
+            return
+        wf = started.wf
+        try:
+            sms_id, _ = await call_with_retries(
+                lambda: ctx.sms.send(ctx.phone, started.text), ctx.policy, "draft SMS")
+        except (Exhausted, PermanentError) as exc:
+            async with session.transaction() as tx:
+                notice = await _withdraw_presentation(ctx, tx, wf, exc, source)
+            await ctx.tell_person(notice)
+            return
+        now = ctx.clock.now()
+        async with session.transaction() as tx:
+            await tx.transition(
+                wf.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
+                sms_message_id=sms_id, sms_sent_at=now,
+                timeout_at=now + timedelta(seconds=ctx.settings.user_response_timeout),
+            )
+
+
+async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction) -> _Presentation | str | None:
+    """Under the phone's lock: record the presentation of the draft that
+    should go on the phone now and hold it; or settle a presentation cut
+    off by a dead worker (returns the SMS that says so); or nothing."""
+    holder = await tx.phone.lock(ctx.phone)
+    if holder is not None and holder.current_state is S.SMS_SENDING:
+        if await tx.presenter_gone(holder.message_id):
+            return await settle_cut_off_presentation(ctx, tx, holder)
+        return None  # being texted right now
+    if holder is not None and holder.current_state is READY_STATE:
+        if holder.next_attempt_at is not None and holder.next_attempt_at > ctx.clock.now():
+            return None  # an edited draft keeps the phone; it waits for the gateway
+        candidate: Workflow | None = holder
+    elif holder is not None and not is_terminal(holder.current_state):
+        return None  # the person has a draft to answer, or it is being worked on
+    else:
+        candidate = await tx.phone.oldest_ready()
+    if candidate is None:
+        return None
+    if not await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING, "presenting the draft",
+                               sms_phone_number=ctx.phone):
+        return None  # it moved on since we looked: nothing to text
+    await tx.phone.assign(ctx.phone, candidate.message_id)
+    if not await tx.hold_presentation(candidate.message_id):
+        raise RuntimeError(f"the presentation of {candidate.message_id} is held elsewhere")
+    waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
+    return _Presentation(candidate, draft_sms(ctx, candidate, waiting))
+
+
+async def _withdraw_presentation(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow,
+                                 error: Exhausted | PermanentError, source: SourceRecord | None) -> str | None:
+    """The gateway did not take the draft: it waits for the phone again,
+    parked (an outage) or failed; returns the SMS to text once ``tx`` commits."""
+    reason = error.last if isinstance(error, Exhausted) else error
+    await tx.transition(wf.message_id, S.SMS_SENDING, READY_STATE, f"draft not texted: {reason}")
+    await tx.phone.release([wf.message_id])
+    if isinstance(error, Exhausted):
+        return await park_or_fail_in(ctx, tx, wf, READY_STATE, Stage.NOTIFY, error, source=source)
+    return await fail_in(ctx, tx, wf, READY_STATE, Stage.NOTIFY, error, source=source)
+
+
+async def settle_cut_off_presentation(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow, *,
+                                      tell: bool = True) -> str | None:
+    """A draft whose worker died while texting it: it may or may not have
+    reached the phone. It awaits the person's answer as if texted, and
+    (``tell``) the person gets a short SMS saying so, with the draft's
+    link, instead of the draft again."""
+    now = ctx.clock.now()
+    if not await tx.transition(
+            wf.message_id, S.SMS_SENDING, S.AWAITING_USER,
+            "draft SMS cut off (its worker stopped while texting it); not texted again",
+            sms_sent_at=now, timeout_at=now + timedelta(seconds=ctx.settings.user_response_timeout)):
+        return None
+    log.warning("%s: its draft SMS was cut off by a stopped worker; it awaits an answer", wf.message_id)
+    if not tell:
+        return None
+    return render_cut_off_sms(sender_name(wf.email_from or "unknown sender"), wf.email_subject,
+                              draft_url(str(ctx.settings.orchestrator_base_url),
+                                        ctx.settings.draft_link_key, wf.message_id))
+
+
+def draft_sms(ctx: StageContext, wf: Workflow, waiting: int) -> str:
+    return render_draft_sms(
+        DraftSms(
+            sender=sender_name(wf.email_from or "unknown sender"),
+            subject=wf.email_subject,
+            preview=wf.email_body_preview or "",
+            draft=wf.ai_reply_text or "",
+            waiting=waiting,
+            link=draft_url(str(ctx.settings.orchestrator_base_url),
+                           ctx.settings.draft_link_key, wf.message_id),
+        ),
+        ctx.settings.sms_format,
+    )
+
+
+async def send_reminders(ctx: StageContext) -> int:
+    """Text the draft on the phone once more when it has waited
+    REMINDER_AFTER seconds for an answer (once; never in QUIET_HOURS).
+    A reminder the gateway refuses is tried again on the next sweep."""
+    after, now = ctx.settings.reminder_after, ctx.clock.now()
+    if not after or is_quiet(ctx.settings.quiet, now):
+        return 0
+    sent = 0
+    for message_id in await ctx.repo.due_reminders(now - timedelta(seconds=after)):
+        try:
+            async with ctx.repo.transaction() as tx:
+                holder = await tx.phone.lock(ctx.phone)
+                if holder is None or holder.message_id != message_id:
+                    continue
+                if not await tx.mark_reminded(message_id):
+                    continue
+                text = render_reminder_sms(draft_sms(ctx, holder, await tx.phone.count_waiting()))
+                # Inside the transaction: a refused reminder rolls its mark back.
+                await call_with_retries(lambda: ctx.sms.send(ctx.phone, text), ctx.policy, "reminder SMS")
+            sent += 1
+        except (Exhausted, PermanentError) as exc:
+            log.warning("reminder for %s not sent (%s); trying again on the next sweep", message_id, exc)
+    return sent
+
+
+async def next_up(tx: RepositoryTransaction) -> tuple[str | None, int]:
+    """Who sent the draft that goes on the phone next, and how many wait."""
+    nxt = await tx.phone.oldest_ready()
+    return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting()

@@ -1,0 +1,143 @@
+"""The send stage: the approved reply goes out at most once; a send cut off
+mid-way is settled by the Sent folder when there is one, else by a person."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.emails import Reply, build_reply, new_message_id, sender_name
+from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
+from handlers.messages import SourceRecord
+from handlers.sms_text import render_sent_sms
+from handlers.workflow import Stage, WorkflowState
+from streams.stages.context import StageContext
+from streams.stages.failures import fail_workflow
+from streams.stages.notify import next_up
+from streams.stages.parking import park_or_fail
+from streams.stages.retrying import Exhausted, call_with_retries
+from streams.storage.records import Email, Workflow
+
+S = WorkflowState
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _SendClaim:
+    """An approved reply claimed for sending: ``cut_off`` when an earlier
+    attempt's outcome is unknown; ``source``, the record that set the send
+    going (a failure dead-letters it)."""
+
+    wf: Workflow
+    email: Email
+    reply_id: str
+    cut_off: bool
+    source: SourceRecord | None
+
+
+async def send(ctx: StageContext, message_id: str, source: SourceRecord | None = None) -> None:
+    """Send the approved reply, at most once; a send cut off mid-way is
+    settled by the Sent folder when there is one, else by a person.
+    ``source``: the record that set this going, if the message loop handed
+    one over."""
+    claim = await _claim_send(ctx, message_id, source)
+    if claim is None:
+        return
+    if claim.cut_off and not await _settle_cut_off(ctx, claim, "a worker stopped while this reply was "
+                                                               "being sent"):
+        return
+    for attempt in ("first", "after the Sent folder check"):
+        try:
+            attempts = await _hand_over(ctx, claim)
+        except OutcomeUnknownError as exc:
+            if attempt != "first":  # cut off twice: a person decides
+                await fail_workflow(ctx, claim.wf, S.USER_APPROVED, Stage.SEND, exc, source=claim.source)
+            elif await _settle_cut_off(ctx, claim, str(exc)):
+                continue  # not in the Sent folder: sent again, once, with the same Message-ID
+            return
+        except PermanentError as exc:
+            # The server refused it: nothing went out, a retry may send again.
+            await fail_workflow(ctx, claim.wf, S.USER_APPROVED, Stage.SEND, exc, source=claim.source,
+                                send_attempted_at=None)
+            return
+        except Exhausted as exc:
+            await park_or_fail(ctx, claim.wf, S.USER_APPROVED, Stage.SEND, exc, source=claim.source,
+                               send_attempted_at=None)
+            return
+        await _record_sent(ctx, claim, "reply sent", retry_count=claim.wf.retry_count + attempts - 1)
+        return
+
+
+async def _claim_send(ctx: StageContext, message_id: str, source: SourceRecord | None) -> _SendClaim | None:
+    """Record the intent to send (our Message-ID, ``send_attempted_at``)
+    before any SMTP traffic. None when there is nothing to send (not
+    approved: a redelivery); a claim with ``cut_off`` set when a previous
+    attempt was cut off mid-send and its outcome is unknown."""
+    async with ctx.repo.transaction() as tx:
+        wf = await tx.get(message_id, for_update=True)
+        if wf is None or wf.current_state is not S.USER_APPROVED:
+            return None
+        reply_id = wf.reply_message_id or new_message_id(ctx.settings.email_address)
+        cut_off = not await tx.claim_send(message_id, reply_id)
+        email = await tx.email(message_id)
+    assert email is not None  # workflow_state references processed_emails
+    return _SendClaim(wf, email, reply_id, cut_off, source)
+
+
+async def _hand_over(ctx: StageContext, claim: _SendClaim) -> int:
+    """Give the reply to the SMTP server; returns the attempts it took."""
+    wf, email = claim.wf, claim.email
+    message = build_reply(Reply(
+        from_address=ctx.settings.email_address,
+        original_from=email.from_address,
+        original_subject=email.subject,
+        original_message_id=wf.message_id,
+        original_references=email.in_reply_to,
+        body=wf.ai_reply_text or "",
+        message_id=claim.reply_id,
+        date=ctx.clock.now(),
+    ))
+    _, attempts = await call_with_retries(lambda: ctx.smtp.send(message), ctx.policy,
+                                          f"reply to {wf.message_id}")
+    return attempts
+
+
+async def _record_sent(ctx: StageContext, claim: _SendClaim, reason: str, **fields: Any) -> None:
+    message_id = claim.wf.message_id
+    async with ctx.repo.transaction() as tx:
+        await tx.transition(message_id, S.USER_APPROVED, S.REPLY_SENT, reason,
+                            reply_sent_at=ctx.clock.now(), **fields)
+        await tx.record_sent_reply(message_id, claim.wf.ai_reply_text or "")
+        following = await next_up(tx)
+    await ctx.tell_person(render_sent_sms(sender_name(claim.email.from_address), *following))
+
+
+async def _settle_cut_off(ctx: StageContext, claim: _SendClaim, what_happened: str) -> bool:
+    """A send whose outcome is unknown: look for our Message-ID in the Sent
+    folder. Found: the reply went out (recorded as sent). Not found: True,
+    send it again with the same Message-ID. No Sent folder, or it cannot be
+    read: the workflow fails as "outcome unknown" for a person to decide."""
+    wf, reply_id = claim.wf, claim.reply_id
+    if ctx.sent_folder is not None:
+        folder = ctx.sent_folder
+        try:
+            found, _ = await call_with_retries(lambda: folder.contains(reply_id), ctx.policy,
+                                               f"Sent folder check for {reply_id}")
+        except (Exhausted, PeerError) as exc:
+            what_happened += f"; the Sent folder could not be checked ({exc})"
+        else:
+            if found:
+                await _record_sent(ctx, claim, f"reply confirmed in the Sent folder ({reply_id})")
+                return False
+            async with ctx.repo.transaction() as tx:
+                if not await tx.claim_send(wf.message_id, reply_id, again=True):
+                    return False
+            log.warning("%s: %s, and %s is not in the Sent folder: sending again", wf.message_id,
+                        what_happened, reply_id)
+            return True
+    unknown = OutcomeUnknownError(
+        "SMTP", f"outcome unknown: {what_happened}; it may or may not have gone out. Check the Sent "
+        "folder, then retry to send it again")
+    await fail_workflow(ctx, wf, S.USER_APPROVED, Stage.SEND, unknown, source=claim.source)
+    return False

@@ -1,0 +1,75 @@
+"""Taking emails on: the Email Monitor's rows (``processed_emails``) claimed,
+a workflow started for each, and their status kept in step with the workflow."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from handlers.messages import WorkflowEvent
+from handlers.workflow import EmailStatus, WorkflowState
+from streams.storage.base import one
+from streams.storage.outbox import OutboxWrites
+from streams.storage.records import Email
+
+
+class Intake(OutboxWrites):
+    """The poller's claims and the workflows it starts; ``processed_emails.status``."""
+
+    async def claim_pending_emails(self, limit: int) -> list[Email]:
+        """Take up to ``limit`` pending emails, oldest first, marking them ``orchestrating``.
+
+        ``FOR UPDATE SKIP LOCKED``: two pollers never claim the same email.
+        """
+        cur = await self.conn.execute(
+            "WITH picked AS ("
+            "  SELECT id FROM processed_emails WHERE status = %s"
+            "  ORDER BY received_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE processed_emails p SET status = %s, updated_at = %s"
+            " FROM picked WHERE p.id = picked.id RETURNING p.*",
+            (EmailStatus.PENDING.value, limit, EmailStatus.ORCHESTRATING.value, self.clock.now()),
+        )
+        emails = [Email.from_row(row) for row in await cur.fetchall()]
+        return sorted(emails, key=lambda e: e.received_at)
+
+    async def create_workflow(self, email: Email, *, body_preview: str, reason: str) -> bool:
+        """Start the workflow of ``email`` in ``pending``, audited; False if one exists."""
+        return bool(await self.create_workflows([(email, body_preview)], reason=reason))
+
+    async def create_workflows(self, emails: Sequence[tuple[Email, str]], *, reason: str) -> list[str]:
+        """Start a workflow in ``pending`` for each (email, body preview),
+        audited, with the same three statements whatever the number; returns
+        the message_ids started (not those that had one)."""
+        if not emails:
+            return []
+        now = self.clock.now()
+        start = WorkflowState.PENDING
+        cur = await self.conn.execute(
+            "INSERT INTO workflow_state (message_id, email_subject, email_from, email_to,"
+            " email_body_preview, email_received_at, current_state, created_at, updated_at)"
+            " SELECT *, %s, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::timestamptz[]) ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            (start.value, now, now, [e.message_id for e, _ in emails], [e.subject for e, _ in emails],
+             [e.from_address for e, _ in emails], [", ".join(e.to_addresses or []) for e, _ in emails],
+             [preview for _, preview in emails], [e.received_at for e, _ in emails]),
+        )
+        created = {row["message_id"] for row in await cur.fetchall()}
+        started = [e.message_id for e, _ in emails if e.message_id in created]
+        if started:
+            await self._audit_many([(m, None, start.value, reason, None, now) for m in started])
+            await self.publish_many([WorkflowEvent(message_id=m, from_state=None, to_state=start.value,
+                                                   reason=reason, at=now) for m in started])
+        return started
+
+    async def email(self, message_id: str) -> Email | None:
+        """The Email Monitor's row for ``message_id``."""
+        row = await one(self.conn, "SELECT * FROM processed_emails WHERE message_id = %s", (message_id,))
+        return Email.from_row(row) if row else None
+
+    async def set_email_status(self, message_ids: Collection[str], status: EmailStatus, *,
+                               error: str | None = None) -> None:
+        """Write ``processed_emails.status`` (and its error message when failing)."""
+        await self.conn.execute(
+            "UPDATE processed_emails SET status = %s, error_message = COALESCE(%s, error_message),"
+            " updated_at = %s WHERE message_id = ANY(%s)",
+            (status.value, error, self.clock.now(), list(message_ids)),
+        )

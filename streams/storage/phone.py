@@ -1,0 +1,98 @@
+"""The two small parts of a transaction: the phone slot (``tx.phone``) and
+the SMS ledger (``tx.sms``)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from handlers.workflow import QUEUED_FOR_PHONE_STATES, READY_STATE, names
+from streams.storage.base import READY_FIRST, TransactionBase, one
+from streams.storage.records import Workflow
+
+
+class PhoneSlot:
+    """The one draft on the person's phone (table ``phone_conversation``).
+
+    Commands carry no reference, so only the most recently presented draft may
+    be answered. :meth:`lock` holds the slot's row until the transaction ends,
+    which serialises presenters and commands across workers.
+    """
+
+    def __init__(self, tx: TransactionBase) -> None:
+        self._tx = tx
+
+    async def lock(self, phone: str) -> Workflow | None:
+        """Lock the slot of ``phone`` (creating it) and return the workflow on it, if any."""
+        conn = self._tx.conn
+        await conn.execute("INSERT INTO phone_conversation (phone_number) VALUES (%s) ON CONFLICT DO NOTHING",
+                           (phone,))
+        row = await one(conn, "SELECT message_id FROM phone_conversation WHERE phone_number = %s FOR UPDATE",
+                        (phone,))
+        return await self._tx.get(row["message_id"]) if row and row["message_id"] else None
+
+    async def oldest_ready(self) -> Workflow | None:
+        """The draft that should go on the phone next: ready, oldest email first."""
+        row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s"
+                        " AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+                        + READY_FIRST + " LIMIT 1", (READY_STATE.value, self._tx.clock.now()))
+        return Workflow.from_row(row) if row else None
+
+    async def count_waiting(self, exclude: str | None = None) -> int:
+        """How many emails wait for the phone (drafted or still being drafted), but ``exclude``."""
+        row = await one(self._tx.conn, "SELECT count(*) AS n FROM workflow_state"
+                        " WHERE current_state = ANY(%s) AND message_id IS DISTINCT FROM %s",
+                        (names(QUEUED_FOR_PHONE_STATES), exclude))
+        return int(row["n"]) if row else 0
+
+    async def assign(self, phone: str, message_id: str) -> None:
+        """Record that ``message_id``'s draft is now the one on ``phone``."""
+        now = self._tx.clock.now()
+        await self._tx.conn.execute(
+            "UPDATE phone_conversation SET message_id = %s, presented_at = %s, updated_at = %s"
+            " WHERE phone_number = %s", (message_id, now, now, phone))
+
+    async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
+        """Free the phones ``message_ids`` hold; return (phone, message_id) of each freed."""
+        cur = await self._tx.conn.execute(
+            "WITH held AS (SELECT phone_number, message_id FROM phone_conversation"
+            " WHERE message_id = ANY(%s) FOR UPDATE)"
+            " UPDATE phone_conversation p SET message_id = NULL, updated_at = %s FROM held"
+            " WHERE p.phone_number = held.phone_number RETURNING p.phone_number, held.message_id",
+            (list(message_ids), self._tx.clock.now()))
+        return [(str(row["phone_number"]), str(row["message_id"])) for row in await cur.fetchall()]
+
+
+class SmsLedger:
+    """Every SMS the webhook accepted (table ``inbound_sms``), keyed by the
+    gateway's ``payload.messageId``, so a redelivery is recognised."""
+
+    def __init__(self, tx: TransactionBase) -> None:
+        self._tx = tx
+
+    async def record(self, sms_id: str, phone: str, body: str, received_at: datetime | None,
+                     *, outcome: str | None = None) -> bool:
+        """Record an SMS once; False if it was recorded before. An ``outcome``
+        given here settles it at once (it will never be handled)."""
+        handled_at = self._tx.clock.now() if outcome is not None else None
+        row = await one(self._tx.conn,
+                        "INSERT INTO inbound_sms (sms_id, phone_number, body, received_at, handled_at, outcome)"
+                        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sms_id) DO NOTHING RETURNING sms_id",
+                        (sms_id, phone, body, received_at, handled_at, outcome))
+        return row is not None
+
+    async def claim(self, sms_id: str, phone: str, body: str, received_at: datetime | None) -> bool:
+        """Mark an SMS handled (recording it if the webhook did not); False when
+        it was handled before, i.e. this is a redelivery."""
+        row = await one(self._tx.conn,
+                        "INSERT INTO inbound_sms (sms_id, phone_number, body, received_at, handled_at)"
+                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sms_id) DO UPDATE"
+                        " SET handled_at = EXCLUDED.handled_at WHERE inbound_sms.handled_at IS NULL"
+                        " RETURNING sms_id",
+                        (sms_id, phone, body, received_at, self._tx.clock.now()))
+        return row is not None
+
+    async def settle(self, sms_id: str, outcome: str, message_id: str | None) -> None:
+        """Record what the SMS did (``approved``, ``help``, ...) and to which workflow."""
+        await self._tx.conn.execute("UPDATE inbound_sms SET outcome = %s, message_id = %s WHERE sms_id = %s",
+                                    (outcome, message_id, sms_id))
