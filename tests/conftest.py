@@ -74,6 +74,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(tier)
+        if tier == "unit" and "endpoints" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test uses no service (it asks for Kafka or PostgreSQL)")
 
 
 @pytest.fixture(scope="session")

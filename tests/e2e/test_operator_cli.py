@@ -81,6 +81,9 @@ async def test_tail_prints_a_workflow_as_readable_lines(pipeline: Pipeline) -> N
 
 
 async def test_dead_letters_are_listed_and_replayed_to_their_topic(pipeline: Pipeline) -> None:
+    # A dead letter is logged at ERROR: this poison is sent on purpose, and dead-lettered twice.
+    pipeline.expect_log(r"^ERROR streams\.pipeline\.consumer: dead-lettering a message from emails\.pending "
+                        r"\(key <poison@x>\): undecodable message")
     producer = Producer({"bootstrap.servers": pipeline.kafka})
     producer.produce(f"{pipeline.prefix}emails.pending", b"\xff not json", b"<poison@x>")
     producer.flush(10)

@@ -19,8 +19,8 @@ from standins import AiGeneratorStub
 from streams.pipeline.generation import GenerationPool
 from streams.storage.repository import Pool, WorkflowRepository
 
-from tests.support.harness import eventually
 from tests.support.factories import start_workflow
+from tests.support.harness import eventually
 
 S = WorkflowState
 
@@ -138,7 +138,7 @@ async def test_retry_after_slows_the_whole_pool(
     workers = GenerationPool(stages, repo, database, concurrency=2, lease_seconds=30)
     async with running(workers):
         await until_drafted(repo, ids, 30)
-    [(told_at, status)] = [a for a in generator.answered if a[1] == 503]
+    [(told_at, _)] = [a for a in generator.answered if a[1] == 503]
     later = [at for at, code in generator.answered if code == 200 and at > told_at]
     # The other call in flight may finish, but nothing new starts until the gate opens: a lower
     # bound, which is the behaviour itself (Retry-After: 2), and which a slow machine only widens.

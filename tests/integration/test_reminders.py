@@ -18,8 +18,7 @@ from standins import AiGeneratorStub, Inbox, SmsGatewayStub, free_port
 from streams.peers.smtp import SmtpSender
 from streams.storage.repository import Pool, WorkflowRepository
 
-from tests.support.factories import draft_request
-from tests.support.factories import start_workflow
+from tests.support.factories import draft_request, start_workflow
 
 S = WorkflowState
 PHONE = "+15551234567"

@@ -21,8 +21,8 @@ from streams.peers.imap import SentFolder
 from streams.peers.smtp import SmtpSender
 from streams.storage.repository import Pool, WorkflowRepository
 
-from tests.support.services import ImapAccount, imap_account
 from tests.support.factories import start_workflow
+from tests.support.services import ImapAccount, imap_account
 
 S = WorkflowState
 SENT = "[Gmail]/Sent Mail"  # the default IMAP_SENT_FOLDER
