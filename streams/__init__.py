@@ -13,8 +13,9 @@ Where a behaviour lives (docs/design.md walks one email through them):
 - ``kafka``: reaching the cluster (security settings) and its topics.
 - ``peers``: the AI Reply Generator, the SMS Gateway, SMTP and IMAP.
 - ``web``: the aiohttp views: the SMS webhook, the management API, its
-  OpenAPI document, the dashboard.
-- ``observability``: health, metrics, trace context, log lines.
+  OpenAPI document, ``/health``, the dashboard.
+- ``observability``: metrics, trace context, log lines (every layer reports
+  through them; they import nothing of the orchestrator's).
 - ``cli``: ``orchestrator`` and its operator commands.
 - The wiring, at the top: ``settings`` (the environment, checked at start),
   ``runtime`` (everything a worker holds), ``app`` (the faust application),

@@ -8,7 +8,6 @@ import asyncio
 import logging
 
 from handlers.clock import Clock, SystemClock
-from streams.observability.health import AgentProgress, HealthReporter
 from streams.peers.ai import AiReplyGenerator
 from streams.peers.http import PeerHttp
 from streams.peers.imap import SentFolder
@@ -17,11 +16,13 @@ from streams.peers.smtp import SmtpSender
 from streams.pipeline.generation import GenerationPool
 from streams.pipeline.housekeeping import Housekeeping
 from streams.pipeline.poller import EmailPoller
+from streams.pipeline.progress import AgentProgress
 from streams.pipeline.relay import OutboxRelay, new_producer
 from streams.settings import Settings
 from streams.stages import Stages
 from streams.storage.database import apply_schema, create_pool
 from streams.storage.repository import WorkflowRepository
+from streams.web.health import HealthReporter
 
 log = logging.getLogger(__name__)
 

@@ -4,5 +4,6 @@
 outbox rows; ``agents`` are the faust agents, short recipes over ``consumer``
 (the message loop: decode, wait out a database outage, dead-letter) and
 ``batching``; ``generation`` keeps the AI Reply Generator's calls in flight;
-``housekeeping`` is the sweep driven from the database.
+``housekeeping`` is the sweep driven from the database; ``progress`` what
+each agent last finished, for ``/health``.
 """

@@ -17,9 +17,9 @@ from typing import Any
 from handlers.messages import EditRequested, EmailPending, InboundSms, ReplyApproved, TopicMessage
 from handlers.workflow import Stage
 from streams.kafka import topics
-from streams.observability.health import AgentProgress
 from streams.pipeline.batching import take_batches
 from streams.pipeline.consumer import Act, MessageHandler, SourceRecord
+from streams.pipeline.progress import AgentProgress
 from streams.stages import Stages
 from streams.storage.repository import WorkflowRepository
 

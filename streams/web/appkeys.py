@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from streams.observability.health import HealthReporter
 from streams.settings import Settings
 from streams.stages import Stages
 from streams.storage.repository import WorkflowRepository
+from streams.web.health import HealthReporter
 
 SETTINGS = web.AppKey("settings", Settings)
 REPO = web.AppKey("repo", WorkflowRepository)

@@ -21,13 +21,13 @@ from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, veri
 from handlers.links import token_matches
 from handlers.messages import InboundSms
 from streams.observability import metrics
-from streams.observability.health import HealthReporter
 from streams.settings import Settings
 from streams.stages import Stages
 from streams.storage.repository import WorkflowRepository
 from streams.web import api, dashboard, openapi, pages
 from streams.web.api import error_response
 from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
+from streams.web.health import HealthReporter
 
 log = logging.getLogger(__name__)
 

@@ -125,6 +125,32 @@ def test_no_import_loop_anywhere() -> None:
         visit(module, [])
 
 
+def layer(module: str) -> str:
+    """The package of ``streams`` a module belongs to (``streams.stages``), or the
+    module itself for the wiring at the top (``streams.runtime``); ``handlers``."""
+    parts = module.split(".")
+    if parts[0] == "handlers" or len(parts) < 2:
+        return parts[0]
+    return ".".join(parts[:2])
+
+
+def test_packages_depend_on_each_other_in_one_direction() -> None:
+    """Layers, not a web: if ``pipeline`` imports ``observability``, nothing in
+    ``observability`` imports ``pipeline``, however indirectly."""
+    graph: dict[str, set[str]] = {}
+    for path in sources("streams", "handlers"):
+        me = layer(module_name(path))
+        graph.setdefault(me, set()).update(layer(n) for n in own_modules(path) if layer(n) not in (me, "streams"))
+
+    def visit(node: str, path: list[str]) -> None:
+        assert node not in path, f"packages import each other: {' -> '.join(path + [node])}"
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, path + [node])
+
+    for package in graph:
+        visit(package, [])
+
+
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 250
 

@@ -29,26 +29,12 @@ from streams.kafka.topics import full_name
 from streams.peers.http import UNREACHABLE, PeerHttp
 from streams.pipeline.generation import GenerationPool
 from streams.pipeline.poller import EmailPoller
+from streams.pipeline.progress import AgentProgress
 from streams.pipeline.relay import OutboxRelay
 from streams.settings import Settings
 from streams.storage.repository import WorkflowRepository
 
 LAG_CACHE_SECONDS = 5.0
-
-
-@dataclass
-class AgentProgress:
-    """Per agent: its source topics and when it last finished a message."""
-
-    topics: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    last: dict[str, float] = field(default_factory=dict)
-
-    def register(self, agent: str, sources: tuple[str, ...]) -> None:
-        self.topics[agent] = sources
-        self.last[agent] = time.time()
-
-    def tick(self, agent: str) -> None:
-        self.last[agent] = time.time()
 
 
 class HealthReporter:
