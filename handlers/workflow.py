@@ -202,11 +202,6 @@ TIMES_OUT_FROM = S.AWAITING_USER
 TIMES_OUT_TO = S.TIMEOUT
 
 
-def can_time_out(state: WorkflowState) -> bool:
-    """Whether a workflow in ``state`` may be timed out (by the clock or by hand)."""
-    return state is TIMES_OUT_FROM
-
-
 def frees_the_phone(state: WorkflowState) -> bool:
     """Whether a draft on the phone that enters ``state`` gives the phone up:
     any decision does; an edit keeps the phone for the regenerated draft."""

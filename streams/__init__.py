@@ -15,7 +15,7 @@ Where a behaviour lives (docs/design.md walks one email through them):
 - ``web``: the aiohttp views: the SMS webhook, the management API, its
   OpenAPI document, ``/health``, the dashboard.
 - ``observability``: metrics, trace context, log lines (every layer reports
-  through them; they import nothing of the orchestrator's).
+  through them; they import nothing of ``streams``).
 - ``cli``: ``orchestrator`` and its operator commands.
 - The wiring, at the top: ``settings`` (the environment, checked at start),
   ``runtime`` (everything a worker holds), ``app`` (the faust application),

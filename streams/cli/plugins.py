@@ -1,7 +1,9 @@
 """Commands that other installed packages add to ``orchestrator``.
 
 A package declares an entry point in the group ``orchestrator.commands``
-(``pyproject.toml``): its name is the subcommand, its value a ``Command``.
+(``pyproject.toml``): its name is the subcommand, its value a ``Command``;
+what the command needs beyond the worker is the extra of the same name
+(``pip install '.[demo]'`` for ``orchestrator demo``).
 This is how ``orchestrator demo`` comes from ``standins`` while ``streams``
 never imports the stand-ins.
 """
@@ -30,8 +32,8 @@ class Command:
 
 def _unloadable(name: str, error: Exception) -> Command:
     def refuse(_: argparse.Namespace) -> int:
-        raise ConfigError(f"{name}: the package of `orchestrator {name}` cannot be loaded ({error}); "
-                          f"install the extra it needs (README)")
+        raise ConfigError(f"{name}: `orchestrator {name}` needs packages that are not installed ({error}); "
+                          f"install them with pip install '.[{name}]'")
 
     return Command(f"(cannot be loaded: {error})", refuse)
 

@@ -8,9 +8,6 @@ from handlers.drafts import GeneratedDraft
 from handlers.errors import PermanentError, TransientError
 from streams.peers.http import PeerHttp, post_json
 
-# GeneratedDraft is a domain type (handlers/drafts.py), named here too for the adapter's callers.
-__all__ = ["PEER", "AiReplyGenerator", "GeneratedDraft"]
-
 PEER = "AI Reply Generator"
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from handlers.messages import EditRequested, EmailPending, InboundSms, ReplyApproved, TopicMessage
+from handlers.messages import EditRequested, EmailPending, InboundSms, ReplyApproved, SourceRecord, TopicMessage
 from handlers.workflow import Stage
 from streams.kafka import topics
 from streams.pipeline.batching import take_batches
-from streams.pipeline.consumer import Act, MessageHandler, SourceRecord
+from streams.pipeline.consumer import Act, MessageHandler
 from streams.pipeline.progress import AgentProgress
 from streams.stages import Stages
 from streams.storage.repository import WorkflowRepository

@@ -39,8 +39,6 @@ from streams.observability import metrics, tracing
 from streams.stages.retrying import Exhausted
 from streams.storage.outages import outlasting_outages
 
-__all__ = ["Act", "FailUnexpected", "MessageHandler", "SourceRecord", "UndecodableMessage"]
-
 log = logging.getLogger(__name__)
 
 #: A stage's work on decoded messages, in the order they came, with the record

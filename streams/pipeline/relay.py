@@ -73,7 +73,6 @@ class OutboxRelay:
 
     def __init__(self, pool: Pool, conninfo: str, producer: Producer, prefix: str, interval: float = 1.0,
                  source: str = SOURCE) -> None:
-        self.pool = pool
         self.outbox = OutboxBatches(pool)
         self.conninfo = conninfo
         self.producer = producer

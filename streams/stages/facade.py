@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Modules by their full names: ``from streams.stages import ...`` would count as
-# importing the package, which imports this module (tests/unit/test_layout.py).
-import streams.stages.actions as actions  # noqa: PLR0402
-import streams.stages.command as commanding
-import streams.stages.draft as drafting
-import streams.stages.failures as failures  # noqa: PLR0402
-import streams.stages.notify as notifying
-import streams.stages.parking as parking  # noqa: PLR0402
-import streams.stages.send as sending
 from handlers.messages import EditRequested, EmailPending, InboundSms, SourceRecord
 from handlers.workflow import Stage, WorkflowState
+from streams.stages import actions, failures, parking
+from streams.stages import command as commanding
+from streams.stages import draft as drafting
+from streams.stages import notify as notifying
+from streams.stages import send as sending
 from streams.stages.context import StageContext
 from streams.storage.records import Workflow
 

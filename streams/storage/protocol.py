@@ -10,7 +10,7 @@ Two implementations conform, both checked by mypy: the PostgreSQL one
 (:class:`streams.storage.repository.WorkflowRepository`) and the in-memory fake
 of the fast stage tests (``tests/support/fakes.py``); one contract suite runs on
 both (``tests/integration/test_repository_contract.py``). This module imports no
-database driver, so the stages that are typed against it need none either.
+database driver, so the stages, typed against it, import none themselves.
 """
 
 from __future__ import annotations

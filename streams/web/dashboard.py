@@ -161,7 +161,8 @@ def attach(web_app: web.Application, api_token: str | None, *, demo: bool = Fals
     another package handed over (``pages.register``)."""
     guard = Guard.for_token(api_token)
     web_app[GUARD] = guard
-    web_app.middlewares.append(sign_in_middleware(guard))
+    handed_over = {route.path for more in extra for route in more.routes}
+    web_app.middlewares.append(sign_in_middleware(guard, handed_over))
     pages.setup(web_app, demo=demo, extra=extra)
     web_app.add_routes(ROUTES)
     for more in extra:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -22,12 +22,13 @@ SESSION_COOKIE = "orchestrator_session"
 SESSION_SECONDS = 12 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Pages (and their forms) under the dashboard's sign-in rule.
-PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/", "/demo/")
+#: The dashboard's own pages (and their forms) under its sign-in rule.
+PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/")
 
 
-def is_page(path: str) -> bool:
-    return path == "/" or path.startswith(PAGE_PREFIXES) or path in ("/signin", "/signout")
+def is_page(path: str, extra: Collection[str] = ()) -> bool:
+    """A dashboard page, or one of the ``extra`` paths another package handed over."""
+    return path == "/" or path.startswith(PAGE_PREFIXES) or path in ("/signin", "/signout") or path in extra
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,14 @@ class Guard:
 GUARD: web.AppKey[Guard] = web.AppKey("dashboard_guard", Guard)
 
 
-def sign_in_middleware(guard: Guard) -> Middleware:
-    """When API_TOKEN is set, dashboard pages need a session: pages redirect to
-    /signin, forms are refused."""
+def sign_in_middleware(guard: Guard, extra: Collection[str] = ()) -> Middleware:
+    """When API_TOKEN is set, dashboard pages (and the ``extra`` paths of pages
+    handed over by other packages) need a session: pages redirect to /signin,
+    forms are refused."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (guard.required and is_page(request.path) and request.path not in ("/signin", "/signout")
+        if (guard.required and is_page(request.path, extra) and request.path not in ("/signin", "/signout")
                 and not guard.signed_in(request)):
             if request.method == "GET":
                 raise web.HTTPSeeOther("/signin?" + urlencode({"next": request.path_qs}))

@@ -36,8 +36,9 @@ HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Con
 
 @dataclass(frozen=True)
 class ExtraPages:
-    """Pages another package hands to the dashboard: its routes, the package
-    holding its templates (in a ``templates`` folder) and its header links."""
+    """Pages another package hands to the dashboard: its routes (under the
+    dashboard's sign-in rule, as its own pages are), the package holding its
+    templates (in a ``templates`` folder) and its header links."""
 
     routes: Sequence[web.RouteDef]
     package: str
@@ -48,7 +49,7 @@ _REGISTERED: list[ExtraPages] = []
 
 
 def register(pages: ExtraPages) -> None:
-    """Add pages to the next web application this process attaches."""
+    """Add pages to every web application this process attaches from now on."""
     _REGISTERED.append(pages)
 
 

@@ -99,7 +99,7 @@ async def draft_page(request: web.Request) -> web.Response:
         return error_response(404, "no such draft")
     response = aiohttp_jinja2.render_template("draft.html", request, {
         "wf": wf, "subject": wf.email_subject or "(no subject)", "demo": request.app[SETTINGS].demo})
-    response.headers.update({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    response.headers.update(pages.HEADERS)
     return response
 
 

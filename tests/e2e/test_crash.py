@@ -127,6 +127,7 @@ async def test_two_workers_killed_at_random_lose_nothing_and_do_nothing_twice(ma
         while its drafts are being generated; the rest at random moments."""
         nonlocal kills
         for n in range(KILLS):
+            assert time.monotonic() - started < DEADLINE, f"{KILLS} kills within {DEADLINE:.0f}s"
             await bounded(all_healthy, RECOVERY_BOUND, "both workers healthy")
             if n < WAVES:
                 await wave(n)

@@ -4,7 +4,6 @@ to test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,19 +16,17 @@ import pytest
 from standins import free_port
 
 from tests.support.browser import Browser
-from tests.support.harness import ORCHESTRATOR, Pipeline, Worker, eventually
-
-DEMO_FREE = ("DB_", "KAFKA_", "SMTP_", "EMAIL_", "AI_", "SMS_", "YOUR_", "GMAIL_", "IMAP_", "API_TOKEN")
+from tests.support.harness import ORCHESTRATOR, Pipeline, Worker, clean_env, eventually
 
 
 @pytest.fixture
 async def demo(database: str, endpoints: Any, topic_prefix: str, tmp_path: Path) -> AsyncIterator[str]:
     """``orchestrator demo`` as ``scripts/run`` starts it with nothing configured; yields its URL."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(DEMO_FREE)} | {
+    env = clean_env(**{
         "DATABASE_URL": database, "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
         "KAFKA_TOPIC_PREFIX": topic_prefix, "KAFKA_TOPIC_PARTITIONS": "2", "HOST": "127.0.0.1",
-        "PORT": str(port), "DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "text"}
+        "PORT": str(port), "DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "text"})
     worker = Worker(env, tmp_path / "demo.log")
     worker.proc = subprocess.Popen([str(ORCHESTRATOR), "demo"], env=env, cwd=tmp_path,
                                    stdout=(tmp_path / "demo.log").open("ab"), stderr=subprocess.STDOUT,
@@ -52,6 +49,7 @@ async def demo(database: str, endpoints: Any, topic_prefix: str, tmp_path: Path)
     finally:
         worker.stop()
         print(worker.log_tail(80))
+    assert worker.problems([], {0}) == []
 
 
 async def test_the_demo_from_a_sample_email_to_sent_with_an_edit(demo: str, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import Pipeline, eventually
+from tests.support.harness import Pipeline
 
 
 async def present_first(p: Pipeline, **email: object) -> str:

@@ -24,12 +24,13 @@ async def test_generator_down_for_two_minutes_rides_out_with_no_hand(make_pipeli
                              {"from_address": "Bob <bob@example.com>", "subject": "Two"},
                              {"from_address": "Cy <cy@example.com>", "subject": "Three"})
 
-    async def all_parked() -> dict[str, Any] | None:
-        report = (await p.http.get("/health")).json()
-        return report if report["parked"].get("count") == 3 else None
+    async def all_parked() -> tuple[int, dict[str, Any]] | None:
+        response = await p.http.get("/health")
+        report: dict[str, Any] = response.json()
+        return (response.status_code, report) if report["parked"].get("count") == 3 else None
 
-    report = await eventually(all_parked, 30, "three workflows parked")
-    assert report["status"] == "ok"  # an outage of a peer is not the worker's illness
+    status, report = await eventually(all_parked, 30, "three workflows parked")
+    assert (status, report["status"]) == (200, "ok")  # an outage of a peer is not the worker's illness
     outage = report["parked"]["by_peer"]["AI Reply Generator"]
     assert outage["count"] == 3 and outage["attempts"] >= 1 and outage["next_attempt_at"]
     detail = (await p.http.get(p.workflow_path(ids[0]))).json()

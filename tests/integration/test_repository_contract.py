@@ -436,6 +436,15 @@ async def test_a_failed_savepoint_undoes_its_block_and_the_transaction_goes_on(b
     assert (await backend.queued())[before:] == [("workflow.events", "<a@x>"), ("drafts.ready", "<a@x>")]
 
 
+async def test_a_new_workflow_is_pending_audited_and_announced(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    wf = await workflow(backend, "<a@x>")
+    assert (wf.current_state, wf.previous_state, wf.edit_iteration) == (S.PENDING, None, 0)
+    assert [(e.from_state, e.to_state, e.transition_reason) for e in await backend.repo.audit_trail("<a@x>")] \
+        == [(None, "pending", "test")]
+    assert await backend.queued() == [("workflow.events", "<a@x>")]
+
+
 async def test_the_email_row_follows_the_workflow(backend: Backend) -> None:
     await backend.start("<a@x>")
     async with backend.repo.transaction() as tx:

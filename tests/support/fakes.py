@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from handlers.clock import Clock
 from handlers.errors import PermanentError, TransientError
+from handlers.drafts import GeneratedDraft
 from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
 from handlers.workflow import (
     QUEUED_FOR_PHONE_STATES,
@@ -31,7 +32,6 @@ from handlers.workflow import (
     email_status_for,
     frees_the_phone,
 )
-from streams.peers.ai import GeneratedDraft
 from streams.storage.records import AuditEntry, Email, Workflow
 from streams.storage.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
 
@@ -246,6 +246,8 @@ class FakeTransaction:
             user_edit_instructions=None, user_responded_at=None, edit_iteration=0,
             created_at=now, updated_at=now)
         self._audit(email.message_id, None, S.PENDING.value, reason, None)
+        await self.publish(WorkflowEvent(message_id=email.message_id, from_state=None, to_state=S.PENDING.value,
+                                         reason=reason, at=now))
         return True
 
     async def email(self, message_id: str) -> Email | None:

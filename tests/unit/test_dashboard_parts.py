@@ -3,13 +3,14 @@ pages rendered from their templates, and the demo generator's drafts."""
 
 from __future__ import annotations
 
+import re
 import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from handlers.edits import context_instructions
 from handlers.workflow import WorkflowState
@@ -17,7 +18,7 @@ from standins.demo import plausible_draft
 from streams.storage.records import AuditEntry, Email, Workflow
 from streams.web import charts, dashboard
 from streams.web.dashboard import Guard, workflow_view
-from streams.web.pages import render
+from streams.web.pages import ExtraPages, render
 
 
 def titles(svg: str) -> list[str]:
@@ -100,3 +101,35 @@ def test_the_demo_generator_answers_the_email_and_folds_in_instructions() -> Non
     assert both.startswith("Hey Maria!") and "\n" not in both  # every instruction so far, not just the last
     assert "Unfortunately" in plausible_draft(EMAIL, edits(first, "decline politely"))
     assert "Mention the new place." in plausible_draft(EMAIL, edits(first, "mention the new place"))
+
+
+def test_a_page_runs_only_the_script_and_style_its_policy_names() -> None:
+    """The CSP allows one nonce, new for each response, and only the page's own tags carry it."""
+    app = web.Application()
+    dashboard.attach(app, "token-1")
+    nonces = []
+    for _ in range(2):
+        response = render(make_mocked_request("GET", "/signin", app=app), "signin.html", "Sign in", problem="",
+                          next="/")
+        policy = dict(part.strip().split(" ", 1) for part in response.headers["Content-Security-Policy"].split(";"))
+        assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+        [nonce] = re.findall(r"'nonce-([^']+)'", policy["script-src"])
+        assert policy["style-src"] == f"'nonce-{nonce}'"
+        page = response.text or ""
+        tags = re.findall(r"<(script|style)\b([^>]*)>", page)
+        assert tags and all(f'nonce="{nonce}"' in attributes for _, attributes in tags), tags
+        nonces.append(nonce)
+    assert nonces[0] != nonces[1]
+
+
+async def test_pages_another_package_hands_over_are_behind_the_sign_in() -> None:
+    async def elsewhere(_: web.Request) -> web.Response:
+        return web.Response(text="the other package's page")
+
+    app = web.Application()
+    dashboard.attach(app, "token-1", extra=[ExtraPages(routes=[web.get("/elsewhere", elsewhere)], package="standins")])
+    async with TestClient(TestServer(app)) as client:
+        page = await client.get("/elsewhere", allow_redirects=False)
+        assert page.status == 303 and page.headers["Location"].startswith("/signin?")
+        form = await client.post("/elsewhere", allow_redirects=False)
+        assert form.status in (403, 405)

@@ -49,7 +49,9 @@ def module_name(path: Path) -> str:
 
 def imported(path: Path) -> set[str]:
     """Every module ``path`` imports, anywhere in it (functions and TYPE_CHECKING
-    included), as absolute dotted names; ``from pkg import mod`` counts as ``pkg.mod``."""
+    included), as absolute dotted names, with the packages Python runs on the
+    way whatever the spelling: ``import a.b.c``, ``from a.b import c`` and
+    ``from a.b.c import x`` all count ``a``, ``a.b`` and ``a.b.c``."""
     me = module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     found: set[str] = set()
@@ -64,13 +66,17 @@ def imported(path: Path) -> set[str]:
                 module = node.module or ""
             found.add(module)
             found.update(f"{module}.{a.name}" for a in node.names)
-    return found
+    return {".".join(name.split(".")[:i]) for name in found for i in range(1, name.count(".") + 2)}
 
 
 def own_modules(path: Path) -> set[str]:
-    """The modules of this repository's packages that ``path`` imports."""
+    """The modules of this repository's packages that ``path`` imports, less
+    the packages that hold ``path`` itself (a module of ``streams.stages``
+    reaching a sibling runs no code of the package it is already inside)."""
+    me = module_name(path)
+    holders = {".".join(me.split(".")[:i]) for i in range(1, me.count(".") + 1)}
     names = set()
-    for name in imported(path):
+    for name in imported(path) - holders:
         file = ROOT / name.replace(".", "/")
         if file.with_suffix(".py").is_file() or (file / "__init__.py").is_file():
             names.add(name)

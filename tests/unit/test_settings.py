@@ -11,6 +11,8 @@ import pytest
 
 from streams.settings import ConfigError, DatabaseSettings, Settings, load_settings
 
+from tests.support.harness import clean_env
+
 REQUIRED = {
     "EMAIL_ADDRESS": "me@gmail.com",
     "EMAIL_PASSWORD": "app-password",
@@ -102,8 +104,7 @@ def test_missing_required_values_are_each_named(env: dict[str, str], monkeypatch
 
 
 def test_the_command_stops_with_one_line_naming_the_variable(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k.upper() not in {f.upper() for f in Settings.model_fields}}
-    env |= REQUIRED | {"YOUR_PHONE_NUMBER": "call me maybe"}
+    env = clean_env(**REQUIRED | {"YOUR_PHONE_NUMBER": "call me maybe"})
     result = subprocess.run(
         [sys.executable, "-m", "streams.cli", "worker"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
@@ -133,7 +134,7 @@ def test_listening_beyond_loopback_needs_the_key_and_the_token(env: dict[str, st
 
 def _worker(env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
     orchestrator = Path(sys.executable).with_name("orchestrator")
-    return subprocess.run([str(orchestrator), "worker"], env={**os.environ, **env, **extra},
+    return subprocess.run([str(orchestrator), "worker"], env=clean_env(**env, **extra), cwd=Path.cwd(),
                           capture_output=True, text=True, timeout=60)
 
 
