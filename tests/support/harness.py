@@ -43,6 +43,8 @@ PHONE = "+15551234567"
 #: send comes milliseconds after the first, a redelivered record well within it.
 QUIET = 1.0
 ORCHESTRATOR = Path(sys.executable).with_name("orchestrator")
+#: Whether the relay has published everything queued (asked by the async and the threaded waits alike).
+OUTBOX_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM kafka_outbox) AS empty"
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0,
@@ -371,7 +373,7 @@ class Pipeline:
 
     async def outbox_empty(self) -> bool:
         try:
-            rows = await self.query("SELECT NOT EXISTS (SELECT 1 FROM kafka_outbox) AS empty")
+            rows = await self.query(OUTBOX_EMPTY)
         except psycopg.OperationalError:  # the database away: nothing drains
             return False
         return bool(rows[0]["empty"])
@@ -458,7 +460,7 @@ class Pipeline:
         while True:
             try:
                 with psycopg.connect(self.database) as conn:
-                    if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM kafka_outbox)").fetchone() == (True,):
+                    if conn.execute(OUTBOX_EMPTY).fetchone() == (True,):
                         return
             except psycopg.OperationalError:
                 pass

@@ -117,18 +117,24 @@ def test_nothing_imports_the_stand_ins() -> None:
         assert "standins" not in roots(imported(path)), f"{path.relative_to(ROOT)} imports standins"
 
 
+def assert_no_loop(graph: dict[str, set[str]], what: str) -> None:
+    """Every path through ``graph`` (a name to the names it imports) ends;
+    a loop fails with the whole of it spelled out."""
+
+    def visit(node: str, path: list[str]) -> None:
+        assert node not in path, f"{what}: {' -> '.join(path + [node])}"
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, path + [node])
+
+    for node in graph:
+        visit(node, [])
+
+
 def test_no_import_loop_anywhere() -> None:
     """Modules of ``streams`` and ``handlers`` import each other in a tree, imports
     inside functions included (a package counts as its ``__init__``)."""
     graph = {module_name(p): own_modules(p) - {module_name(p)} for p in sources("streams", "handlers")}
-
-    def visit(node: str, path: list[str]) -> None:
-        assert node not in path, f"import loop: {' -> '.join(path + [node])}"
-        for nxt in sorted(graph.get(node, ())):
-            visit(nxt, path + [node])
-
-    for module in graph:
-        visit(module, [])
+    assert_no_loop(graph, "import loop")
 
 
 def layer(module: str) -> str:
@@ -147,14 +153,7 @@ def test_packages_depend_on_each_other_in_one_direction() -> None:
     for path in sources("streams", "handlers"):
         me = layer(module_name(path))
         graph.setdefault(me, set()).update(layer(n) for n in own_modules(path) if layer(n) not in (me, "streams"))
-
-    def visit(node: str, path: list[str]) -> None:
-        assert node not in path, f"packages import each other: {' -> '.join(path + [node])}"
-        for nxt in sorted(graph.get(node, ())):
-            visit(nxt, path + [node])
-
-    for package in graph:
-        visit(package, [])
+    assert_no_loop(graph, "packages import each other")
 
 
 MAX_MODULE_LINES = 400
