@@ -190,3 +190,28 @@ def test_package_data_names_files_that_exist() -> None:
     for package, files in config["tool"]["setuptools"]["package-data"].items():
         for name in files:
             assert list((ROOT / package).glob(name)), f"package-data names {package}/{name}, which is not here"
+
+
+def test_the_contract_suite_calls_every_storage_method_of_the_fake() -> None:
+    """The fake stands in for PostgreSQL in the stage tests only as far as the
+    contract suite shows the two agree: each of its storage methods is called
+    there, on both backends (the test helpers ``add_email``, ``start``,
+    ``published`` and ``trail`` are the fake's own)."""
+    import inspect
+
+    from tests.support import fakes
+
+    suite = (ROOT / "tests" / "integration" / "test_repository_contract.py").read_text(encoding="utf-8")
+    helpers = {"add_email", "start", "published", "trail"}
+    parts = (fakes.FakePhoneSlot, fakes.FakeSmsLedger, fakes.FakeTransaction, fakes.FakeSession, fakes.FakeRepository)
+    methods = {name for part in parts for name, _ in inspect.getmembers(part, inspect.isfunction)
+               if not name.startswith("_") and name not in helpers}
+    assert len(methods) > 30
+    assert sorted(m for m in methods if f".{m}(" not in suite) == []
+
+
+def test_the_stage_tests_need_no_type_ignore() -> None:
+    """The fake conforms to the storage Protocol the stages are typed against,
+    so the stage tests hand it over as it is (mypy checks ``tests/`` too)."""
+    text = (ROOT / "tests" / "unit" / "test_stages.py").read_text(encoding="utf-8")
+    assert "type: ignore" not in text
