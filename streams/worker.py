@@ -42,7 +42,7 @@ def run_worker(settings: Settings) -> int:
     except KafkaUnavailable as exc:
         log.error("kafka: %s", exc)
         if not asyncio.run(wait_for_kafka(settings, str(exc))):
-            return 1
+            return 0  # stopped as asked (SIGTERM/SIGINT) before Kafka let it start: a clean stop
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, logging_config=config)
