@@ -274,3 +274,16 @@ CREATE TRIGGER orchestrator_generate
     AFTER UPDATE OF current_state ON workflow_state
     FOR EACH ROW WHEN (NEW.current_state = 'ai_generating' AND OLD.current_state <> 'ai_generating')
     EXECUTE FUNCTION orchestrator_notify_generate();
+
+-- ---------------------------------------------------------------------------
+-- Hostile records (docs/topics.md, "Dead letters"). An outbox row Kafka
+-- refuses for good (too large, not allowed, invalid) is set aside by the relay
+-- into dead_letter_log (kind 'unpublishable'), which then keeps the record's
+-- bytes as they would have been published, since Kafka cannot hold them.
+-- ---------------------------------------------------------------------------
+ALTER TABLE dead_letter_log ADD COLUMN IF NOT EXISTS raw_key BYTEA;
+ALTER TABLE dead_letter_log ADD COLUMN IF NOT EXISTS raw_value BYTEA;
+-- When the sweep last set going again a workflow whose message was lost
+-- (pending, user_edit_requested, user_approved past STALLED_GRACE): one
+-- nudge per grace period, never one per sweep.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS redriven_at TIMESTAMPTZ;

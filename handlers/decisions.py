@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .commands import Command, CommandKind
 from .messages import EditRequested, ReplyApproved, TopicMessage
-from .sms_text import HELP_SMS, NOTHING_WAITING_SMS, render_edit_limit_sms
+from .sms_text import HELP_SMS, NOTHING_WAITING_SMS, render_edit_limit_sms, render_late_answer_sms
 from .workflow import WorkflowState
 
 #: ``workflow_state.user_command`` is VARCHAR(50).
@@ -29,6 +29,10 @@ class DraftOnPhone:
     message_id: str
     state: WorkflowState
     edit_iteration: int
+    #: When it was put on the phone (``phone_conversation.presented_at``), if known.
+    presented_at: datetime | None = None
+    #: Who wrote the email it answers, as the person knows them.
+    sender: str = "?"
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,23 @@ class CommandEffect:
 
 
 def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, max_edits: int,
-                   now: datetime) -> CommandEffect:
-    """The effect of ``command`` (whose SMS read ``text``) at time ``now``."""
+                   now: datetime, *, written_at: datetime | None = None,
+                   clock_skew: timedelta = timedelta(0)) -> CommandEffect:
+    """The effect of ``command`` (whose SMS read ``text``) at time ``now``.
+
+    ``written_at``: when the gateway received the SMS (its clock), if it said.
+    An answer received before the draft on the phone was texted was meant for
+    an earlier draft: it is not applied (outcome ``late``) and the person is
+    told. ``clock_skew`` is how far the gateway's clock may lag ours; within
+    it the answer is taken as meant for the draft on the phone. Without
+    ``written_at`` (or ``presented_at``) the answer acts as it always did.
+    """
     if command.kind is CommandKind.UNKNOWN:
         return CommandEffect("help", reply_sms=HELP_SMS)
     if on_phone is None or on_phone.state is not WorkflowState.AWAITING_USER:
         return CommandEffect("nothing_waiting", reply_sms=NOTHING_WAITING_SMS)
+    if is_late(written_at, on_phone.presented_at, clock_skew):
+        return CommandEffect("late", reply_sms=render_late_answer_sms(text.strip(), on_phone.sender))
     answered = {"user_command": text.strip()[:USER_COMMAND_CHARS], "user_responded_at": now}
     if command.kind is CommandKind.APPROVE:
         return CommandEffect("approved", WorkflowState.USER_APPROVED, "approved by SMS", answered,
@@ -77,3 +92,12 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
         follow_up=EditRequested(message_id=on_phone.message_id, instructions=command.instructions,
                                 iteration=iteration),
     )
+
+
+def is_late(written_at: datetime | None, presented_at: datetime | None, clock_skew: timedelta) -> bool:
+    """Whether an answer written at ``written_at`` came before the draft
+    presented at ``presented_at`` (more than ``clock_skew`` before). A time
+    without its offset says nothing: not late."""
+    if written_at is None or presented_at is None or written_at.tzinfo is None or presented_at.tzinfo is None:
+        return False
+    return written_at < presented_at - clock_skew  # ours moved: theirs may be any date

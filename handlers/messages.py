@@ -12,13 +12,55 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .workflow import Stage
 
 SCHEMA_VERSION = 1
+
+#: The most characters a text field the worker writes into a record keeps
+#: (longer text is cut, ending in "…"), so that every record the worker
+#: writes stays far below Kafka's default 1 MB limit (docs/topics.md, "Sizes").
+TEXT_LIMIT: Final = 4000
+#: The most characters of a record's key or an error that a dead letter's
+#: text (its headers, ``dead_letter_log``) keeps; the bytes themselves are kept whole.
+NOTE_LIMIT: Final = 2000
+#: The longest SMS the webhook takes (docs/contracts.md §3); carried whole.
+SMS_TEXT_LIMIT: Final = 5000
+
+
+def capped(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with "…"."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _capped(text: str) -> str:
+    return capped(text)
+
+
+def _capped_or_none(text: str | None) -> str | None:
+    return None if text is None else capped(text)
+
+
+#: A text field the worker writes from what it was given (a subject, the
+#: person's instructions, an error): bounded by :data:`TEXT_LIMIT`.
+BoundedText = Annotated[str, AfterValidator(_capped)]
+OptionalBoundedText = Annotated[str | None, AfterValidator(_capped_or_none)]
+
+
+def printable(data: bytes | str | None, limit: int = NOTE_LIMIT) -> str | None:
+    """A text form of any bytes that PostgreSQL, JSON and a log line accept:
+    UTF-8 where it is UTF-8, a backslash escape (``\\xNN``) for the bytes
+    that are not, for NUL and for lone surrogates, cut to ``limit``
+    characters. For what describes a record (its key in ``dead_letter_log``,
+    an error message); never for the record's own bytes, kept as they are."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        data = data.encode("utf-8", "backslashreplace")
+    return capped(data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00"), limit)
 
 
 class TopicMessage(BaseModel):
@@ -46,8 +88,8 @@ class EmailPending(TopicMessage):
     topic: ClassVar[str] = "emails.pending"
 
     message_id: str = Field(min_length=1)
-    from_address: str | None = None
-    subject: str | None = None
+    from_address: OptionalBoundedText = None
+    subject: OptionalBoundedText = None
     received_at: datetime | None = None
 
 
@@ -57,7 +99,7 @@ class EditRequested(TopicMessage):
     topic: ClassVar[str] = "edits.requested"
 
     message_id: str = Field(min_length=1)
-    instructions: str = Field(min_length=1)
+    instructions: BoundedText = Field(min_length=1)
     iteration: int = Field(ge=1)
 
 
@@ -78,7 +120,9 @@ class InboundSms(TopicMessage):
 
     sms_id: str = Field(min_length=1)
     phone_number: str = Field(min_length=1)
-    text: str
+    #: Never cut: a cut answer could change meaning ("1" and blanks would read
+    #: "1 …"). The webhook refuses a longer one (handlers/inbound.py).
+    text: str = Field(max_length=SMS_TEXT_LIMIT)
     received_at: datetime | None = None
 
     @property
@@ -102,8 +146,8 @@ class WorkflowEvent(TopicMessage):
     message_id: str
     from_state: str | None
     to_state: str
-    reason: str
-    error: str | None = None
+    reason: BoundedText
+    error: OptionalBoundedText = None
     at: datetime
 
 
@@ -126,7 +170,9 @@ class PhoneFreed(TopicMessage):
 #: its dead-letter queues, so tools that read those read these.
 DLQ_HEADER = "__connect.errors."
 
-DeadLetterKind = Literal["poison", "permanent", "exhausted"]
+#: ``unpublishable``: an outbox row Kafka refused for good (too large, not
+#: allowed, invalid), set aside by the relay (docs/topics.md, "Dead letters").
+DeadLetterKind = Literal["poison", "permanent", "exhausted", "unpublishable"]
 
 
 @dataclass(frozen=True)
@@ -153,13 +199,17 @@ class DeadLetter:
 
     @property
     def record_key(self) -> str | None:
-        return self.key.decode("utf-8", "replace") if self.key is not None else None
+        """The original key as text that any store takes (:func:`printable`);
+        the record itself keeps the bytes."""
+        return printable(self.key)
 
     def headers(self, prefix: str) -> dict[str, str]:
-        """The record's headers; ``prefix`` is KAFKA_TOPIC_PREFIX (the topic is named as Kafka knows it)."""
+        """The record's headers; ``prefix`` is KAFKA_TOPIC_PREFIX (the topic is named as Kafka knows it).
+        Text only, whatever the error said (:func:`printable`)."""
         found = {"topic": f"{prefix}{self.source_topic}", "partition": self.partition, "offset": self.offset,
                  "stage": self.stage, "attempts": self.attempts, "kind": self.kind,
-                 "exception.class.name": self.error_class, "exception.message": self.error_message}
+                 "exception.class.name": printable(self.error_class, 200),
+                 "exception.message": printable(self.error_message)}
         return {DLQ_HEADER + name: str(value) for name, value in found.items() if value is not None}
 
 

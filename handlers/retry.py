@@ -3,9 +3,23 @@ injected), and the durable schedule of a workflow parked by a long outage."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+#: The longest wait a peer's ``Retry-After`` can impose (RETRY_AFTER_MAX's default):
+#: a peer that asks for more (``1e9``, an HTTP date years ahead) gets this.
+RETRY_AFTER_MAX = 300.0
+
+
+def bounded_retry_after(seconds: float | None, cap: float = RETRY_AFTER_MAX) -> float | None:
+    """A peer's ``Retry-After`` as a wait we obey: at most ``cap`` seconds;
+    None (as if absent) when it is not a finite number of seconds >= 0
+    (``nan``, ``inf``, negative)."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, cap)
 
 
 @dataclass(frozen=True)
@@ -16,10 +30,18 @@ class RetryPolicy:
     attempts: int = 3
     base: float = 1.0
     cap: float = 60.0
+    #: The most a peer's ``Retry-After`` can add to a wait (:func:`bounded_retry_after`).
+    retry_after_max: float = RETRY_AFTER_MAX
 
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.cap, self.base * 2 ** max(0, failed_attempts - 1))
         return (rng or random).uniform(0, ceiling)
+
+    def wait(self, failed_attempts: int, retry_after: float | None, rng: random.Random | None = None) -> float:
+        """The wait before the next try: the backoff, or longer when the peer
+        asked (``Retry-After``), but never longer than ``retry_after_max``."""
+        asked = bounded_retry_after(retry_after, self.retry_after_max)
+        return max(self.delay(failed_attempts, rng), asked or 0.0)
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,14 @@ def render_failed_sms(sender: str, subject: str | None, reason: str) -> str:
     )
 
 
+def render_late_answer_sms(answer: str, sender: str) -> str:
+    """Said when an answer was written before the draft on the phone was
+    texted (it was meant for an earlier one): it was not applied."""
+    return (f"Your answer '{fold_typography(_shorten(answer, 20))}' was written before the draft reply to "
+            f"{fold_typography(_shorten(sender, 30))} was texted, so it was not applied. "
+            f"Answer again: {COMMAND_HINT}")
+
+
 REMINDER_PREFIX = "Reminder: "
 
 

@@ -172,6 +172,11 @@ class SmsGatewayStub(_HttpStub):
         self.attempts = 0
         #: Seconds between taking a message (it is in ``sent``) and answering.
         self.delay = 0.0
+        #: When set, asked about each message first: an answer to give instead of
+        #: taking it (a 429 with Retry-After, say), or None to take it.
+        self.refuse: Callable[[str], web.Response | None] | None = None
+        #: When set, the seconds to hold each message's answer (instead of ``delay``).
+        self.hold: Callable[[str], float] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/sms/send", self.send)]
@@ -184,11 +189,13 @@ class SmsGatewayStub(_HttpStub):
         if self.failures:
             self.failures -= 1
             return web.json_response({"success": False, "message_id": None, "error": "modem busy"})
+        if self.refuse is not None and (refusal := self.refuse(body["message"])) is not None:
+            return refusal
         self.sent.append(body)
         self.sent_at.append(datetime.now(UTC))
         answer = {"success": True, "message_id": f"sms-{len(self.sent)}", "error": None}
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if delay := (self.hold(body["message"]) if self.hold is not None else self.delay):
+            await asyncio.sleep(delay)
         return web.json_response(answer)
 
     @property
@@ -286,16 +293,28 @@ def worker_settings(ai: AiGeneratorStub, sms: SmsGatewayStub, smtp: SmtpServer) 
     }
 
 
+#: The stand-in gateway phone's own SIM number: ``recipient`` of what it receives.
+GATEWAY_NUMBER = "+15550009999"
+
+
+def gateway_event(event: str, payload: Any, *, device_id: str = "dev-1", webhook_id: str = "wh-1") -> dict[str, Any]:
+    """An event as the SMS gateway posts it to a webhook (docs/contracts.md §3)."""
+    return {"deviceId": device_id, "event": event, "id": f"evt-{uuid.uuid4().hex[:10]}", "webhookId": webhook_id,
+            "payload": payload}
+
+
 def webhook_body(text: str, phone: str, *, sms_id: str | None = None, received_at: str | None = None,
-                 device_id: str = "dev-1", webhook_id: str = "wh-1") -> dict[str, Any]:
-    """What the SMS gateway posts to the orchestrator for a received SMS (docs/contracts.md §3)."""
-    return {
-        "deviceId": device_id, "event": "sms:received", "id": f"evt-{uuid.uuid4().hex[:10]}",
-        "webhookId": webhook_id,
-        "payload": {"messageId": sms_id or f"m-{uuid.uuid4().hex[:10]}", "message": text, "phoneNumber": phone,
-                    "simNumber": 1,
-                    "receivedAt": received_at or datetime.now(UTC).isoformat(timespec="milliseconds")},
-    }
+                 device_id: str = "dev-1", webhook_id: str = "wh-1",
+                 fields: tuple[str, ...] = ("sender", "recipient", "phoneNumber")) -> dict[str, Any]:
+    """What the SMS gateway posts to the orchestrator for a received SMS
+    (docs/contracts.md §3): ``sender`` and ``recipient``, and the deprecated
+    ``phoneNumber``; ``fields`` leaves out those not named (an older or a newer gateway)."""
+    numbers = {"sender": phone, "recipient": GATEWAY_NUMBER, "phoneNumber": phone}
+    return gateway_event("sms:received", {
+        "messageId": sms_id or f"m-{uuid.uuid4().hex[:10]}", "message": text,
+        **{name: number for name, number in numbers.items() if name in fields},
+        "simNumber": 1, "receivedAt": received_at or datetime.now(UTC).isoformat(timespec="milliseconds")},
+        device_id=device_id, webhook_id=webhook_id)
 
 
 def webhook_headers(body: bytes, key: str | None) -> dict[str, str]:

@@ -22,6 +22,7 @@ from streams.settings import Settings
 from streams.stages import Stages
 from streams.storage.database import apply_schema, create_pool
 from streams.storage.repository import WorkflowRepository
+from streams.storage.stalled import StalledWorkflows
 from streams.web.health import HealthReporter
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.pool = create_pool(settings.conninfo, settings.db_pool_max_size)
         self.repo = WorkflowRepository(self.pool, self.clock)
-        self.http = PeerHttp(settings.http_timeout, connect_timeout=5.0)
+        self.http = PeerHttp(settings.http_timeout, connect_timeout=5.0, retry_after_max=settings.retry_after_max)
         self.stages = Stages(
             settings=settings,
             repo=self.repo,
@@ -57,7 +58,8 @@ class Runtime:
                                   on_notify=settings.poll_on_notify, limit=settings.poll_limit)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings),
                                  settings.kafka_topic_prefix)
-        self.housekeeping = Housekeeping(self.stages, settings.timeout_check_interval)
+        self.housekeeping = Housekeeping(self.stages, settings.timeout_check_interval,
+                                         StalledWorkflows(self.pool, self.clock), settings.stalled_grace)
         self.progress = AgentProgress()
         self.ready = False
         self.reporter = HealthReporter(settings, self.repo, self.http, self.relay, self.poller, self.generation,
@@ -82,6 +84,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stages.stop_telling()
         await self.reporter.close()
         await self.http.close()
         await self.pool.close()

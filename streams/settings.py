@@ -19,10 +19,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings
 
+from handlers.phones import check_region, region_of
 from handlers.quiet import QuietHours
 from streams.connection_settings import DatabaseSettings, KafkaSettings, SaslMechanism, SecurityProtocol
 
@@ -74,6 +76,8 @@ class Settings(DatabaseSettings, KafkaSettings):
 
     # The person's phone (docs/contracts.md §5)
     your_phone_number: str
+    # Where a number written without a country code is read (US, GB, DE, ...); unset: YOUR_PHONE_NUMBER's.
+    phone_region: str | None = Field(default=None, validate_default=True)
 
     # Workflow
     poll_interval: float = Field(default=120.0, gt=0)
@@ -85,6 +89,8 @@ class Settings(DatabaseSettings, KafkaSettings):
     poll_limit: int = Field(default=0, ge=0)
     user_response_timeout: float = Field(default=86400.0, gt=0)
     timeout_check_interval: float = Field(default=30.0, gt=0)
+    # Seconds a workflow waits in pending, user_edit_requested or user_approved before the sweep resends its message.
+    stalled_grace: float = Field(default=600.0, gt=0)
     # Lag is read from committed offsets (faust commits every 2.8 s) and cached
     # for 5 s, so an agent that has just finished its records can show lag for
     # up to about 8 s: a shorter timeout would call a healthy agent stalled.
@@ -92,6 +98,8 @@ class Settings(DatabaseSettings, KafkaSettings):
     max_retry_attempts: int = Field(default=3, ge=1)
     retry_backoff_base: float = Field(default=1.0, gt=0)
     retry_backoff_max: float = Field(default=60.0, gt=0)
+    # The longest a peer's Retry-After is obeyed (seconds; asking more gets this).
+    retry_after_max: float = Field(default=300.0, gt=0)
     # An outage that outlasts the in-call retries parks the workflow: tried
     # again RETRY_PARK_BASE s later, doubling up to RETRY_PARK_MAX, until
     # RETRY_DEADLINE s after the first failure (0: fail at once instead).
@@ -105,6 +113,9 @@ class Settings(DatabaseSettings, KafkaSettings):
     skip_senders: str = ""
     # One reminder SMS for an unanswered draft after this many seconds (0: none).
     reminder_after: float = Field(default=14400.0, ge=0)
+    # How far the gateway's clock may lag ours: an answer the gateway received
+    # more than this before its draft was texted was not for it (not applied).
+    answer_clock_skew: float = Field(default=5.0, ge=0)
     # No draft or reminder SMS inside these hours (HH:MM-HH:MM in TIMEZONE).
     quiet_hours: str | None = None
     timezone: str = "UTC"
@@ -120,6 +131,9 @@ class Settings(DatabaseSettings, KafkaSettings):
     # anyone who reaches the port steer the workflow; the worker refuses that
     # unless this says it is meant (e.g. behind an authenticating proxy).
     allow_unauthenticated: bool = False
+    # The session cookie's Secure flag: auto = when the sign-in came over TLS
+    # (directly or per X-Forwarded-Proto/Forwarded from a proxy); true; false.
+    cookie_secure: Literal["auto", "true", "false"] = "auto"
     # Set by `orchestrator demo` only: the peers are its stand-ins, and every page says so.
     demo: bool = False
 
@@ -135,6 +149,13 @@ class Settings(DatabaseSettings, KafkaSettings):
         if not E164.match(compact):
             raise ValueError("must be an E.164 phone number such as +15551234567")
         return compact
+
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value.strip():
+            return check_region(value)
+        return region_of(info.data.get("your_phone_number"))
 
     @field_validator("email_address")
     @classmethod

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from handlers.errors import PeerError
 from streams.kafka.access import KafkaUnavailable, probe, uses_sasl
 from streams.kafka.topics import missing_topics, topic_names
+from streams.observability.logs import redact_url
 from streams.peers.http import UNREACHABLE, PeerHttp
 from streams.peers.smtp import SmtpSender
 from streams.settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
@@ -124,14 +125,15 @@ def _kafka(k: KafkaSettings) -> list[Check]:
 
 async def _peer(http: PeerHttp, name: str, url: str, variable: str) -> Check:
     target = url.rstrip("/") + "/health"
+    shown = redact_url(target)  # never a password in userinfo on the terminal
     try:
         status = await http.health(target, timeout=5.0)
     except UNREACHABLE as exc:
-        return Check(name, False, f"unreachable at {target} ({type(exc).__name__}); check {variable} "
+        return Check(name, False, f"unreachable at {shown} ({type(exc).__name__}); check {variable} "
                                   f"and that the service runs")
     if status != 200:
-        return Check(name, False, f"{target} answered HTTP {status}")
-    return Check(name, True, f"{target} answered 200")
+        return Check(name, False, f"{shown} answered HTTP {status}")
+    return Check(name, True, f"{shown} answered 200")
 
 
 def _smtp(s: Settings) -> Check:

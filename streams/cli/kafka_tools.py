@@ -3,7 +3,8 @@
 
 They reach the cluster exactly as the worker does (:mod:`streams.kafka.access`)
 and read with partitions assigned directly, so they never join (or disturb)
-the worker's consumer group and never commit an offset.
+the worker's consumer group and never commit an offset. What they print of a
+record (key, value, headers) is escaped for the terminal (:mod:`streams.cli.terminal`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from tqdm import tqdm
 
 from handlers.messages import DLQ_HEADER, DeadLetter, WorkflowEvent
+from streams.cli.terminal import for_terminal
 from streams.kafka.access import confluent_config, probe
 from streams.kafka.topics import ALL, full_name, topic_names
 from streams.observability.tracing import trace_id_of
@@ -106,7 +108,7 @@ def tail(k: KafkaSettings, topic: str, *, from_beginning: bool, until_end: bool,
         raise SystemExit(f"orchestrator: unknown topic {topic!r}; one of {', '.join(ALL)}")
     for message in read(k, full_name(k.kafka_topic_prefix, topic), from_beginning=from_beginning,
                         until_end=until_end):
-        out(describe_record(topic, message))
+        out(for_terminal(describe_record(topic, message)))
     return 0
 
 
@@ -147,9 +149,9 @@ def dlq_list(k: KafkaSettings, out: Out = print) -> int:
         where = letter.source_topic.removeprefix(k.kafka_topic_prefix)
         if letter.header("partition"):
             where += f"[{letter.header('partition')}]@{letter.header('offset')}"
-        out(f"{letter.id}  {at}  {where}  stage={letter.header('stage')}  kind={letter.header('kind')}  "
-            f"attempts={letter.header('attempts')}  key={key}  "
-            f"{letter.header('exception.class.name')}: {letter.header('exception.message')}")
+        out(for_terminal(f"{letter.id}  {at}  {where}  stage={letter.header('stage')}  kind={letter.header('kind')}  "
+                         f"attempts={letter.header('attempts')}  key={key}  "
+                         f"{letter.header('exception.class.name')}: {letter.header('exception.message')}"))
     out(f"{len(found)} dead letter(s)")
     return 0
 
@@ -168,11 +170,12 @@ def dlq_replay(k: KafkaSettings, ids: Sequence[str], replay_all: bool, dry_run: 
     known = set(topic_names(k))
     skipped = [letter for letter in chosen if letter.source_topic not in known]
     for letter in skipped:
-        out(f"skip {letter.id}: its topic {letter.source_topic or '(none)'} is not one of this orchestrator's")
+        out(for_terminal(f"skip {letter.id}: its topic {letter.source_topic or '(none)'} is not one of this "
+                         f"orchestrator's"))
     chosen = [letter for letter in chosen if letter.source_topic in known]
     if dry_run:
         for letter in chosen:
-            out(f"would replay {letter.id} to {letter.source_topic}")
+            out(for_terminal(f"would replay {letter.id} to {letter.source_topic}"))
         out(f"{len(chosen)} dead letter(s) would be replayed (dry run)")
         return 0
     producer = Producer(confluent_config(k, **{"enable.idempotence": True, "acks": "all"}))
@@ -195,7 +198,7 @@ def dlq_replay(k: KafkaSettings, ids: Sequence[str], replay_all: bool, dry_run: 
             producer.poll(0)
         producer.flush(60)
     for failure in failures:
-        out(f"failed {failure}")
+        out(for_terminal(f"failed {failure}"))
     out(f"replayed {len(chosen) - len(failures)} dead letter(s)")
     return 1 if failures else 0
 

@@ -8,16 +8,24 @@ its ``trace_id`` (the W3C trace of its Kafka records, see
 
 No secret reaches a log line: besides never logging them, the formatters
 replace the value of every secret setting with ``***`` wherever it appears
-(an exception message quoting a connection string, say).
+(an exception message quoting a connection string, say), and the
+``user:password@`` of any URL (:func:`redact_url`, which the call sites that
+log a peer URL apply themselves).
+
+A malformed HTTP request from outside is the sender's problem, not the
+worker's: aiohttp's "Error handling request" for it is logged as one WARNING
+line without a traceback (:class:`BadRequestNoise`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import SecretStr
 from pythonjsonlogger.json import JsonFormatter
 
@@ -25,6 +33,34 @@ from streams.observability import tracing
 
 REDACTED = "***"
 CONTEXT = ("message_id", "state", "trace_id")
+
+
+#: The userinfo of a URL: ``scheme://`` then everything up to the last ``@``
+#: before the host ends (``/``, ``?``, ``#`` or whitespace).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]+@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or a text holding URLs) with each ``user:password@`` replaced by ``***@``."""
+    return _USERINFO.sub(rf"\1{REDACTED}@", url)
+
+
+class BadRequestNoise(logging.Filter):
+    """aiohttp logs a request it could not parse (bad header, bad length, ...)
+    at ERROR with a traceback: attacker-controlled noise that would page someone.
+    Such records become one WARNING line naming the problem; an error of a
+    view (status 500) is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and isinstance(exc, HttpProcessingError):
+            said = " ".join(str(exc.message).split())[:200]  # aiohttp quotes the bad bytes with repr()
+            # Formatted here, args dropped: the sender's bytes must not act as a %-format.
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {said}", ()
+            if record.levelno > logging.WARNING:  # (aiohttp itself says a bad method at DEBUG)
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 class WorkContext(logging.Filter):
@@ -43,7 +79,7 @@ class _Redacting:
     def redact(self, line: str) -> str:
         for secret in self.secrets:
             line = line.replace(secret, REDACTED)
-        return line
+        return redact_url(line)
 
 
 class JsonLines(_Redacting, JsonFormatter):
@@ -103,10 +139,10 @@ def logging_config(log_format: str | None, level: str, secrets: Iterable[str] = 
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": WorkContext}},
+        "filters": {"context": {"()": WorkContext}, "bad_requests": {"()": BadRequestNoise}},
         "formatters": {"lines": {"()": formatter}},
         "handlers": {"default": {"class": "logging.StreamHandler", "stream": f"ext://sys.{stream}",
-                                 "formatter": "lines", "filters": ["context"]}},
+                                 "formatter": "lines", "filters": ["bad_requests", "context"]}},
         "root": {"level": level.upper(), "handlers": ["default"]},
     }
 

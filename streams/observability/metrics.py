@@ -49,6 +49,9 @@ GENERATION_LIMIT = Gauge("orchestrator_generation_limit",
                          "How many generator calls this worker allows in flight now (GENERATION_CONCURRENCY, "
                          "lowered while the generator asks to slow down)", registry=REGISTRY)
 PUBLISHED = Counter("orchestrator_outbox_published", "Records the outbox relay published", registry=REGISTRY)
+UNPUBLISHABLE = Counter("orchestrator_outbox_unpublishable",
+                        "Outbox records Kafka refused for good (too large, invalid, not allowed), set aside in"
+                        " dead_letter_log, by topic and Kafka error", ["topic", "error"], registry=REGISTRY)
 
 
 @contextmanager

@@ -21,7 +21,9 @@ from typing import Any
 import aiohttp
 
 from handlers.errors import PermanentError, TransientError
+from handlers.retry import RETRY_AFTER_MAX, bounded_retry_after
 from streams.observability import metrics
+from streams.observability.logs import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,13 @@ class PeerResponse:
 
 class PeerHttp:
     """The worker's HTTP client for its peers: ``timeout`` seconds per call
-    (``connect_timeout`` to connect), keep-alive connections reused."""
+    (``connect_timeout`` to connect), keep-alive connections reused; a peer's
+    ``Retry-After`` is obeyed up to ``retry_after_max`` seconds."""
 
-    def __init__(self, timeout: float, connect_timeout: float = 5.0) -> None:
+    def __init__(self, timeout: float, connect_timeout: float = 5.0,
+                 retry_after_max: float = RETRY_AFTER_MAX) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self.retry_after_max = retry_after_max
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -81,29 +86,34 @@ async def post_json(client: PeerHttp, url: str, body: dict[str, Any], peer: str,
             response = await client.post(url, body)
         except UNREACHABLE as exc:
             call["outcome"] = "unreachable"
-            log.info("%s: POST %s: no answer (%s)", peer, url, type(exc).__name__)
+            log.info("%s: POST %s: no answer (%s)", peer, redact_url(url), type(exc).__name__)
             raise TransientError(peer, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         call["outcome"] = str(response.status_code)
-        log.info("%s: POST %s: HTTP %d in %.0f ms", peer, url, response.status_code,
+        log.info("%s: POST %s: HTTP %d in %.0f ms", peer, redact_url(url), response.status_code,
                  (time.perf_counter() - started) * 1000)
         if response.status_code >= 500 or response.status_code in transient_statuses:
-            raise TransientError(peer, f"HTTP {response.status_code}", retry_after(response))
+            raise TransientError(peer, f"HTTP {response.status_code}",
+                                 retry_after(response, client.retry_after_max))
         if response.status_code >= 300 and response.status_code != 404:
             raise PermanentError(peer, f"HTTP {response.status_code}: {response.text[:200]}")
         return response
 
 
-def retry_after(response: PeerResponse) -> float | None:
-    """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if any."""
+def retry_after(response: PeerResponse, cap: float = RETRY_AFTER_MAX) -> float | None:
+    """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date),
+    at most ``cap``; None when absent or unusable (``nan``, ``inf``, negative,
+    garbage): a peer cannot make the worker wait for ever."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return bounded_retry_after(float(value), cap)
     except ValueError:
         pass
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None
+    if when.tzinfo is None:
+        return None
+    return bounded_retry_after(max(0.0, (when - datetime.now(UTC)).total_seconds()), cap)

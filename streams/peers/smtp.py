@@ -24,6 +24,21 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+async def _to_the_end(conversation: asyncio.Future[None]) -> None:
+    """Await ``conversation`` to its end even if cancelled meanwhile (each step
+    of it is bounded by the SMTP timeout); the cancellation is raised after."""
+    cancelled = False
+    while not conversation.done():
+        try:
+            await asyncio.wait({conversation})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        conversation.exception()  # retrieved, so not logged as lost: the caller was cancelled
+        raise asyncio.CancelledError
+    conversation.result()
+
+
 class SmtpSender:
     """Sends one message per call, in a thread (smtplib blocks).
 
@@ -49,9 +64,13 @@ class SmtpSender:
         self.timeout = timeout
 
     async def send(self, message: EmailMessage) -> None:
+        """Hand ``message`` over. Cancelled mid-way, it still waits for the
+        SMTP conversation to end before it raises: a thread cannot be stopped,
+        and the caller's send lock must be held for as long as the message
+        may still go out (docs/design.md)."""
         with metrics.peer_call(PEER) as call:
             try:
-                await asyncio.to_thread(self._send, message)
+                await _to_the_end(asyncio.ensure_future(asyncio.to_thread(self._send, message)))
             except TransientError:
                 call["outcome"] = "transient"
                 raise

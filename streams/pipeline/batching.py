@@ -8,6 +8,12 @@ a core, against 2.1 % with this). :func:`take_batches` is the same buffering, ad
 (faust-streaming 0.15, BSD licence), with one change: it sleeps until a first
 event arrives, then waits at most ``within`` for the batch to fill.
 
+A batch is acknowledged only when the consumer comes back for the next one,
+that is, once its body handled every record of it: a body that raised, or
+was cancelled while the worker stopped, leaves its batch unacknowledged, so
+the committed offset stays before it and the records are delivered again
+after a restart or a rebalance (faust's own loop acknowledges them either way).
+
 It leans on faust's stream internals (processors, the passive drainer), which
 is why faust-streaming is pinned below 0.16.
 """
@@ -22,7 +28,8 @@ from typing import Any
 async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     """Yield lists of at most ``max_`` events from ``stream`` (a faust Stream):
     whatever arrived within ``within`` seconds of the first one. Each batch is
-    acknowledged when the consumer asks for the next one (or stops), never before."""
+    acknowledged when the consumer asks for the next one, never before, and
+    never when the consumer's body raised on it or was cancelled."""
     events: list[Any] = []
     arrived = asyncio.Event()
     full = asyncio.Event()
@@ -60,14 +67,17 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
                 await stream.wait_for_stopped(full, timeout=within)
             consuming = asyncio.get_running_loop().create_future()
             batch = list(events)
+            handled = False
             try:
                 yield batch
+                handled = True
             finally:
                 events.clear()
                 arrived.clear()
                 full.clear()
-                for event in batch:
-                    await stream.ack(event)
+                if handled:
+                    for event in batch:
+                        await stream.ack(event)
                 if not consuming.done():
                     consuming.set_result(None)
                 consumed.set()

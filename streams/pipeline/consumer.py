@@ -6,7 +6,15 @@ message: dead-lettered with its original bytes, never retried. While the
 database is unreachable the act is repeated (:func:`outlasting_outages`), so
 an outage delays work but drops none. Any other error is a bug: the message is
 dead-lettered with its reason, and the workflow it names is failed so that it
-is visible and retryable instead of stuck mid-stage.
+is visible and retryable instead of stuck mid-stage (with no second dead
+letter: one per record given up on).
+
+Any bytes may come in: a dead letter keeps the record's key and value bytes
+as they are and describes them in text that any store takes
+(:func:`handlers.messages.printable`), so dead-lettering cannot fail on what
+a record holds. Each record is handled on its own: one that cannot even be
+dead-lettered (a bug) is logged with where it is and the records beside it
+are still acted on.
 
 The loop hands the record a message came from to the stage with it
 (``act(messages, source)``; ``source`` is None for a batch acted on at once),
@@ -33,7 +41,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from handlers.clock import Clock
-from handlers.messages import DeadLetterKind, Publishable, SourceRecord, TopicMessage
+from handlers.messages import DeadLetterKind, Publishable, SourceRecord, TopicMessage, printable
 from handlers.workflow import Stage
 from streams.observability import metrics, tracing
 from streams.stages.retrying import Exhausted
@@ -109,7 +117,7 @@ class MessageHandler:
         """The record's message; None (and a dead letter) when it is poison."""
         try:
             return self.models[record.topic].model_validate_json(record.value)
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, KeyError) as exc:
             with tracing.working_on(trace_id=tracing.trace_id_of(record.headers)):
                 await self._dead_letter(record, "poison", UndecodableMessage(f"undecodable message: {exc}"))
             return None
@@ -135,11 +143,19 @@ class MessageHandler:
                         log.exception("%s: could not mark %s failed", record.topic, message_id)
 
     async def _dead_letter(self, record: SourceRecord, kind: DeadLetterKind, error: Exception) -> None:
-        key = record.key.decode("utf-8", "replace") if record.key else None
-        log.error("dead-lettering a message from %s (key %s): %s", record.topic, key, error)
+        """Dead-letter ``record``; never raises but to stop (a bug here is logged
+        with where the record is, so that it can be found and replayed)."""
+        log.error("dead-lettering a message from %s (key %s): %s", record.topic, printable(record.key, 200),
+                  printable(str(error)))
         letter = record.dead_letter(self.stage, kind, error,
                                     cause=error.last if isinstance(error, Exhausted) else None)
-        await outlasting_outages(lambda: self.publish(letter), "dead letter", self.sleep)
+        try:
+            await outlasting_outages(lambda: self.publish(letter), "dead letter", self.sleep)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the records beside it must still be acted on
+            log.critical("could not dead-letter the record at %s[%s]@%s", record.topic, record.partition,
+                         record.offset, exc_info=True)
 
 
 class UndecodableMessage(ValueError):

@@ -1,16 +1,23 @@
 """The sweep that drives from the database what no Kafka message starts.
 
 Every TIMEOUT_CHECK_INTERVAL: parked workflows whose next try is due, drafts
-past their timeout, reminders, and a ``notify()`` that re-offers the phone (if
+past their timeout, reminders, a ``notify()`` that re-offers the phone (if
 a nudge was ever lost, or quiet hours just ended, the next waiting draft goes
-out). Driven from the database, so a worker that was down catches up at once.
+out), and the message, sent again, of a workflow whose record was lost
+(left in ``pending``, ``user_edit_requested`` or ``user_approved`` past
+STALLED_GRACE; :mod:`streams.storage.stalled`). Driven from the database, so
+a worker that was down catches up at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Protocol
+
+from streams.stages.failures import redrive_message
+from streams.storage.stalled import StalledWorkflows
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +32,12 @@ class Sweepable(Protocol):
 
 
 class Housekeeping:
-    def __init__(self, stages: Sweepable, interval: float) -> None:
+    def __init__(self, stages: Sweepable, interval: float, stalled: StalledWorkflows | None = None,
+                 grace: float = 600.0) -> None:
         self._stages = stages
         self._interval = interval
+        self._stalled = stalled
+        self._grace = timedelta(seconds=grace)
 
     async def sweep(self) -> None:
         """One pass; each step logs what it did."""
@@ -41,6 +51,11 @@ class Housekeeping:
         reminded = await self._stages.send_reminders()
         if reminded:
             log.info("sent %d reminder(s)", reminded)
+        if self._stalled is not None:
+            redriven = await self._stalled.redrive(self._grace, redrive_message)
+            if redriven:
+                log.warning("sent again the message of %d workflow(s) unchanged for %.0f s (a lost record?): %s",
+                            len(redriven), self._grace.total_seconds(), ", ".join(redriven[:10]))
 
     async def run(self) -> None:
         while True:

@@ -6,16 +6,25 @@ pending is ever forgotten. POLL_LIMIT caps what one poll takes (0: all).
 Claiming uses SKIP LOCKED and the workflow row is unique, so two workers
 never take the same email. The ``emails.pending`` message goes
 through the outbox in the same transaction.
+
+One email never holds the others (docs/design.md, "Hostile input at
+intake"): the claim reads only the start of each body, the previews are made
+in a thread (off the event loop), and an email whose preview cannot be made
+gets a plain one; its subject and sender are cut so its records fit the broker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 
-from handlers.emails import body_preview
+from handlers.emails import SENDER_CHARS, SUBJECT_CHARS, bounded, intake_fields
 from handlers.messages import EmailPending
 from streams.storage.database import run_on_notify
+from streams.storage.records import Email
 from streams.storage.repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
@@ -50,10 +59,10 @@ class EmailPoller:
         while True:
             batch = min(BATCH, self.limit - taken) if self.limit else BATCH
             async with self.repo.transaction() as tx:
-                emails = await tx.claim_pending_emails(batch)
-                started = set(await tx.create_workflows(
-                    [(email, body_preview(email.body_text, email.body_html)) for email in emails],
-                    reason="picked up by the poller"))
+                claimed = await tx.claim_pending_emails(batch)
+                taking = await asyncio.to_thread(_bounded, claimed)
+                emails = [email for email, _ in taking]
+                started = set(await tx.create_workflows(taking, reason="picked up by the poller"))
                 for email in emails:
                     if email.message_id not in started:
                         log.warning("email %s is pending again but has a workflow; left as it is",
@@ -71,3 +80,22 @@ class EmailPoller:
         if taken:
             log.info("took %d pending email(s)", taken)
         return taken
+
+
+def _bounded(emails: Sequence[Email]) -> list[tuple[Email, str]]:
+    """Each email with its subject and sender bounded and its bodies dropped,
+    and its preview (handlers/emails.py). Runs in a thread: parsing is the
+    heavy part. Never raises: an email whose fields cannot be made is taken
+    with a plain preview that says so."""
+    return [_one(email) for email in emails]
+
+
+def _one(email: Email) -> tuple[Email, str]:
+    try:
+        fields = intake_fields(email.subject, email.from_address, email.body_text, email.body_html)
+        subject, sender, preview = fields.subject, fields.sender, fields.preview
+    except Exception as error:  # noqa: BLE001 - one email must never stop intake
+        log.warning("email %s: no preview could be made (%r); taken with a plain one", email.message_id, error)
+        subject = None if email.subject is None else bounded(email.subject, SUBJECT_CHARS)
+        sender, preview = bounded(email.from_address, SENDER_CHARS), "(no preview: the body could not be read)"
+    return replace(email, subject=subject, from_address=sender, body_text=None, body_html=None), preview

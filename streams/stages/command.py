@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 from handlers.commands import parse_command
 from handlers.decisions import DraftOnPhone, decide_command
 from handlers.emails import sender_name
@@ -12,6 +15,7 @@ from streams.stages.context import StageContext
 from streams.stages.notify import next_up, settle_cut_off_presentation
 
 S = WorkflowState
+log = logging.getLogger(__name__)
 
 #: How often an answer that arrived mid-presentation looks again.
 PRESENTATION_POLL = 0.1
@@ -60,9 +64,16 @@ async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation:
                 wf = await tx.get(wf.message_id)
             elif wait_for_presentation:
                 raise _BeingTexted(wf.message_id)
-        on_phone = DraftOnPhone(wf.message_id, wf.current_state, wf.edit_iteration) if wf else None
+        on_phone = None if wf is None else DraftOnPhone(
+            wf.message_id, wf.current_state, wf.edit_iteration, presented_at=await tx.phone.presented_at(ctx.phone),
+            sender=sender_name(wf.email_from or "?"))
         effect = decide_command(parse_command(sms.text), sms.text, on_phone,
-                                ctx.settings.max_edit_iterations, ctx.clock.now())
+                                ctx.settings.max_edit_iterations, ctx.clock.now(), written_at=sms.received_at,
+                                clock_skew=timedelta(seconds=ctx.settings.answer_clock_skew))
+        if effect.outcome == "late" and on_phone is not None:
+            log.warning("answer %r, received by the gateway at %s, is older than the draft of %s on the phone"
+                        " (texted from %s): not applied, the person is asked again",
+                        sms.sms_id, sms.received_at, on_phone.message_id, on_phone.presented_at)
         reply = effect.reply_sms
         if wf is not None and effect.target is not None:
             await tx.transition(wf.message_id, S.AWAITING_USER, effect.target, effect.reason,

@@ -23,6 +23,15 @@ from streams.storage.protocol import Repository
 
 log = logging.getLogger(__name__)
 
+#: The longest :meth:`StageContext.tell_person` holds its caller: one attempt
+#: at most, so a gateway that asks to wait (429) or hangs never holds the
+#: person's next answer; retries go on behind it. A gateway that answers takes
+#: well under a second, so the common case is still "texted when it returns".
+TELL_WAIT = 5.0
+#: Informational SMS being retried behind their callers, at most; beyond that
+#: one is dropped with a WARNING rather than pile up while the gateway is away.
+MAX_TELLING = 100
+
 
 @dataclass
 class StageContext:
@@ -37,11 +46,16 @@ class StageContext:
     #: Shared by every generation of this worker: closed while the generator asks us to wait.
     generator_gate: Gate = field(default_factory=Gate)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: Informational SMS still being retried (see :meth:`tell_person`).
+    telling: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.generator_gate.max_hold = self.settings.retry_after_max
 
     @property
     def policy(self) -> RetryPolicy:
         s = self.settings
-        return RetryPolicy(s.max_retry_attempts, s.retry_backoff_base, s.retry_backoff_max)
+        return RetryPolicy(s.max_retry_attempts, s.retry_backoff_base, s.retry_backoff_max, s.retry_after_max)
 
     @property
     def park_policy(self) -> ParkPolicy:
@@ -53,11 +67,50 @@ class StageContext:
         return self.settings.your_phone_number
 
     async def tell_person(self, text: str | None) -> None:
-        """Best effort: an informational SMS that fails is logged, not retried
-        forever. Nothing to say (None) sends nothing."""
+        """Best effort, and never in the caller's way: the SMS is sent by a
+        task of its own, retried under the policy, and this returns once its
+        first attempt has ended (or after :data:`TELL_WAIT`). So a gateway
+        that answers 429 with a long ``Retry-After``, or hangs, never holds
+        the command agent (the person's next answer) or any other stage. An
+        SMS given up on is logged at WARNING with what it said. Nothing to
+        say (None) sends nothing."""
         if not text:
             return
+        if len(self.telling) >= MAX_TELLING:
+            log.warning("not texting the person (%d SMS still being retried): %r", len(self.telling),
+                        text[:80])
+            return
+        attempted = asyncio.Event()
+
+        async def attempt() -> str | None:
+            try:
+                return await self.sms.send(self.phone, text)
+            finally:
+                attempted.set()
+
+        task = asyncio.create_task(self._tell(attempt, text), name="informational SMS")
+        self.telling.add(task)
+        task.add_done_callback(self.telling.discard)
+        first = asyncio.create_task(attempted.wait())
         try:
-            await call_with_retries(lambda: self.sms.send(self.phone, text), self.policy, "SMS")
+            await asyncio.wait((task, first), timeout=TELL_WAIT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            first.cancel()
+
+    async def _tell(self, attempt: Callable[[], Awaitable[str | None]], text: str) -> None:
+        try:
+            await call_with_retries(attempt, self.policy, "SMS")
         except (Exhausted, PeerError) as exc:
-            log.warning("could not text the person: %s", exc)
+            log.warning("could not text the person (%s): %r", exc, text[:80])
+        except asyncio.CancelledError:
+            log.warning("not texted, the worker is stopping: %r", text[:80])
+            raise
+        except Exception:  # noqa: BLE001 - a task of its own: nobody else would see it
+            log.exception("could not text the person: %r", text[:80])
+
+    async def stop_telling(self) -> None:
+        """Give up on the informational SMS still being retried (each is
+        logged): the worker is stopping."""
+        for task in list(self.telling):
+            task.cancel()
+        await asyncio.gather(*self.telling, return_exceptions=True)

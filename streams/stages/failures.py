@@ -17,6 +17,7 @@ from handlers.messages import (
     STAGE_TOPIC,
     DeadLetter,
     DraftReady,
+    EditRequested,
     EmailPending,
     ReplyApproved,
     SourceRecord,
@@ -33,35 +34,41 @@ S = WorkflowState
 
 
 async def fail_workflow(ctx: StageContext, wf: Workflow, expected: WorkflowState, stage: Stage, error: Exception,
-                        *, source: SourceRecord | None = None, **fields: Any) -> None:
-    """Record that ``wf`` gave up at ``stage``; dead-letter it; tell the person."""
+                        *, source: SourceRecord | None = None, letter: bool = True, **fields: Any) -> None:
+    """Record that ``wf`` gave up at ``stage``; dead-letter it (unless
+    ``letter`` is False: already done); tell the person."""
     async with ctx.repo.transaction() as tx:
-        failure_sms = await fail_in(ctx, tx, wf, expected, stage, error, source=source, **fields)
+        failure_sms = await fail_in(ctx, tx, wf, expected, stage, error, source=source, letter=letter, **fields)
     await ctx.tell_person(failure_sms)
 
 
 async def fail_unexpected(ctx: StageContext, message_id: str, stage: Stage, error: Exception,
                           source: SourceRecord | None = None) -> None:
     """A bug, not a peer, stopped ``message_id``: fail it (if it is still live)
-    so it is visible, retryable and not silently stuck mid-stage."""
+    so it is visible, retryable and not silently stuck mid-stage. A record
+    handed over (``source``) has been dead-lettered by the message loop
+    already, whatever this finds: the failure writes no second dead letter
+    for it (one dead letter per record given up on)."""
     wf = await ctx.repo.get(message_id)
     if wf is None or is_terminal(wf.current_state) or wf.current_state is S.AWAITING_USER:
         return
-    await fail_workflow(ctx, wf, wf.current_state, stage, error, source=source)
+    await fail_workflow(ctx, wf, wf.current_state, stage, error, source=source, letter=source is None)
 
 
 async def fail_in(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow, expected: WorkflowState,
-                  stage: Stage, error: Exception, *, source: SourceRecord | None = None,
+                  stage: Stage, error: Exception, *, source: SourceRecord | None = None, letter: bool = True,
                   **fields: Any) -> str | None:
-    """Fail ``wf`` inside ``tx``; return the SMS to text once ``tx`` has
-    committed (None when the workflow had already moved on)."""
+    """Fail ``wf`` inside ``tx`` (with its dead letter, unless ``letter`` is
+    False); return the SMS to text once ``tx`` has committed (None when the
+    workflow had already moved on)."""
     attempts = error.attempts if isinstance(error, Exhausted) else 1
     text = str(error)
     if not await tx.transition(wf.message_id, expected, S.FAILED, f"{stage} failed", error=text,
                                failed_stage=stage.value, error_message=text,
                                retry_count=wf.retry_count + attempts - 1, **fields):
         return None
-    await tx.publish(dead_letter(wf, stage, error, source))
+    if letter:
+        await tx.publish(dead_letter(wf, stage, error, source))
     return render_failed_sms(sender_name(wf.email_from or "?"), wf.email_subject, reason(error))
 
 
@@ -88,6 +95,18 @@ def restart_message(stage: Stage, wf: Workflow) -> TopicMessage:
     if stage is Stage.SEND:
         return ReplyApproved(message_id=wf.message_id)
     raise ValueError(f"stage {stage} is not restarted by a message of its own")
+
+
+def redrive_message(wf: Workflow) -> TopicMessage:
+    """The message that moves ``wf`` on from ``pending``, ``user_edit_requested``
+    or ``user_approved`` when the record that should have was lost (the
+    sweep sends it again; the stage it reaches does nothing twice)."""
+    if wf.current_state is S.USER_EDIT_REQUESTED:
+        return EditRequested(message_id=wf.message_id, instructions=wf.user_edit_instructions or "-",
+                             iteration=max(1, wf.edit_iteration))
+    if wf.current_state is S.USER_APPROVED:
+        return restart_message(Stage.SEND, wf)
+    return restart_message(Stage.DRAFT, wf)
 
 
 def reason(error: Exception) -> str:

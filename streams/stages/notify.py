@@ -3,6 +3,7 @@ reminder when it waits too long)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -161,26 +162,40 @@ def draft_sms(ctx: StageContext, wf: Workflow, waiting: int) -> str:
 async def send_reminders(ctx: StageContext) -> int:
     """Text the draft on the phone once more when it has waited
     REMINDER_AFTER seconds for an answer (once; never in QUIET_HOURS).
-    A reminder the gateway refuses is tried again on the next sweep."""
+
+    The reminder is claimed (``reminded_at``) in a short transaction and
+    texted after it commits: no lock is held across the SMS call, so answers
+    and presentations never wait for the gateway. A reminder the gateway
+    refuses is unclaimed and tried again on the next sweep; a worker that
+    stops between the claim and the SMS leaves it unsent (at most once).
+    """
     after, now = ctx.settings.reminder_after, ctx.clock.now()
     if not after or is_quiet(ctx.settings.quiet, now):
         return 0
     sent = 0
     for message_id in await ctx.repo.due_reminders(now - timedelta(seconds=after)):
+        async with ctx.repo.transaction() as tx:
+            text = await _claim_reminder(ctx, tx, message_id)
+        if text is None:
+            continue
         try:
-            async with ctx.repo.transaction() as tx:
-                holder = await tx.phone.lock(ctx.phone)
-                if holder is None or holder.message_id != message_id:
-                    continue
-                if not await tx.mark_reminded(message_id):
-                    continue
-                text = render_reminder_sms(draft_sms(ctx, holder, await tx.phone.count_waiting()))
-                # Inside the transaction: a refused reminder rolls its mark back.
-                await call_with_retries(lambda: ctx.sms.send(ctx.phone, text), ctx.policy, "reminder SMS")
-            sent += 1
+            await call_with_retries(functools.partial(ctx.sms.send, ctx.phone, text), ctx.policy, "reminder SMS")
         except (Exhausted, PermanentError) as exc:
             log.warning("reminder for %s not sent (%s); trying again on the next sweep", message_id, exc)
+            async with ctx.repo.transaction() as tx:
+                await tx.phone.unmark_reminded(message_id, f"reminder not sent: {exc}")
+            continue
+        sent += 1
     return sent
+
+
+async def _claim_reminder(ctx: StageContext, tx: RepositoryTransaction, message_id: str) -> str | None:
+    """Under the phone's lock, briefly: claim the reminder of ``message_id``
+    if its draft is still the one on the phone; returns the SMS to text."""
+    holder = await tx.phone.lock(ctx.phone)
+    if holder is None or holder.message_id != message_id or not await tx.mark_reminded(message_id):
+        return None
+    return render_reminder_sms(draft_sms(ctx, holder, await tx.phone.count_waiting()))
 
 
 async def next_up(tx: RepositoryTransaction) -> tuple[str | None, int]:

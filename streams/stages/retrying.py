@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from handlers.errors import TransientError
-from handlers.retry import RetryPolicy
+from handlers.retry import RETRY_AFTER_MAX, RetryPolicy, bounded_retry_after
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ async def call_with_retries(
     """Call ``operation`` until it succeeds; return (result, attempts used).
 
     :class:`TransientError` is retried with backoff up to ``policy.attempts``
-    tries, then raised as :class:`Exhausted`. Any other exception
+    tries, then raised as :class:`Exhausted`; a peer's ``Retry-After`` makes a
+    wait longer, never past ``policy.retry_after_max``. Any other exception
     (permanent, outcome unknown) propagates at once.
     """
     attempt = 0
@@ -53,7 +54,7 @@ async def call_with_retries(
         except TransientError as exc:
             if attempt >= policy.attempts:
                 raise Exhausted(exc, attempt) from exc
-            delay = max(policy.delay(attempt), exc.retry_after or 0.0)
+            delay = policy.wait(attempt, exc.retry_after)
             log.warning("%s failed (attempt %d/%d), retrying in %.1fs: %s",
                         what, attempt, policy.attempts, delay, exc)
             await sleep(delay)
@@ -63,16 +64,23 @@ class Gate:
     """A pause shared by every call to one peer: when the peer answers "slow
     down" (429/503 with ``Retry-After``), :meth:`hold` closes the gate and
     every caller's :meth:`wait` sleeps until it opens, so the whole pool backs
-    off, not just the call that was told."""
+    off, not just the call that was told. A hold lasts ``max_hold`` seconds
+    at most (RETRY_AFTER_MAX): a peer cannot close the gate until a restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_hold: float = RETRY_AFTER_MAX) -> None:
         self._open_at = 0.0  # event-loop time
+        self.max_hold = max_hold
         #: How many times the peer has asked us to slow down.
         self.holds = 0
 
-    def hold(self, seconds: float) -> None:
+    def hold(self, seconds: float | None) -> None:
+        """Close the gate for ``seconds`` (at most ``max_hold``); a wait that
+        is not a finite number >= 0 (``nan``, ``inf``) is no wait at all."""
+        bounded = bounded_retry_after(seconds, self.max_hold)
+        if bounded is None:
+            return
         self.holds += 1
-        self._open_at = max(self._open_at, self._now() + seconds)
+        self._open_at = max(self._open_at, self._now() + bounded)
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

@@ -1,5 +1,7 @@
 """The send stage: the approved reply goes out at most once; a send cut off
-mid-way is settled by the Sent folder when there is one, else by a person."""
+mid-way is settled by the Sent folder when there is one, else by a person.
+A send in progress is told from one cut off by the sending worker's lock
+(docs/design.md, "Side effects happen once")."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 from handlers.emails import Reply, build_reply, new_message_id, sender_name
 from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
+from handlers.headers import clean_reply
 from handlers.messages import SourceRecord
 from handlers.sms_text import render_sent_sms
 from handlers.workflow import Stage, WorkflowState
@@ -17,10 +20,16 @@ from streams.stages.failures import fail_workflow
 from streams.stages.notify import next_up
 from streams.stages.parking import park_or_fail
 from streams.stages.retrying import Exhausted, call_with_retries
+from streams.storage.protocol import RepositorySession
 from streams.storage.records import Email, Workflow
 
 S = WorkflowState
 log = logging.getLogger(__name__)
+
+#: How often a worker that finds a reply being sent by another looks again, in seconds.
+SEND_WAIT_POLL = 0.5
+#: How much longer than one SMTP timeout it waits for that worker, in seconds.
+SEND_WAIT_MARGIN = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,9 +50,14 @@ async def send(ctx: StageContext, message_id: str, source: SourceRecord | None =
     settled by the Sent folder when there is one, else by a person.
     ``source``: the record that set this going, if the message loop handed
     one over."""
-    claim = await _claim_send(ctx, message_id, source)
-    if claim is None:
-        return
+    async with ctx.repo.session() as session:  # holds the send's lock until the reply is settled
+        claim = await _claim_send(ctx, session, message_id, source)
+        if claim is not None:
+            await _send_claimed(ctx, claim)
+
+
+async def _send_claimed(ctx: StageContext, claim: _SendClaim) -> None:
+    """Settle a cut-off send if need be, then hand the reply over."""
     if claim.cut_off and not await _settle_cut_off(ctx, claim, "a worker stopped while this reply was "
                                                                "being sent"):
         return
@@ -69,26 +83,43 @@ async def send(ctx: StageContext, message_id: str, source: SourceRecord | None =
         return
 
 
-async def _claim_send(ctx: StageContext, message_id: str, source: SourceRecord | None) -> _SendClaim | None:
-    """Record the intent to send (our Message-ID, ``send_attempted_at``)
-    before any SMTP traffic. None when there is nothing to send (not
-    approved: a redelivery); a claim with ``cut_off`` set when a previous
-    attempt was cut off mid-send and its outcome is unknown."""
-    async with ctx.repo.transaction() as tx:
-        wf = await tx.get(message_id, for_update=True)
-        if wf is None or wf.current_state is not S.USER_APPROVED:
-            return None
-        reply_id = wf.reply_message_id or new_message_id(ctx.settings.email_address)
-        cut_off = not await tx.claim_send(message_id, reply_id)
-        email = await tx.email(message_id)
-    assert email is not None  # workflow_state references processed_emails
-    return _SendClaim(wf, email, reply_id, cut_off, source)
+async def _claim_send(ctx: StageContext, session: RepositorySession, message_id: str,
+                      source: SourceRecord | None) -> _SendClaim | None:
+    """Hold the send's lock for ``session`` and record the intent to send (our
+    Message-ID, ``send_attempted_at``) before any SMTP traffic. None when
+    there is nothing to send (not approved: a redelivery, or the send another
+    worker was making ended). A claim with ``cut_off`` set when a previous
+    attempt's outcome is unknown: its worker is gone (it no longer holds the
+    lock). While a live worker holds it, this one waits for it, at most one
+    SMTP timeout and a margin, and then leaves the reply to that worker."""
+    bound = ctx.settings.smtp_timeout + SEND_WAIT_MARGIN
+    last = int(bound / SEND_WAIT_POLL) + 1
+    for look in range(last + 1):
+        async with session.transaction() as tx:
+            wf = await tx.get(message_id, for_update=True)
+            if wf is None or wf.current_state is not S.USER_APPROVED:
+                return None
+            if await tx.hold_send(message_id):
+                reply_id = wf.reply_message_id or new_message_id(ctx.settings.email_address)
+                cut_off = not await tx.claim_send(message_id, reply_id)
+                email = await tx.email(message_id)
+                assert email is not None  # workflow_state references processed_emails
+                return _SendClaim(wf, email, reply_id, cut_off, source)
+        if look == last:
+            break
+        if look == 0:
+            log.info("%s: its reply is being sent by another worker: waiting for it (at most %.0f s)",
+                     message_id, bound)
+        await ctx.sleep(SEND_WAIT_POLL)
+    log.warning("%s: its reply is still being sent by another worker after %.0f s: left to that worker",
+                message_id, bound)
+    return None
 
 
 async def _hand_over(ctx: StageContext, claim: _SendClaim) -> int:
     """Give the reply to the SMTP server; returns the attempts it took."""
     wf, email = claim.wf, claim.email
-    message = build_reply(Reply(
+    message = build_reply(clean_reply(Reply(
         from_address=ctx.settings.email_address,
         original_from=email.from_address,
         original_subject=email.subject,
@@ -97,7 +128,7 @@ async def _hand_over(ctx: StageContext, claim: _SendClaim) -> int:
         body=wf.ai_reply_text or "",
         message_id=claim.reply_id,
         date=ctx.clock.now(),
-    ))
+    )))
     _, attempts = await call_with_retries(lambda: ctx.smtp.send(message), ctx.policy,
                                           f"reply to {wf.message_id}")
     return attempts

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from handlers.messages import DeadLetter, Publishable
+from handlers.messages import DeadLetter, Publishable, printable
 from streams.observability import tracing
 from streams.storage.base import Connection, Pool, TransactionBase, one
 
@@ -53,7 +54,26 @@ class OutboxWrites(TransactionBase):
                     "INSERT INTO dead_letter_log (at, source_topic, record_key, stage, kind, attempts,"
                     " error_class, error_message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (self.clock.now(), letter.source_topic, letter.record_key, letter.stage, letter.kind,
-                     letter.attempts, letter.error_class, letter.error_message[:2000]))
+                     letter.attempts, printable(letter.error_class, 200), printable(letter.error_message)))
+
+
+#: A notice on the deadletter topic keeps the refused record's key only up to this many bytes.
+NOTICE_KEY_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An outbox row Kafka refused for good: the record as it would have
+    been published (``key``, ``value``), and why (``error``: the Kafka error's
+    name, e.g. MSG_SIZE_TOO_LARGE; ``reason``: its text). ``too_large``: the
+    value cannot travel on Kafka either, so the notice leaves it out."""
+
+    row: dict[str, Any]
+    key: bytes | None
+    value: bytes
+    error: str
+    reason: str
+    too_large: bool
 
 
 class OutboxBatch:
@@ -64,8 +84,35 @@ class OutboxBatch:
         self.rows = rows
 
     async def delete(self) -> None:
-        """Delete the rows (once every record of the batch is confirmed); gone at commit."""
+        """Delete the rows (once every record of the batch is confirmed or
+        set aside, :meth:`set_aside`); gone at commit."""
         await self._conn.execute("DELETE FROM kafka_outbox WHERE id = ANY(%s)", ([r["id"] for r in self.rows],))
+
+    async def set_aside(self, refused: Sequence[Refused]) -> None:
+        """Record rows Kafka refused for good in ``dead_letter_log`` (kind
+        ``unpublishable``, with the record's bytes), and queue a notice of each
+        on the deadletter topic (the key and headers of a dead letter, and the
+        value unless it was too large), so ``orchestrator dlq list`` shows it.
+        A refused dead letter gets no notice: it would be refused in turn."""
+        notices = []
+        for r in refused:
+            topic = str(r.row["topic"])
+            letter = DeadLetter(source_topic=topic, key=r.key, value=b"" if r.too_large else r.value,
+                                stage="relay", kind="unpublishable", attempts=1, error_class=r.error,
+                                error_message=r.reason)
+            await self._conn.execute(
+                "INSERT INTO dead_letter_log (source_topic, record_key, stage, kind, attempts, error_class,"
+                " error_message, raw_key, raw_value) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (topic[:100], letter.record_key, letter.stage, letter.kind, 1,
+                 printable(r.error, 200), printable(r.reason), r.key, r.value))
+            if topic != DeadLetter.topic:
+                if r.key is not None and len(r.key) > NOTICE_KEY_LIMIT:
+                    letter = DeadLetter(**{**letter.__dict__, "key": r.key[:NOTICE_KEY_LIMIT]})
+                notices.append((letter.topic, letter.key, letter.value, Jsonb(letter.headers("")), r.row["trace_id"]))
+        if notices:
+            async with self._conn.cursor() as cur:
+                await cur.executemany("INSERT INTO kafka_outbox (topic, raw_key, raw_value, headers, trace_id)"
+                                      " VALUES (%s, %s, %s, %s, %s)", notices)
 
 
 class OutboxBatches:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from handlers.workflow import QUEUED_FOR_PHONE_STATES, READY_STATE, names
+from handlers.workflow import QUEUED_FOR_PHONE_STATES, READY_STATE, WorkflowState, names
 from streams.storage.base import READY_FIRST, TransactionBase, one
 from streams.storage.records import Workflow
 
@@ -30,6 +30,26 @@ class PhoneSlot:
         row = await one(conn, "SELECT message_id FROM phone_conversation WHERE phone_number = %s FOR UPDATE",
                         (phone,))
         return await self._tx.get(row["message_id"]) if row and row["message_id"] else None
+
+    async def presented_at(self, phone: str) -> datetime | None:
+        """When the draft now on ``phone`` was put on it (its presentation began), if any."""
+        row = await one(self._tx.conn, "SELECT presented_at FROM phone_conversation"
+                        " WHERE phone_number = %s AND message_id IS NOT NULL", (phone,))
+        return row["presented_at"] if row else None
+
+    async def unmark_reminded(self, message_id: str, reason: str) -> bool:
+        """Undo :meth:`mark_reminded` of the draft awaiting an answer (its
+        reminder was not sent; the next sweep tries again), with an audit row
+        saying why; False when it was answered meanwhile."""
+        now = self._tx.clock.now()
+        row = await one(self._tx.conn,
+                        "UPDATE workflow_state SET reminded_at = NULL, updated_at = %s WHERE message_id = %s"
+                        " AND current_state = %s AND reminded_at IS NOT NULL RETURNING current_state",
+                        (now, message_id, WorkflowState.AWAITING_USER.value))
+        if row is None:
+            return False
+        await self._tx._audit(message_id, row["current_state"], row["current_state"], reason, None, now)
+        return True
 
     async def oldest_ready(self) -> Workflow | None:
         """The draft that should go on the phone next: ready, oldest email first."""

@@ -103,9 +103,12 @@ class ReadModels:
             return [Workflow.from_row(r) for r in await cur.fetchall()]
 
     async def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The most recent dead letters (``dead_letter_log`` rows), newest first."""
+        """The most recent dead letters (``dead_letter_log`` rows), newest first;
+        of the bytes a row set aside by the relay keeps, only their size (``value_bytes``)."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT * FROM dead_letter_log ORDER BY id DESC LIMIT %s", (limit,))
+            cur = await conn.execute(
+                "SELECT id, at, source_topic, record_key, stage, kind, attempts, error_class, error_message,"
+                " octet_length(raw_value) AS value_bytes FROM dead_letter_log ORDER BY id DESC LIMIT %s", (limit,))
             return list(await cur.fetchall())
 
     async def outcomes_by_day(self, states: frozenset[WorkflowState], days: int) -> dict[tuple[str, str], int]:

@@ -9,6 +9,8 @@ from streams.storage.base import TransactionBase, one
 
 #: The advisory lock class of a draft being texted (the other key is hashtext(message_id)).
 PRESENTING_LOCK = 0x0E4A13
+#: The advisory lock class of a reply being sent over SMTP (the other key is hashtext(message_id)).
+SENDING_LOCK = 0x0E4A14
 
 # Audit reasons of the rows that keep the state (the fake repository writes the same).
 REMINDED = "reminder sent by SMS"
@@ -36,6 +38,15 @@ class Sending(TransactionBase):
         row = await one(self.conn, "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS free",
                         (PRESENTING_LOCK, message_id))
         return bool(row and row["free"])
+
+    async def hold_send(self, message_id: str) -> bool:
+        """Mark ``message_id``'s reply as being sent by this connection's worker,
+        until its session ends (or the worker dies: PostgreSQL lets go of a dead
+        connection's locks). False while another live worker holds it: a claimed
+        send whose lock is held is in progress, not cut off (docs/design.md)."""
+        row = await one(self.conn, "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held",
+                        (SENDING_LOCK, message_id))
+        return bool(row and row["held"])
 
     async def mark_reminded(self, message_id: str) -> bool:
         """Record that the one reminder for the draft awaiting an answer goes out

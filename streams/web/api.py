@@ -25,7 +25,8 @@ from handlers.workflow import (
 )
 from streams.stages import NotAllowedNow, UnknownWorkflow
 from streams.storage.records import AuditEntry, Workflow
-from streams.web.appkeys import REPO, STAGES
+from streams.web.appkeys import REPO, SETTINGS, STAGES
+from streams.web.guard import GUARD
 
 S = WorkflowState
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -243,20 +244,49 @@ ROUTES = [
 ]
 
 
+def guarded(path: str) -> bool:
+    """The API and the metrics: ``/workflow`` and what is under it, by path segment
+    (the dashboard's ``/workflows/…`` pages are not the API; guard.py guards them)."""
+    return path in ("/workflow", "/metrics") or path.startswith("/workflow/")
+
+
+def bearer_refusal(request: web.Request, token: SecretStr) -> web.Response | None:
+    """None when the request carries ``Authorization: Bearer <token>``; else the
+    401 (missing, malformed, not ASCII) or 403 (wrong token) that says why."""
+    header = request.headers.get("Authorization", "")
+    if not header.isascii():  # aiohttp hands undecodable bytes over as surrogates
+        return _unauthorized("the Authorization header must be ASCII: Bearer <API_TOKEN>")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return _unauthorized("Authorization: Bearer <API_TOKEN> required")
+    if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        return error_response(403, "invalid API token")
+    return None
+
+
+def authorised(request: web.Request) -> bool:
+    """Whether the caller may read what is the operator's (the /health details):
+    the API token, or a signed-in dashboard session; anyone when API_TOKEN is
+    unset, as the API itself then is."""
+    token = request.app[SETTINGS].api_token
+    return token is None or bearer_refusal(request, token) is None or request.app[GUARD].signed_in(request)
+
+
+def _unauthorized(reason: str) -> web.Response:
+    response = error_response(401, reason)
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
 def auth_middleware(token: SecretStr | None) -> Middleware:
-    """``Authorization: Bearer <API_TOKEN>`` on /workflow/* and /metrics when API_TOKEN is set."""
+    """``Authorization: Bearer <API_TOKEN>`` on /workflow, /workflow/* and /metrics when API_TOKEN is set."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and (request.path.startswith("/workflow") or request.path == "/metrics"):
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not given:
-                response = error_response(401, "Authorization: Bearer <API_TOKEN> required")
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return response
-            if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
-                return error_response(403, "invalid API token")
+        if token is not None and guarded(request.path):
+            refusal = bearer_refusal(request, token)
+            if refusal is not None:
+                return refusal
         return await handler(request)
 
     return middleware

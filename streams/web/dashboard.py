@@ -29,7 +29,15 @@ from streams.stages import NotAllowedNow, UnknownWorkflow
 from streams.storage.records import AuditEntry, Email, Workflow
 from streams.web import charts, pages
 from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
-from streams.web.guard import GUARD, SESSION_COOKIE, SESSION_SECONDS, Guard, sign_in_middleware
+from streams.web.guard import (
+    GUARD,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Guard,
+    cookie_secure,
+    local_path,
+    sign_in_middleware,
+)
 from streams.web.pages import ExtraPages, render
 
 __all__ = ["GUARD", "Guard", "ROUTES", "attach"]
@@ -114,14 +122,11 @@ async def retry_action(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------------- sign-in
 
 
-def _next(value: object) -> str:
-    target = str(value or "/")
-    return target if target.startswith("/") and not target.startswith("//") else "/"
-
-
 async def signin_page(request: web.Request, problem: str = "") -> web.Response:
+    """The sign-in form; 401 with the reason when a token or session cookie was refused."""
+    problem = problem or request.app[GUARD].session_problem(request)
     return render(request, "signin.html", "Sign in", status=401 if problem else 200, problem=problem,
-                  next=_next(request.query.get("next")))
+                  next=local_path(request.query.get("next")))
 
 
 async def signin(request: web.Request) -> web.StreamResponse:
@@ -131,9 +136,9 @@ async def signin(request: web.Request) -> web.StreamResponse:
     form = await guard.require_csrf(request)
     if not guard.token_matches(form.get("token", ""), settings.api_token.get_secret_value()):
         return await signin_page(request, "That is not the API token.")
-    response = web.HTTPSeeOther(_next(form.get("next")))
+    response = web.HTTPSeeOther(local_path(form.get("next")))
     response.set_cookie(SESSION_COOKIE, guard.new_session(), max_age=SESSION_SECONDS, httponly=True,
-                        samesite="Strict", secure=request.secure, path="/")
+                        samesite="Strict", secure=cookie_secure(request, settings.cookie_secure), path="/")
     raise response
 
 

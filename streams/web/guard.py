@@ -1,8 +1,14 @@
 """The dashboard's sign-in rule: sessions and CSRF tokens.
 
 When ``API_TOKEN`` is set, the pages ask for it once (``/signin``) and keep an
-HttpOnly, SameSite=Strict session cookie that never holds the token itself.
-Every state-changing form carries a CSRF token bound to the session.
+HttpOnly, SameSite=Strict session cookie that never holds the token itself,
+Secure when the sign-in came over TLS (``COOKIE_SECURE``). Every
+state-changing form carries a CSRF token bound to the session. After the
+sign-in the browser goes only to a local path (:func:`local_path`).
+
+Everything here reads what a client sent and may hold any bytes (aiohttp hands
+undecodable header bytes over as surrogates): it compares and hashes them
+without raising, and a value it cannot read is simply not valid.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from typing import Literal
+from urllib.parse import unquote, urlencode, urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -24,6 +32,70 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: The dashboard's own pages (and their forms) under its sign-in rule.
 PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/")
+
+
+#: Where a sign-in may send the browser on: a path of this site, at most this long.
+MAX_NEXT = 2000
+
+
+def _bytes(text: str) -> bytes:
+    """Any str as bytes, lone surrogates included (nothing a client sends makes this raise)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def same(given: str, expected: str) -> bool:
+    """A constant-time comparison of two strings, whatever they hold."""
+    return hmac.compare_digest(_bytes(given), _bytes(expected))
+
+
+def _invisible(char: str) -> bool:
+    """Whitespace or a control, format, separator or unassigned character
+    (browsers drop tabs and newlines from a URL: slash, tab, slash is ``//``)."""
+    return char.isspace() or unicodedata.category(char)[0] in "CZ"
+
+
+def local_path(value: object) -> str:
+    """``value`` when it is a path of this site, else ``/``.
+
+    Accepted: starts with one slash (not two), no backslash anywhere, no
+    whitespace or control character, and no scheme or host, also after
+    percent-decoding (repeated, so ``%252F`` counts as ``/``)."""
+    target = value if isinstance(value, str) else ""
+    if not target or len(target) > MAX_NEXT:
+        return "/"
+    forms = [target]
+    for _ in range(3):
+        decoded = unquote(forms[-1], errors="surrogateescape")
+        if decoded == forms[-1]:
+            break
+        forms.append(decoded)
+    for form in forms:
+        if (not form.startswith("/") or form.startswith("//") or "\\" in form
+                or any(_invisible(char) for char in form)):
+            return "/"
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return "/"
+    return target
+
+
+CookieSecure = Literal["auto", "true", "false"]
+
+
+def cookie_secure(request: web.Request, mode: CookieSecure) -> bool:
+    """Whether the session cookie is sent only over TLS: always (``true``),
+    never (``false``), or (``auto``) when the browser reached us over TLS, directly
+    or through a proxy saying so (``X-Forwarded-Proto: https``, ``Forwarded: proto=https``).
+
+    The proxy's word is taken from anyone: it can only make the cookie stricter,
+    so a client that lies about it only keeps its own cookie off plain HTTP."""
+    if mode != "auto":
+        return mode == "true"
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    proto = [part.split("=", 1)[1].strip().strip('"').lower()
+             for part in request.headers.get("Forwarded", "").split(",")[0].split(";")
+             if part.strip().lower().startswith("proto=")]
+    return request.secure or forwarded == "https" or proto == ["https"]
 
 
 def is_page(path: str, extra: Collection[str] = ()) -> bool:
@@ -45,27 +117,36 @@ class Guard:
         return cls(secrets.token_bytes(32), False)
 
     def _mac(self, text: str) -> str:
-        return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self.key, _bytes(text), hashlib.sha256).hexdigest()
 
     def new_session(self) -> str:
         expires = int(time.time()) + SESSION_SECONDS
         return f"{expires}.{self._mac(f'session:{expires}')}"
 
     def valid_session(self, value: str | None) -> bool:
-        if not value or "." not in value:
+        if not value or not value.isascii() or "." not in value:
             return False
         expires, mac = value.split(".", 1)
         return (expires.isdigit() and int(expires) > time.time()
-                and hmac.compare_digest(mac, self._mac(f"session:{expires}")))
+                and same(mac, self._mac(f"session:{expires}")))
 
     def signed_in(self, request: web.Request) -> bool:
         return self.valid_session(request.cookies.get(SESSION_COOKIE))
 
+    def session_problem(self, request: web.Request) -> str:
+        """Why the session cookie the request carries does not sign it in ("" when none is sent, or it does)."""
+        value = request.cookies.get(SESSION_COOKIE)
+        if not self.required or value is None or self.valid_session(value):
+            return ""
+        return "Your session cookie has expired or could not be read; sign in again."
+
     def csrf(self, request: web.Request) -> str:
-        return self._mac(f"csrf:{request.cookies.get(SESSION_COOKIE, 'anonymous')}")
+        """Bound to a valid session; every request without one shares the anonymous token."""
+        session = request.cookies.get(SESSION_COOKIE)
+        return self._mac(f"csrf:{session if self.valid_session(session) else 'anonymous'}")
 
     def check_csrf(self, request: web.Request, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(str(given), self.csrf(request))
+        return bool(given) and same(str(given), self.csrf(request))
 
     async def require_csrf(self, request: web.Request) -> dict[str, str]:
         """The posted form, once its CSRF token is checked (403 otherwise)."""
@@ -75,7 +156,7 @@ class Guard:
         return form
 
     def token_matches(self, given: str, token: str) -> bool:
-        return hmac.compare_digest(given.encode(), token.encode())
+        return same(given, token)
 
 
 GUARD: web.AppKey[Guard] = web.AppKey("dashboard_guard", Guard)

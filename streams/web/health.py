@@ -10,6 +10,13 @@ agent is *stalled* when its topics have consumer-group lag (read from the
 broker) and it has finished no message for AGENT_STALL_TIMEOUT seconds; the
 poller is stale when it has not completed a sweep for 3 x POLL_INTERVAL. Either
 turns /health to 503 so a supervisor restarts the worker.
+
+Cost: anyone who reaches the port may call /health, and a report is two
+database queries and a call to each peer. A report is kept REPORT_CACHE_SECONDS
+and callers that arrive while one is being made share it, so the work is at
+most one report a second however many ask; a second is far below anything the
+report watches (stall and poll thresholds are tens of seconds). Who may read
+the report beyond its status is the view's to say (server.py).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from streams.settings import Settings
 from streams.storage.repository import WorkflowRepository
 
 LAG_CACHE_SECONDS = 5.0
+REPORT_CACHE_SECONDS = 1.0
 
 
 class HealthReporter:
@@ -57,6 +65,8 @@ class HealthReporter:
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
         self._lag: tuple[float, dict[tuple[str, int], int]] | None = None
+        self._report: tuple[float, dict[str, Any]] | None = None
+        self._making: asyncio.Task[dict[str, Any]] | None = None
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._offsets is None:
@@ -142,6 +152,20 @@ class HealthReporter:
             agents[agent] = {"ok": not stalled, "lag": behind, "seconds_since_progress": round(idle, 1)}
         kafka = {"ok": relay.last_error is None, "relay_error": relay.last_error, "published": relay.published}
         return kafka, agents
+
+    async def cached_report(self) -> dict[str, Any]:
+        """:meth:`report`, made at most every REPORT_CACHE_SECONDS; concurrent callers share one."""
+        if self._report is not None and time.monotonic() - self._report[0] < REPORT_CACHE_SECONDS:
+            return self._report[1]
+        if self._making is None or self._making.done():
+            self._making = asyncio.create_task(self._make_report())
+        # Shielded: a caller that goes away does not cancel the others' report.
+        return await asyncio.shield(self._making)
+
+    async def _make_report(self) -> dict[str, Any]:
+        report = await self.report()
+        self._report = (time.monotonic(), report)
+        return report
 
     async def report(self) -> dict[str, Any]:
         s = self.settings

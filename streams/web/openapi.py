@@ -40,9 +40,11 @@ WEBHOOK_BODY = {
         {"type": "object", "required": ["event", "payload"], "properties": {
             "deviceId": {"type": "string"}, "event": {"type": "string", "example": "sms:received"},
             "id": {"type": "string"}, "webhookId": {"type": "string"},
-            "payload": {"type": "object", "required": ["message", "phoneNumber"], "properties": {
+            "payload": {"type": "object", "required": ["message"], "properties": {
                 "messageId": {"type": "string", "maxLength": 255}, "message": {"type": "string", "maxLength": 5000},
-                "phoneNumber": {"type": "string", "minLength": 1, "maxLength": 40},
+                "sender": {"type": "string", "minLength": 1, "maxLength": 40},
+                "recipient": {"type": "string", "nullable": True},
+                "phoneNumber": {"type": "string", "minLength": 1, "maxLength": 40, "deprecated": True},
                 "simNumber": {"type": "integer"}, "receivedAt": {"type": "string", "format": "date-time"}}}}},
         {"type": "object", "required": ["from", "message"], "properties": {
             "from": {"type": "string", "minLength": 1, "maxLength": 40},
@@ -51,8 +53,9 @@ WEBHOOK_BODY = {
     ]
 }
 WEBHOOK_RESULT = {"type": "object", "required": ["status"], "properties": {
-    "status": {"type": "string", "enum": ["accepted", "duplicate", "ignored"]},
-    "sms_id": {"type": "string"}, "reason": {"type": "string"}}}
+    "status": {"type": "string", "enum": ["accepted", "duplicate", "ignored", "batch"]},
+    "sms_id": {"type": "string"}, "reason": {"type": "string"},
+    "results": {"type": "array", "items": {"type": "object"}, "description": "one per event of a batch"}}}
 
 
 def document() -> dict[str, Any]:
@@ -71,7 +74,7 @@ def document() -> dict[str, Any]:
                                                "description": "API_TOKEN, required when it is set"}},
         },
         "paths": {
-            "/health": {"get": {"summary": "Health with dependency checks and workflow counts",
+            "/health": {"get": {"summary": "Health; the dependency checks and workflow counts only with API_TOKEN or a session when API_TOKEN is set",
                                 "responses": {"200": _json({"type": "object"}, "Ready and healthy"),
                                               "503": _json({"type": "object"}, "Starting or unhealthy")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format)", "security": MANAGEMENT,

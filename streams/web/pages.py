@@ -4,7 +4,9 @@ autoescaping on, rendered through aiohttp-jinja2, behind one set of headers.
 Every value a template prints is HTML-escaped unless it is ``Markup`` (only
 markup this code generated itself, such as the SVG charts, which escape their
 own labels). The Content-Security-Policy allows only the page's own
-nonce-tagged script and style.
+nonce-tagged script and style; :func:`html_headers` puts it and :data:`HEADERS`
+on every HTML response (the live part of a page, the draft page, another
+package's pages); a template tags its own script and style with :func:`nonce`.
 
 Other packages may add pages of their own (the demo's phone and sent mail):
 they ``register`` an ``ExtraPages`` before the worker starts, with templates
@@ -14,7 +16,7 @@ that extend ``base.html``. The web layer never imports them.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +34,33 @@ LIVE_SECONDS = 3
 
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
            "X-Frame-Options": "DENY"}
+NONCE: web.RequestKey[str] = web.RequestKey("csp_nonce", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def nonce(request: web.Request) -> str:
+    """This request's CSP nonce, made on first use."""
+    value = request.get(NONCE)
+    if value is None:
+        value = request[NONCE] = secrets.token_urlsafe(16)
+    return value
+
+
+def policy(request: web.Request) -> str:
+    """The Content-Security-Policy of an HTML response: only this request's nonce-tagged script and style."""
+    tag = f"'nonce-{nonce(request)}'"
+    return (f"default-src 'none'; script-src {tag}; style-src {tag}; img-src 'self' data:; "
+            f"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+@web.middleware
+async def html_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """:data:`HEADERS` and the CSP on every HTML response, whichever view made it."""
+    response = await handler(request)
+    if not response.prepared and response.content_type == "text/html":
+        response.headers.update(HEADERS)
+        response.headers.setdefault("Content-Security-Policy", policy(request))
+    return response
 
 
 @dataclass(frozen=True)
@@ -90,6 +119,7 @@ def setup(web_app: web.Application, *, demo: bool, extra: Sequence[ExtraPages] =
     """The template environment: the dashboard's templates first, then each extra package's."""
     loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("streams.web", "templates")]
     loaders += [jinja2.PackageLoader(pages.package, "templates") for pages in extra]
+    web_app.middlewares.append(html_headers)
     env = aiohttp_jinja2.setup(web_app, loader=jinja2.ChoiceLoader(loaders),
                                autoescape=jinja2.select_autoescape(["html"], default=True),
                                undefined=jinja2.StrictUndefined, finalize=_blank_none, trim_blocks=True,
@@ -103,14 +133,10 @@ def setup(web_app: web.Application, *, demo: bool, extra: Sequence[ExtraPages] =
 def render(request: web.Request, template: str, title: str, status: int = 200, **context: Any) -> web.Response:
     """A whole page, or only its live part for ``?partial=1`` (``base.html`` says which)."""
     guard = request.app[GUARD]
-    nonce = secrets.token_urlsafe(16)
     partial = bool(request.query.get("partial"))
-    page = {"title": title, "partial": partial, "nonce": nonce, "chrome": request.app[CHROME],
+    page = {"title": title, "partial": partial, "nonce": nonce(request), "chrome": request.app[CHROME],
             "csrf": guard.csrf(request), "signed_in": guard.required and guard.signed_in(request)}
     response = aiohttp_jinja2.render_template(template, request, page | context, status=status)
     response.headers.update(HEADERS)
-    if not partial:
-        response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
-            f"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    response.headers["Content-Security-Policy"] = policy(request)
     return response

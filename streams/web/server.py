@@ -7,6 +7,7 @@ webhook's body and signature are described in docs/contracts.md §3.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,9 +18,17 @@ import psycopg
 import psycopg_pool
 from aiohttp import web
 
-from handlers.inbound import InvalidWebhook, SignatureError, parse_webhook, verify_signature
+from handlers.inbound import (
+    InvalidWebhook,
+    SignatureError,
+    WebhookEvent,
+    load_body,
+    parse_event,
+    verify_signature,
+)
 from handlers.links import token_matches
 from handlers.messages import InboundSms
+from handlers.phones import normalise_phone, printable
 from streams.observability import metrics
 from streams.settings import Settings
 from streams.stages import Stages
@@ -32,27 +41,45 @@ from streams.web.health import HealthReporter
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BODY = 16 * 1024
+#: How long the whole webhook body may take to arrive (a client that trickles it holds nothing longer).
+BODY_TIMEOUT = 30.0
 
 
 def _is_json(request: web.Request) -> bool:
+    """``application/json`` or ``…+json``, declared: a request without a
+    Content-Type is refused, because a web page can send one cross-site
+    without a CORS preflight (README, Security)."""
     if "Content-Type" not in request.headers:
-        return True
+        return False
     ctype = request.content_type
-    return ctype == "application/json" or ctype.endswith("+json")
+    return ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The raw body, or a 413 response when it is larger than ``limit``."""
+    """The whole raw body, however many TCP pieces it came in; a 413 response
+    when it is larger than ``limit``, a 408 when it takes over BODY_TIMEOUT."""
     if request.content_length is not None and request.content_length > limit:
         return error_response(413, f"body larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            while size <= limit:  # each read gives at least one byte, or b"" at the end
+                chunk = await request.content.read(limit + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except TimeoutError:
+        return error_response(408, f"body not received within {BODY_TIMEOUT:.0f} s")
+    if size > limit:
         return error_response(413, f"body larger than {limit} bytes")
-    return body
+    return b"".join(chunks)
 
 
 async def sms_response(request: web.Request) -> web.Response:
-    """The SMS Gateway's webhook: verify, record once, hand to the command agent."""
+    """The SMS Gateway's webhook: verify, record once, hand to the command agent.
+    A batch (a JSON array of events) is taken event by event (docs/contracts.md §3)."""
     settings = request.app[SETTINGS]
     if not _is_json(request):
         return error_response(415, "Content-Type must be application/json")
@@ -68,24 +95,44 @@ async def sms_response(request: web.Request) -> web.Response:
             log.warning("webhook refused from %s: %s", request.remote, exc)
             return error_response(401, str(exc))
     try:
-        sms = parse_webhook(body)
+        items, batch = load_body(body)
+        if not batch:
+            return web.json_response(await _take(request, parse_event(items[0], settings.phone_region)))
     except InvalidWebhook as exc:
         return error_response(400, str(exc))
-    if sms.event != "sms:received":
-        return web.json_response({"status": "ignored", "reason": f"event {sms.event!r} is not handled"})
-    own = sms.phone_number == settings.your_phone_number
+    results: list[dict[str, Any]] = []
+    for n, item in enumerate(items):
+        try:
+            results.append(await _take(request, parse_event(item, settings.phone_region)))
+        except InvalidWebhook as exc:
+            results.append({"status": "invalid", "error": f"[{n}] {exc}"})
+    if all(r["status"] == "invalid" for r in results):
+        return error_response(400, f"no event of the batch is valid: {results[0]['error']}")
+    return web.json_response({"status": "batch", "results": results})
+
+
+async def _take(request: web.Request, event: WebhookEvent) -> dict[str, Any]:
+    """Act on one event: a received SMS is recorded once and handed on; the rest are answered 2xx and ignored."""
+    settings = request.app[SETTINGS]
+    sms = event.sms
+    if sms is None:
+        log.info("webhook: %s; nothing done", event.ignored)
+        return {"status": "ignored", "reason": event.ignored}
+    own = sms.phone_number is not None and sms.phone_number == normalise_phone(settings.your_phone_number)
+    number = settings.your_phone_number if own else (sms.phone_number or printable(sms.sender))
     async with request.app[REPO].transaction() as tx:
-        fresh = await tx.sms.record(sms.sms_id, sms.phone_number, sms.text, sms.received_at,
+        fresh = await tx.sms.record(sms.sms_id, number, sms.text, sms.received_at,
                                     outcome=None if own else "foreign_number")
         if fresh and own:
-            await tx.publish(InboundSms(sms_id=sms.sms_id, phone_number=sms.phone_number, text=sms.text,
+            await tx.publish(InboundSms(sms_id=sms.sms_id, phone_number=number, text=sms.text,
                                         received_at=sms.received_at))
     if not own:
-        log.warning("ignored an SMS from %s: not YOUR_PHONE_NUMBER", sms.phone_number)
-        return web.json_response({"status": "ignored", "reason": "sender is not the configured phone"})
+        log.warning("ignored an SMS from %r (read as %s with PHONE_REGION=%s): not YOUR_PHONE_NUMBER",
+                    sms.sender, sms.phone_number or "no phone number", settings.phone_region)
+        return {"status": "ignored", "reason": "sender is not the configured phone"}
     if not fresh:
-        return web.json_response({"status": "duplicate", "sms_id": sms.sms_id})
-    return web.json_response({"status": "accepted", "sms_id": sms.sms_id})
+        return {"status": "duplicate", "sms_id": sms.sms_id}
+    return {"status": "accepted", "sms_id": sms.sms_id}
 
 
 async def draft_page(request: web.Request) -> web.Response:
@@ -98,14 +145,18 @@ async def draft_page(request: web.Request) -> web.Response:
     if wf is None or not wf.ai_reply_text:
         return error_response(404, "no such draft")
     response = aiohttp_jinja2.render_template("draft.html", request, {
-        "wf": wf, "subject": wf.email_subject or "(no subject)", "demo": request.app[SETTINGS].demo})
+        "wf": wf, "subject": wf.email_subject or "(no subject)", "demo": request.app[SETTINGS].demo,
+        "nonce": pages.nonce(request)})
     response.headers.update(pages.HEADERS)
     return response
 
 
 async def health(request: web.Request) -> web.Response:
-    report = await request.app[HEALTH].report()
-    return web.json_response(report, status=200 if report["status"] == "ok" else 503,
+    """The health report (kept a second, health.py); its details only for an
+    authorised caller (api.authorised), the status alone for anyone else."""
+    report = await request.app[HEALTH].cached_report()
+    body = report if api.authorised(request) else {"status": report["status"]}
+    return web.json_response(body, status=200 if report["status"] == "ok" else 503,
                              dumps=lambda o: json.dumps(o, default=str))
 
 

@@ -127,7 +127,10 @@ async def test_management_needs_the_token_when_set(make_pipeline: Any) -> None:
     for url in ("/workflow/pending", path("<x@y>"), "/workflow/failed"):
         assert (await p.http.get(url)).status_code == 401
     assert (await p.http.post(path("<x@y>", "retry"))).status_code == 401
-    assert (await p.http.get("/health")).status_code == 200  # supervisors need no token
+    health = await p.http.get("/health")  # supervisors need no token, and strangers learn only the status
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    detailed = await p.http.get("/health", headers={"Authorization": "Bearer s3cret-token"})
+    assert detailed.json()["status"] == "ok" and detailed.json()["checks"]["database"]["ok"] is True
     log = p.worker.log_path.read_text()
     assert "s3cret-token" not in log and "app-password" not in log
 

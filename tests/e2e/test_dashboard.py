@@ -131,6 +131,9 @@ async def test_with_a_token_the_dashboard_asks_for_it_once(make_pipeline: Any) -
         await b.wait_for_text("That is not the API token.", 20)
         await b.type_and_send("input[name=token]", "dash-token-Qw12", "form[action='/signin'] button")
         await b.wait_for_text("Behind the sign-in")
+        await b.open("/workflows/" + quote(mid, safe=""))  # a workflow's page opens with the session
+        page = await b.wait_for_text("Timeline", 20)
+        assert "Behind the sign-in" in page and "API_TOKEN" not in page
         [cookie] = await b._do(b.driver.get_cookies)
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
         assert "dash-token-Qw12" not in cookie["value"] and "dash-token-Qw12" not in await b.script(

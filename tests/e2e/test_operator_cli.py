@@ -133,3 +133,23 @@ def test_a_command_on_a_cluster_it_cannot_use_says_why_in_one_line(tmp_path: Pat
     assert result.stderr.strip().startswith("orchestrator: kafka: login refused for KAFKA_SASL_USERNAME=")
     assert len(result.stderr.strip().splitlines()) == 1
 
+
+
+async def test_what_came_from_outside_reaches_the_terminal_escaped(pipeline: Pipeline) -> None:
+    """A record's key and value may hold terminal escapes and bidi overrides:
+    ``tail`` and ``dlq list`` print them escaped, and keep every letter."""
+    pipeline.expect_log(r"^ERROR streams\.pipeline\.consumer: dead-lettering a message from emails\.pending")
+    key = "<\x1b[2J\u202egrüße-日本@x>".encode()
+    producer = Producer({"bootstrap.servers": pipeline.kafka})
+    producer.produce(f"{pipeline.prefix}emails.pending", b"\x1b]0;pwned\x07 not json \xc2\x9b31m", key)
+    producer.flush(10)
+    await asyncio.to_thread(pipeline.dead_letters, 1)
+    listed, tailed = await asyncio.gather(arun(pipeline, "dlq", "list"),
+                                          arun(pipeline, "tail", "emails.pending", "--from-beginning", "--exit"))
+    for result in (listed, tailed):
+        assert result.returncode == 0, result.stderr
+        [line] = [line for line in result.stdout.splitlines() if "grüße" in line]
+        assert "<\\x1b[2J\\u202egrüße-日本@x>" in line, line
+        for raw in ("\x1b", "\u202e", "\x07", "\x9b"):
+            assert raw not in result.stdout, (raw, result.stdout)
+    assert "\\x1b]0;pwned\\x07 not json \\x9b31m" in tailed.stdout

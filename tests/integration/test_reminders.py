@@ -3,6 +3,7 @@ with real peers on loopback and an injected clock (no sleeps)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,3 +142,31 @@ async def test_nothing_is_texted_inside_quiet_hours_and_answers_still_work(
     assert peers.sms.messages[1].startswith("John Smith: ") and "Revised draft" in peers.sms.messages[1]
     assert (await repo.get(first)).current_state is S.AWAITING_USER  # type: ignore[union-attr]
     assert (await repo.get(second)).current_state is S.AI_GENERATED  # type: ignore[union-attr]
+
+
+async def test_a_reminder_whose_sms_call_hangs_holds_no_lock(
+    repo: WorkflowRepository, pool: Pool, clock: OffsetClock, make_stages: Any, peers: Peers
+) -> None:
+    """The reminder is claimed, then texted after commit: while its SMS call
+    hangs, an answer takes the phone's lock and is acted on at once."""
+    stages = stages_for(make_stages, peers, reminder_after=3600)
+    mid = await start_workflow(repo, pool)
+    await draft(stages, repo, mid)
+    await stages.notify()
+    clock.advance(timedelta(hours=2))
+    peers.sms.hold = lambda message: 30.0 if message.startswith("Reminder: ") else 0.0
+    reminding = asyncio.create_task(stages.send_reminders())
+    try:
+        for _ in range(100):  # until the gateway has the reminder (and holds its answer)
+            if len(peers.sms.messages) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert peers.sms.messages[1].startswith("Reminder: ")
+        await asyncio.wait_for(answer(stages, "3", 1), 5)
+        assert peers.sms.messages[2] == "Ignored the email from John Smith. Nothing else waiting."
+        wf = await repo.get(mid)
+        assert wf is not None and wf.current_state is S.USER_IGNORED and wf.reminded_at is not None
+        assert not reminding.done()  # the reminder's call still hangs
+    finally:
+        reminding.cancel()
+        await asyncio.gather(reminding, return_exceptions=True)

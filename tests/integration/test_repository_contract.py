@@ -238,6 +238,21 @@ async def test_a_presentation_is_held_as_long_as_its_session(backend: Backend) -
         assert await other.presenter_gone("<a@x>")
 
 
+async def test_a_send_is_held_as_long_as_its_session(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    async with backend.repo.session() as session:
+        async with session.transaction() as tx:
+            assert await tx.hold_send("<a@x>")
+        async with session.transaction() as tx:  # its own session takes it again
+            assert await tx.hold_send("<a@x>")
+        async with backend.repo.transaction() as other:  # another worker finds it in progress
+            assert not await other.hold_send("<a@x>")
+            assert await other.presenter_gone("<a@x>")  # a lock of its own, not the presentation's
+    async with backend.repo.session() as later:  # the session ended (as a dead worker's does)
+        async with later.transaction() as tx:
+            assert await tx.hold_send("<a@x>")
+
+
 async def test_a_transition_sets_its_columns_and_refuses_unknown_ones(backend: Backend) -> None:
     await backend.start("<a@x>")
     await walk(backend, "<a@x>", TO_AWAITING[:1])
@@ -405,6 +420,39 @@ async def test_the_one_reminder_is_marked_once_and_audited(backend: Backend) -> 
     last = (await backend.repo.audit_trail("<a@x>"))[-1]
     assert (last.from_state, last.to_state, last.transition_reason) == ("awaiting_user", "awaiting_user", REMINDED)
     assert await backend.repo.due_reminders(now) == []
+
+
+async def test_a_reminder_not_sent_is_unmarked_and_due_again(backend: Backend) -> None:
+    now = backend.clock.now()
+    for mid in ("<a@x>", "<b@x>"):
+        await backend.start(mid)
+        await walk(backend, mid, TO_AWAITING[:3])
+    assert await backend.repo.transition("<a@x>", S.SMS_SENDING, S.AWAITING_USER, "sent",
+                                         sms_sent_at=now - timedelta(minutes=10))
+    async with backend.repo.transaction() as tx:
+        assert not await tx.phone.unmark_reminded("<a@x>", "never marked")
+        assert await tx.mark_reminded("<a@x>")
+    async with backend.repo.transaction() as tx:
+        assert not await tx.phone.unmark_reminded("<b@x>", "not awaiting an answer")
+        assert await tx.phone.unmark_reminded("<a@x>", "reminder not sent: modem busy")
+    wf = await workflow(backend, "<a@x>")
+    assert wf.reminded_at is None and wf.current_state is S.AWAITING_USER
+    last = (await backend.repo.audit_trail("<a@x>"))[-1]
+    assert (last.from_state, last.to_state, last.transition_reason) == (
+        "awaiting_user", "awaiting_user", "reminder not sent: modem busy")
+    assert await backend.repo.due_reminders(now) == ["<a@x>"]
+
+
+async def test_the_phone_says_when_its_draft_was_presented(backend: Backend) -> None:
+    await backend.start("<a@x>")
+    async with backend.repo.transaction() as tx:
+        assert await tx.phone.lock(PHONE) is None
+        assert await tx.phone.presented_at(PHONE) is None
+        since = backend.clock.now()
+        await tx.phone.assign(PHONE, "<a@x>")
+        assert stamped(backend, await tx.phone.presented_at(PHONE), since)
+        await tx.phone.release(["<a@x>"])
+        assert await tx.phone.presented_at(PHONE) is None  # nothing on the phone
 
 
 async def test_the_reply_sent_is_kept_on_the_email(backend: Backend) -> None:

@@ -4,10 +4,13 @@ CA), real PostgreSQL and a real SMTP server."""
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from handlers.workflow import WorkflowState
 from standins import Inbox, free_port
 from streams.peers.imap import SentFolder
 from streams.peers.smtp import SmtpSender
+from streams.stages import send as send_stage
 from streams.storage.repository import Pool, WorkflowRepository
 
 from tests.support.factories import start_workflow
@@ -153,3 +157,124 @@ async def test_the_adapter_names_what_went_wrong(account: ImapAccount, tmp_path:
     trustme.CA().cert_pem.write_to_path(str(other_ca))
     with pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
         await folder(account, ca_file=other_ca).contains(message_id)
+
+
+# ---------------------------------------------- a send in progress is waited for
+
+@dataclass
+class StallingGmail(Inbox):
+    """An SMTP server that holds the first message in DATA for ``stall``
+    seconds, then accepts it and files it in the Sent folder, as Gmail does."""
+
+    account: ImapAccount | None = None
+    stall: float = 0.0
+    begun: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.begun += 1
+            first = self.begun == 1
+        if first:
+            await asyncio.sleep(self.stall)
+        answer = await super().handle_DATA(server, session, envelope)
+        message_id = self.messages[-1]["Message-ID"]
+        assert self.account is not None
+        await asyncio.to_thread(file_in_sent, self.account, message_id)
+        return answer
+
+
+@pytest.fixture
+def gmail(account: ImapAccount) -> Iterator[tuple[StallingGmail, int]]:
+    received, port = StallingGmail(account=account, stall=3.0), free_port()
+    controller = Controller(received, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield received, port
+    controller.stop()
+
+
+async def approved(repo: WorkflowRepository, pool: Pool) -> str:
+    mid = await start_workflow(repo, pool)
+    for a, b in [(S.PENDING, S.AI_GENERATING), (S.AI_GENERATING, S.AI_GENERATED),
+                 (S.AI_GENERATED, S.SMS_SENDING), (S.SMS_SENDING, S.AWAITING_USER),
+                 (S.AWAITING_USER, S.USER_APPROVED)]:
+        assert await repo.transition(mid, a, b, "test", ai_reply_text="Thanks!")
+    return mid
+
+
+async def stalled_in_data(received: StallingGmail) -> None:
+    deadline = time.monotonic() + 10
+    while received.begun < 1:
+        assert time.monotonic() < deadline, "the first sender never reached DATA"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_send_in_progress_is_waited_for_and_never_sent_twice(
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount,
+    gmail: tuple[StallingGmail, int]
+) -> None:
+    received = gmail[0]
+    old_owner = stages_for(make_stages, gmail, folder(account))  # lost its partitions mid-SMTP
+    new_owner = stages_for(make_stages, gmail, folder(account))  # got the redelivered message
+    mid = await approved(repo, pool)
+    sending = asyncio.create_task(old_owner.send(mid))
+    await stalled_in_data(received)
+
+    started = time.monotonic()
+    await asyncio.wait_for(new_owner.send(mid), 30)  # the Sent folder has nothing yet
+    waited = time.monotonic() - started
+    await asyncio.wait_for(sending, 30)
+
+    assert len(received.messages) == 1 and received.begun == 1
+    assert 1.0 < waited < 15
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.REPLY_SENT
+    reasons = [a.transition_reason for a in await repo.audit_trail(mid)]
+    assert reasons[-1] == "reply sent" and not [r for r in reasons if "Sent folder" in (r or "")]
+
+
+async def test_a_cancelled_sender_holds_its_send_until_its_smtp_conversation_ends(
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount,
+    gmail: tuple[StallingGmail, int]
+) -> None:
+    received = gmail[0]
+    old_owner = stages_for(make_stages, gmail, folder(account))
+    new_owner = stages_for(make_stages, gmail, folder(account))
+    mid = await approved(repo, pool)
+    sending = asyncio.create_task(old_owner.send(mid))
+    await stalled_in_data(received)
+    sending.cancel()  # the agent stopped; its SMTP thread cannot be
+
+    await asyncio.wait_for(new_owner.send(mid), 30)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(sending, 30)
+
+    assert len(received.messages) == 1 and received.begun == 1
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.REPLY_SENT
+    trail = await repo.audit_trail(mid)
+    assert (trail[-1].transition_reason or "").startswith("reply confirmed in the Sent folder")
+
+
+async def test_a_sender_alive_past_the_wait_is_left_to_finish(
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount,
+    gmail: tuple[StallingGmail, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received = gmail[0]
+    old_owner = stages_for(make_stages, gmail, folder(account))
+    new_owner = make_stages(smtp=SmtpSender("127.0.0.1", gmail[1], "plain", "", ""), smtp_timeout=1.0)
+    new_owner.sent_folder = folder(account)
+    monkeypatch.setattr(send_stage, "SEND_WAIT_MARGIN", 0.0)  # waits one SMTP timeout: 1 s
+    mid = await approved(repo, pool)
+    sending = asyncio.create_task(old_owner.send(mid))
+    await stalled_in_data(received)
+
+    started = time.monotonic()
+    await asyncio.wait_for(new_owner.send(mid), 30)
+    assert 0.9 < time.monotonic() - started < 2.5
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.USER_APPROVED  # still the old owner's
+    await asyncio.wait_for(sending, 30)
+
+    assert len(received.messages) == 1 and received.begun == 1
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.REPLY_SENT

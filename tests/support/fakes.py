@@ -47,11 +47,15 @@ class _Data:
     audit: list[tuple[str, AuditEntry]] = field(default_factory=list)
     outbox: list[Publishable] = field(default_factory=list)
     phones: dict[str, str | None] = field(default_factory=dict)
+    #: When the draft on each phone was put on it.
+    presented: dict[str, datetime] = field(default_factory=dict)
     sms: dict[str, dict[str, Any]] = field(default_factory=dict)
     reply_drafts: dict[str, str] = field(default_factory=dict)
     outages: set[str] = field(default_factory=set)
     #: Presentations held by a live worker (an advisory lock on its session, in PostgreSQL).
     presenting: set[str] = field(default_factory=set)
+    #: Replies being sent by a live worker (an advisory lock on its session, in PostgreSQL).
+    sending: set[str] = field(default_factory=set)
 
 
 class _Part:
@@ -79,6 +83,18 @@ class FakePhoneSlot(_Part):
 
     async def assign(self, phone: str, message_id: str) -> None:
         self.data.phones[phone] = message_id
+        self.data.presented[phone] = self.tx.clock.now()
+
+    async def presented_at(self, phone: str) -> datetime | None:
+        return self.data.presented.get(phone) if self.data.phones.get(phone) else None
+
+    async def unmark_reminded(self, message_id: str, reason: str) -> bool:
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state is not S.AWAITING_USER or wf.reminded_at is None:
+            return False
+        self.data.workflows[message_id] = replace(wf, reminded_at=None, updated_at=self.tx.clock.now())
+        self.tx._audit(message_id, wf.current_state.value, wf.current_state.value, reason, None)
+        return True
 
     async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
         freed = [(phone, held) for phone, held in self.data.phones.items()
@@ -117,6 +133,7 @@ class FakeTransaction:
         self.sms = FakeSmsLedger(self)
         #: What this transaction's session holds (see FakeRepository.session).
         self.held: set[str] = set()
+        self.held_sends: set[str] = set()
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -176,6 +193,13 @@ class FakeTransaction:
 
     async def presenter_gone(self, message_id: str) -> bool:
         return message_id not in self.data.presenting
+
+    async def hold_send(self, message_id: str) -> bool:
+        if message_id in self.data.sending and message_id not in self.held_sends:
+            return False
+        self.data.sending.add(message_id)
+        self.held_sends.add(message_id)
+        return True
 
     async def claim_send(self, message_id: str, reply_message_id: str, *, again: bool = False) -> bool:
         wf = self.data.workflows.get(message_id)
@@ -271,10 +295,12 @@ class FakeSession:
     def __init__(self, repo: FakeRepository) -> None:
         self.repo = repo
         self.held: set[str] = set()
+        self.held_sends: set[str] = set()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTransaction]:
         async with self.repo.transaction() as tx:
+            tx.held_sends = self.held_sends  # a session's own lock is its own to take again
             try:
                 yield tx
             finally:
@@ -302,6 +328,7 @@ class FakeRepository:
             yield session
         finally:
             self.data.presenting -= session.held
+            self.data.sending -= session.held_sends
 
     async def transition(self, message_id: str, expected: WorkflowState | Collection[WorkflowState],
                          new: WorkflowState, reason: str, *, error: str | None = None, **fields: Any) -> bool:

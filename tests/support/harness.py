@@ -312,7 +312,8 @@ class Pipeline:
             return ids
 
     def webhook_body(self, text: str, phone: str = PHONE, sms_id: str | None = None) -> dict[str, Any]:
-        return webhook_body(text, phone, sms_id=sms_id, received_at="2026-11-24T10:15:00.000+00:00")
+        """The gateway's body for an SMS the person sends now (``receivedAt`` now)."""
+        return webhook_body(text, phone, sms_id=sms_id)
 
     async def reply_sms(self, text: str, phone: str = PHONE, sms_id: str | None = None,
                         key: str | None = None) -> httpx.Response:

@@ -147,3 +147,24 @@ async def test_a_database_outage_holds_the_whole_batch_until_it_ends() -> None:
     await r.handler(together=True).handle_many(pending("<a@x>", "<b@x>"))
     assert r.calls == [["<a@x>", "<b@x>"]] * 3
     assert r.slept == [0.5, 1.0] and r.letters == []
+
+
+async def test_any_key_bytes_make_a_dead_letter_whose_text_any_store_takes() -> None:
+    r = Recorder()
+    key, value = b"\xff<a\x00b>" + b"k" * 5000, b"\x00\xfe{"
+    await r.handler().handle("emails.pending", key, value)
+    [letter] = r.letters
+    assert (letter.key, letter.value) == (key, value)  # the bytes, as they came
+    text = [letter.record_key or "", *letter.headers("p.").values()]
+    assert not any("\x00" in t or len(t) > 2000 for t in text)
+    assert (letter.record_key or "").startswith("\\xff<a\\x00b>k")
+    for t in text:
+        t.encode("utf-8")  # no lone surrogate either
+
+
+async def test_a_record_that_cannot_be_dead_lettered_never_holds_the_others() -> None:
+    r = Recorder()
+    r.publish_errors = [ValueError("a bug in the dead-letter path")]
+    a, b = pending("<a@x>", "<b@x>")
+    await r.handler(together=True).handle_many([SourceRecord("emails.pending", b"k", b"{no", 0, 5), a, b])
+    assert r.calls == [["<a@x>", "<b@x>"]]  # handle_many returned: the batch may be acknowledged

@@ -76,11 +76,13 @@ def test_a_page_shows_hostile_values_as_text() -> None:
     dashboard.attach(app, "token-1")
     for query in ("", "?partial=1"):
         request = make_mocked_request("GET", "/workflows/x" + query, app=app)
-        page = render(request, "workflow.html", HOSTILE, **workflow_view(wf, email, trail)).text or ""
+        response = render(request, "workflow.html", HOSTILE, **workflow_view(wf, email, trail))
+        page = response.text or ""
         assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
         assert SENDER not in page and "&#34;Eve&#34; &lt;eve@example.com&gt;" in page
         assert 'value="&lt;a&#34;onmouseover=alert(1)@x&gt;"' in page  # the Retry form's field
         assert page.count("<script") == (0 if query else 1)  # only the page's own, nonce-tagged
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]  # the live part too
 
 
 EMAIL = {"from_address": "Maria Garcia <maria@example.com>", "subject": "Lunch on Thursday?",

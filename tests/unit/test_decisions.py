@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from handlers.commands import parse_command
 from handlers.decisions import CommandEffect, DraftOnPhone, decide_command
@@ -50,3 +50,33 @@ def test_what_changes_nothing() -> None:
     limited = decide("2 again", max_edits=1)
     assert (limited.outcome, limited.target) == ("edit_limit", None)
     assert decide("1", DraftOnPhone("<a@x>", S.AWAITING_USER, 5), max_edits=1).target is S.USER_APPROVED
+
+
+PRESENTED = DraftOnPhone("<b@x>", S.AWAITING_USER, 0, presented_at=NOW, sender="Bob")
+SKEW = timedelta(seconds=5)
+
+
+def answered(text: str, written_at: datetime | None, on_phone: DraftOnPhone = PRESENTED) -> CommandEffect:
+    return decide_command(parse_command(text), text, on_phone, 10, NOW + timedelta(minutes=1),
+                          written_at=written_at, clock_skew=SKEW)
+
+
+def test_an_answer_written_before_the_draft_was_texted_is_not_applied() -> None:
+    for text in ("1", "3", "2 shorter"):
+        effect = answered(text, NOW - timedelta(minutes=10))
+        assert (effect.outcome, effect.target, effect.follow_up, effect.fields) == ("late", None, None, {})
+    assert answered(" 1 ", NOW - timedelta(seconds=6)).reply_sms == (
+        "Your answer '1' was written before the draft reply to Bob was texted, so it was not applied. "
+        "Answer again: 1=Send 2=Edit 3=Ignore")
+    assert answered("what?", NOW - timedelta(hours=1)).outcome == "help"  # nothing to apply anyway
+
+
+def test_an_answer_within_the_clock_skew_or_without_a_time_is_applied() -> None:
+    for written_at in (NOW - SKEW, NOW, NOW + timedelta(seconds=30), None,
+                       (NOW - timedelta(hours=1)).replace(tzinfo=None),  # no offset: says nothing
+                       datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)):
+        effect = answered("1", written_at)
+        expected = "late" if written_at == datetime.min.replace(tzinfo=UTC) else "approved"
+        assert effect.outcome == expected, written_at
+    unknown = DraftOnPhone("<b@x>", S.AWAITING_USER, 0)  # presented before presented_at was kept
+    assert answered("1", NOW - timedelta(days=1), unknown).outcome == "approved"

@@ -12,6 +12,7 @@ from handlers.sms_text import (
     count_segments,
     fold_typography,
     render_draft_sms,
+    render_late_answer_sms,
 )
 
 
@@ -106,3 +107,10 @@ def test_draft_tokens_accept_any_string() -> None:
     assert token_matches(key, "<a@b>", draft_token(key, "<a@b>"))
     assert not token_matches(key, "<a@b>", "Ïò¾¸\x9c")
     assert not token_matches(key, "<a@b>", "")
+
+
+def test_a_late_answer_is_named_and_the_person_asked_again_in_one_segment() -> None:
+    text = render_late_answer_sms("2 \u201cshorter\u201d and warmer, please, much warmer", "Bob Marley-Livingstone III")
+    assert text.startswith("Your answer '2 \"shorter\" and w...' was written before the draft reply to Bob")
+    assert text.endswith("so it was not applied. Answer again: 1=Send 2=Edit 3=Ignore")
+    assert count_segments(text).segments <= 2 and count_segments(text).encoding == "GSM-7"
