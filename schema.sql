@@ -287,3 +287,30 @@ ALTER TABLE dead_letter_log ADD COLUMN IF NOT EXISTS raw_value BYTEA;
 -- (pending, user_edit_requested, user_approved past STALLED_GRACE): one
 -- nudge per grace period, never one per sweep.
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS redriven_at TIMESTAMPTZ;
+
+-- ---------------------------------------------------------------------------
+-- Delivery reports (docs/contracts.md §3, docs/design.md "Side effects happen
+-- once"): every sms:sent / sms:delivered / sms:failed the gateway posts, once
+-- per SMS and status (a redelivered report finds its row), with the workflow
+-- whose draft SMS it reports (NULL for an SMS that is not a draft, or until
+-- the draft's id is recorded: a report can come before /sms/send's answer is).
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS sms_delivery_report (
+    sms_message_id  VARCHAR(255) NOT NULL,
+    status          VARCHAR(20) NOT NULL,
+    reported_at     TIMESTAMPTZ,
+    reason          TEXT,
+    message_id      VARCHAR(255),
+    recorded_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (sms_message_id, status)
+);
+CREATE INDEX IF NOT EXISTS sms_delivery_report_workflow ON sms_delivery_report (message_id)
+    WHERE message_id IS NOT NULL;
+-- What the gateway last said of the draft SMS now recorded on the workflow
+-- (sms_message_id): sent, delivered or failed, the gateway's time of it, and
+-- a failure's reason.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS sms_delivery_status VARCHAR(20);
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS sms_delivery_at TIMESTAMPTZ;
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS sms_delivery_error TEXT;
+CREATE INDEX IF NOT EXISTS workflow_state_sms_message_id ON workflow_state (sms_message_id)
+    WHERE sms_message_id IS NOT NULL;

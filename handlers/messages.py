@@ -166,6 +166,23 @@ class PhoneFreed(TopicMessage):
         return self.phone_number
 
 
+class DraftUndelivered(TopicMessage):
+    """``drafts.undelivered``: the gateway reported ``sms:failed`` for the draft
+    SMS on the person's phone, so it is withdrawn and presented again or parked
+    (key: message_id; docs/design.md, "Side effects happen once")."""
+
+    topic: ClassVar[str] = "drafts.undelivered"
+
+    message_id: str = Field(min_length=1)
+    #: The gateway's id of the draft SMS that failed: only that presentation is withdrawn.
+    sms_message_id: str = Field(min_length=1)
+    reason: OptionalBoundedText = None
+    #: Failure reports for this workflow's drafts so far, and when the first came:
+    #: the re-presentations are parked under the rules of an outage (RETRY_DEADLINE).
+    failures: int = Field(default=1, ge=1)
+    first_failure_at: datetime | None = None
+
+
 #: Where a dead letter's headers say what happened: Kafka Connect's names for
 #: its dead-letter queues, so tools that read those read these.
 DLQ_HEADER = "__connect.errors."

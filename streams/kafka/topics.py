@@ -19,6 +19,7 @@ from confluent_kafka.admin import ClusterMetadata, NewTopic  # type: ignore[attr
 from handlers.messages import (
     DeadLetter,
     DraftReady,
+    DraftUndelivered,
     EditRequested,
     EmailPending,
     InboundSms,
@@ -36,6 +37,7 @@ DEADLETTER: Final = DeadLetter.topic
 EMAILS_PENDING: Final = EmailPending.topic
 EDITS_REQUESTED: Final = EditRequested.topic
 DRAFTS_READY: Final = DraftReady.topic
+DRAFTS_UNDELIVERED: Final = DraftUndelivered.topic
 SMS_INBOUND: Final = InboundSms.topic
 REPLIES_APPROVED: Final = ReplyApproved.topic
 PHONE_FREED: Final = PhoneFreed.topic
@@ -45,7 +47,7 @@ WORKFLOW_EVENTS: Final = WorkflowEvent.topic
 MODELS: Final[dict[str, type[TopicMessage]]] = {
     model.topic: model
     for model in (EmailPending, EditRequested, DraftReady, InboundSms, ReplyApproved,
-                  PhoneFreed, WorkflowEvent)
+                  PhoneFreed, WorkflowEvent, DraftUndelivered)
 }
 
 ALL: Final = (*MODELS, DEADLETTER)

@@ -20,9 +20,10 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from handlers.deliveries import DeliveryReport
 from handlers.messages import Publishable
 from handlers.workflow import EmailStatus, WorkflowState
-from streams.storage.records import AuditEntry, Email, Workflow
+from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Workflow
 
 
 class PhoneSlotPart(Protocol):
@@ -87,6 +88,11 @@ class RepositoryTransaction(Protocol):
     async def mark_reminded(self, message_id: str) -> bool: ...
 
     async def record_sent_reply(self, message_id: str, body: str) -> None: ...
+
+    # delivery reports
+    async def record_delivery(self, report: DeliveryReport) -> DeliveryRecorded: ...
+
+    async def adopt_deliveries(self, message_id: str, sms_id: str | None) -> DeliveryRecorded: ...
 
     # parking
     async def park(self, message_id: str, state: WorkflowState, *, stage: str, peer: str, reason: str,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from handlers.deliveries import DeliveryReport
 from handlers.workflow import WorkflowState
 
 
@@ -57,6 +58,11 @@ class Workflow:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     timeout_at: datetime | None = None
+    #: What the gateway last reported of the draft SMS ``sms_message_id``
+    #: (``handlers.deliveries.Delivery``), the gateway's time of it, a failure's reason.
+    sms_delivery_status: str | None = None
+    sms_delivery_at: datetime | None = None
+    sms_delivery_error: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Workflow:
@@ -101,3 +107,18 @@ class AuditEntry:
     transition_reason: str | None
     error_details: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRecorded:
+    """What recording a delivery report found (``tx.record_delivery``,
+    ``tx.adopt_deliveries``): whether it is news (not a redelivery), the
+    workflow whose draft SMS it reports (as it is now), and, for that
+    workflow, the failure reports so far and when the first came."""
+
+    fresh: bool
+    workflow: Workflow | None = None
+    #: The failure report among those recorded now, if any.
+    failed: DeliveryReport | None = None
+    failures: int = 0
+    first_failure_at: datetime | None = None

@@ -33,6 +33,7 @@ from handlers.messages import Publishable, WorkflowEvent
 from handlers.workflow import TIMES_OUT_FROM, WorkflowState
 from streams.observability import metrics, tracing
 from streams.storage.base import READY_FIRST, Connection, Pool
+from streams.storage.deliveries import Deliveries
 from streams.storage.parking import Parking, park_reason
 from streams.storage.phone import PhoneSlot, SmsLedger
 from streams.storage.reads import ReadModels
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 
-class Transaction(Transitions, Parking, Sending):
+class Transaction(Transitions, Parking, Sending, Deliveries):
     """Work inside one database transaction; see :meth:`WorkflowRepository.transaction`."""
 
     def __init__(self, conn: Connection, clock: Clock) -> None:

@@ -21,12 +21,12 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from handlers.inbound import expected_signature
 
-from tests.support.fuzzing import ANY_CHAR, LogWatch, RawResponse, json_values, raw_request, says_why
+from tests.support.fuzzing import ANY_CHAR, LogWatch, describe, RawResponse, json_values, raw_request, says_why
 from tests.support.harness import PHONE, Pipeline
 
 KEY = "fuzz-signing-key"
@@ -163,6 +163,7 @@ async def test_raw_requests_never_break_the_server(make_pipeline: Any) -> None:
     @FUZZ
     @given(request=st.one_of(webhook_requests(), page_requests(csrf)))
     def one(request: dict[str, Any]) -> None:  # in a thread of its own: the stub peers keep the test's loop
+        note(f"request={describe(request, 300)}")
         method, path = request.get("method", "POST"), request.get("path", WEBHOOK)
         response = asyncio.run(raw_request(p.port, method, path, request["headers"], request["body"],
                                            request.get("pieces")))

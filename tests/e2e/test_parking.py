@@ -86,8 +86,13 @@ async def parked_at(p: Pipeline, mid: str, stage: str) -> dict[str, Any]:
 
 
 async def outage_reported(p: Pipeline, peer: str) -> dict[str, Any]:
-    report: dict[str, Any] = (await p.http.get("/health")).json()
-    assert report["status"] == "ok" and report["parked"]["count"] == 1, report
+    """The parked workflow as /health reports it (a report is at most a second old)."""
+    async def reported() -> dict[str, Any] | None:
+        report: dict[str, Any] = (await p.http.get("/health")).json()
+        return report if report["parked"]["count"] == 1 else None
+
+    report = await eventually(reported, 5, "/health reports the parked workflow")
+    assert report["status"] == "ok", report
     by_peer: dict[str, Any] = report["parked"]["by_peer"]
     assert set(by_peer) == {peer} and by_peer[peer]["count"] == 1, report
     return by_peer
