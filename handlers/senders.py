@@ -25,6 +25,16 @@ def parse_patterns(text: str) -> list[str]:
     return [p.strip().lower() for p in text.split(",") if p.strip()]
 
 
+#: ``local@domain``: one "@", both sides given, no blank, bracket or quote
+#: (a quoted local part is legal but never seen from a person who wants a reply).
+_MAILBOX = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
+
+
+def is_mailbox(address: str) -> bool:
+    """Whether ``address`` is one address a reply can be sent to."""
+    return bool(_MAILBOX.match(address)) and not address.endswith(".") and ".." not in address
+
+
 def skip_rule(from_address: str, own_address: str, patterns: Sequence[str]) -> str | None:
     """The rule that says ``from_address`` gets no draft, or None to draft as usual.
 
@@ -34,6 +44,8 @@ def skip_rule(from_address: str, own_address: str, patterns: Sequence[str]) -> s
     """
     address = sender_address(from_address).lower()
     local = address.partition("@")[0]
+    if not is_mailbox(address):
+        return "no address to reply to"
     if address == sender_address(own_address).lower():
         return "sent from this account"
     match = _MACHINE_LOCAL_PARTS.match(local)

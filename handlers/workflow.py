@@ -77,8 +77,9 @@ TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
     S.AI_GENERATED: frozenset({S.SMS_SENDING, S.FAILED}),
     # A draft the gateway would not take goes back to waiting for the phone.
     S.SMS_SENDING: frozenset({S.AWAITING_USER, S.AI_GENERATED, S.FAILED}),
+    # A draft whose SMS the gateway reports failed (sms:failed) waits for the phone again.
     S.AWAITING_USER: frozenset(
-        {S.USER_APPROVED, S.USER_EDIT_REQUESTED, S.USER_IGNORED, S.TIMEOUT, S.FAILED}
+        {S.USER_APPROVED, S.USER_EDIT_REQUESTED, S.USER_IGNORED, S.TIMEOUT, S.FAILED, S.AI_GENERATED}
     ),
     S.USER_EDIT_REQUESTED: frozenset({S.AI_GENERATING, S.FAILED}),
     S.USER_APPROVED: frozenset({S.REPLY_SENT, S.FAILED}),

@@ -258,6 +258,11 @@ def run(_: argparse.Namespace) -> int:
     os.environ.setdefault("POLL_INTERVAL", "5")
     os.environ.setdefault("ORCHESTRATOR_BASE_URL", base)
     settings = world.worker_settings = load_settings(Settings)
+    # The gateway reports what it texts back to the webhook, so the dashboard shows "delivered".
+    world.sms.webhook_url = f"http://127.0.0.1:{settings.port}/orchestrator/sms-response"
+    key = settings.sms_webhook_signing_key
+    world.sms.signing_key = key.get_secret_value() if key else None
+    world.sms.id_prefix = f"sms-{uuid.uuid4().hex[:6]}-"
     world.insert_samples()
     return run_worker(settings)
 

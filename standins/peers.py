@@ -7,6 +7,7 @@ sent, so tests assert on what a peer saw, not on the orchestrator's database.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import socket
@@ -14,7 +15,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -22,6 +23,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import trustme
 from aiohttp import web
 from aiosmtpd.controller import Controller
@@ -177,9 +179,64 @@ class SmsGatewayStub(_HttpStub):
         self.refuse: Callable[[str], web.Response | None] | None = None
         #: When set, the seconds to hold each message's answer (instead of ``delay``).
         self.hold: Callable[[str], float] | None = None
+        #: When set (the worker's webhook URL), each message taken is reported back
+        #: there as the gateway does (docs/contracts.md §3), ``report_delay`` seconds
+        #: after its answer, signed with ``signing_key`` when there is one.
+        self.webhook_url: str | None = None
+        self.signing_key: str | None = None
+        self.report_delay = 0.05
+        #: The gateway's ids are this and a count (a demo that keeps its database gives each run its own).
+        self.id_prefix = "sms-"
+        #: The events reported for each message taken (its text), in order.
+        self.report: Callable[[str], Sequence[str]] = lambda _: ("sms:sent", "sms:delivered")
+        #: (event, message_id, the webhook's HTTP status; 0 when unreachable) of every report posted.
+        self.reports: list[tuple[str, str, int]] = []
+        self._reporting: set[asyncio.Task[None]] = set()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/sms/send", self.send)]
+
+    async def stop(self) -> None:
+        for task in list(self._reporting):
+            task.cancel()
+        await asyncio.gather(*self._reporting, return_exceptions=True)
+        await super().stop()
+
+    def _report_later(self, message_id: str, to: str, text: str) -> None:
+        if self.webhook_url is None:
+            return
+        events = tuple(self.report(text))
+
+        async def post_all() -> None:
+            await asyncio.sleep(self.report_delay)
+            for event in events:
+                await self.post_event(event, message_id, to)
+
+        task = asyncio.get_running_loop().create_task(post_all())
+        self._reporting.add(task)
+        task.add_done_callback(self._reporting.discard)
+
+    async def post_event(self, event: str, message_id: str, to: str, *,
+                         reason: str = "RESULT_ERROR_GENERIC_FAILURE") -> int:
+        """Post one delivery report for ``message_id`` to ``webhook_url`` (the
+        gateway's payload: ``sms:sent``, ``sms:delivered`` or ``sms:failed``);
+        returns the webhook's HTTP status (0 when it cannot be reached)."""
+        assert self.webhook_url is not None, "webhook_url is not set"
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        payload: dict[str, Any] = {"messageId": message_id, "phoneNumber": to, "sender": GATEWAY_NUMBER,
+                                   "recipient": to, "simNumber": 1}
+        details: dict[str, dict[str, Any]] = {"sms:sent": {"sentAt": now, "partsCount": 1},
+                                              "sms:delivered": {"deliveredAt": now},
+                                              "sms:failed": {"failedAt": now, "reason": reason}}
+        body = json.dumps(gateway_event(event, payload | details.get(event, {}))).encode()
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client, \
+                    client.post(self.webhook_url, data=body, headers=webhook_headers(body, self.signing_key)) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            status = 0
+        self.reports.append((event, message_id, status))
+        return status
 
     async def send(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -193,9 +250,10 @@ class SmsGatewayStub(_HttpStub):
             return refusal
         self.sent.append(body)
         self.sent_at.append(datetime.now(UTC))
-        answer = {"success": True, "message_id": f"sms-{len(self.sent)}", "error": None}
+        answer = {"success": True, "message_id": f"{self.id_prefix}{len(self.sent)}", "error": None}
         if delay := (self.hold(body["message"]) if self.hold is not None else self.delay):
             await asyncio.sleep(delay)
+        self._report_later(str(answer["message_id"]), body["to"], body["message"])
         return web.json_response(answer)
 
     @property

@@ -116,7 +116,8 @@ class SmtpSender:
             client.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            kind = TransientError if all(400 <= c < 500 for c in codes) else PermanentError
+            # No recipient at all is the message's fault, never the server's: permanent.
+            kind = TransientError if codes and all(400 <= c < 500 for c in codes) else PermanentError
             raise kind(PEER, f"recipients refused {codes}") from exc
         except smtplib.SMTPResponseException as exc:
             raise self._classify(exc) from exc

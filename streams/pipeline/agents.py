@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from handlers.messages import EditRequested, EmailPending, InboundSms, ReplyApproved, SourceRecord, TopicMessage
+from handlers.messages import (
+    DraftUndelivered,
+    EditRequested,
+    EmailPending,
+    InboundSms,
+    ReplyApproved,
+    SourceRecord,
+    TopicMessage,
+)
 from handlers.workflow import Stage
 from streams.kafka import topics
 from streams.pipeline.batching import take_batches
@@ -55,7 +63,10 @@ def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: Agent
     async def draft(messages: Sequence[EmailPending | EditRequested], _: SourceRecord | None) -> None:
         await stages.draft(messages)  # one transaction for the batch
 
-    async def notify(_: Sequence[TopicMessage], source: SourceRecord | None) -> None:
+    async def notify(messages: Sequence[TopicMessage], source: SourceRecord | None) -> None:
+        for message in messages:  # a draft SMS that did not reach the phone is withdrawn first
+            if isinstance(message, DraftUndelivered):
+                await stages.withdraw_undelivered(message, source)
         await stages.notify(source)  # drafts are ready, or the phone was freed: once for all of them
 
     async def command(messages: Sequence[InboundSms], _: SourceRecord | None) -> None:
@@ -67,6 +78,6 @@ def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: Agent
             await stages.send(message.message_id, source)
 
     agent(Stage.DRAFT, draft, topics.EMAILS_PENDING, topics.EDITS_REQUESTED, together=True)
-    agent(Stage.NOTIFY, notify, topics.DRAFTS_READY, topics.PHONE_FREED, together=True)
+    agent(Stage.NOTIFY, notify, topics.DRAFTS_READY, topics.PHONE_FREED, topics.DRAFTS_UNDELIVERED, together=True)
     agent(Stage.COMMAND, command, topics.SMS_INBOUND)
     agent(Stage.SEND, send, topics.REPLIES_APPROVED)

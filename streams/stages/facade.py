@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from handlers.messages import EditRequested, EmailPending, InboundSms, SourceRecord
+from handlers.messages import (
+    DraftUndelivered,
+    EditRequested,
+    EmailPending,
+    InboundSms,
+    SourceRecord,
+)
 from handlers.workflow import Stage, WorkflowState
 from streams.stages import actions, failures, parking
 from streams.stages import command as commanding
+from streams.stages import deliveries as delivering
 from streams.stages import draft as drafting
 from streams.stages import notify as notifying
 from streams.stages import send as sending
@@ -43,6 +50,9 @@ class Stages(StageContext):
 
     async def notify(self, source: SourceRecord | None = None) -> None:
         await notifying.notify(self, source)
+
+    async def withdraw_undelivered(self, message: DraftUndelivered, source: SourceRecord | None = None) -> None:
+        await delivering.withdraw_undelivered(self, message, source)
 
     async def send_reminders(self) -> int:
         return await notifying.send_reminders(self)

@@ -21,6 +21,7 @@ from handlers.sms_text import (
 )
 from handlers.workflow import READY_STATE, Stage, WorkflowState, is_terminal
 from streams.stages.context import StageContext
+from streams.stages.deliveries import hand_over
 from streams.stages.failures import fail_in
 from streams.stages.parking import park_or_fail_in
 from streams.stages.retrying import Exhausted, call_with_retries
@@ -76,11 +77,12 @@ async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
             return
         now = ctx.clock.now()
         async with session.transaction() as tx:
-            await tx.transition(
-                wf.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
-                sms_message_id=sms_id, sms_sent_at=now,
-                timeout_at=now + timedelta(seconds=ctx.settings.user_response_timeout),
-            )
+            if await tx.transition(
+                    wf.message_id, S.SMS_SENDING, S.AWAITING_USER, "draft sent by SMS",
+                    sms_message_id=sms_id, sms_sent_at=now,
+                    timeout_at=now + timedelta(seconds=ctx.settings.user_response_timeout)):
+                # The gateway may have reported on it already (stages/deliveries.py).
+                await hand_over(tx, await tx.adopt_deliveries(wf.message_id, sms_id))
 
 
 async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction) -> _Presentation | str | None:
@@ -134,8 +136,11 @@ async def settle_cut_off_presentation(ctx: StageContext, tx: RepositoryTransacti
     if not await tx.transition(
             wf.message_id, S.SMS_SENDING, S.AWAITING_USER,
             "draft SMS cut off (its worker stopped while texting it); not texted again",
-            sms_sent_at=now, timeout_at=now + timedelta(seconds=ctx.settings.user_response_timeout)):
+            sms_message_id=None, sms_sent_at=now,
+            timeout_at=now + timedelta(seconds=ctx.settings.user_response_timeout)):
         return None
+    # The gateway's id of a cut-off SMS was never learnt: no report can be matched to it (docs/design.md).
+    await tx.adopt_deliveries(wf.message_id, None)
     log.warning("%s: its draft SMS was cut off by a stopped worker; it awaits an answer", wf.message_id)
     if not tell:
         return None

@@ -90,6 +90,12 @@ class WorkflowDetail(WorkflowSummary):
     user_responded_at: datetime | None
     sms_message_id: str | None
     sms_sent_at: datetime | None
+    #: What the SMS gateway last reported of the draft SMS ``sms_message_id``:
+    #: ``sent``, ``delivered`` or ``failed`` (null: no report yet), the
+    #: gateway's time of it, and a failure's reason (docs/contracts.md §3).
+    sms_delivery_status: str | None = None
+    sms_delivery_at: datetime | None = None
+    sms_delivery_error: str | None = None
     reply_message_id: str | None
     reply_sent_at: datetime | None
     audit_trail: list[AuditEntryView]
@@ -141,7 +147,9 @@ def detail(wf: Workflow, trail: list[AuditEntry]) -> WorkflowDetail:
                       for e in wf.edit_history],
         user_edit_instructions=wf.user_edit_instructions, user_command=wf.user_command,
         user_responded_at=wf.user_responded_at, sms_message_id=wf.sms_message_id,
-        sms_sent_at=wf.sms_sent_at, reply_message_id=wf.reply_message_id,
+        sms_sent_at=wf.sms_sent_at, sms_delivery_status=wf.sms_delivery_status,
+        sms_delivery_at=wf.sms_delivery_at, sms_delivery_error=wf.sms_delivery_error,
+        reply_message_id=wf.reply_message_id,
         reply_sent_at=wf.reply_sent_at,
         audit_trail=[AuditEntryView(from_state=a.from_state, to_state=a.to_state,
                                     transition_reason=a.transition_reason, error_details=a.error_details,

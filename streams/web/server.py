@@ -18,6 +18,7 @@ import psycopg
 import psycopg_pool
 from aiohttp import web
 
+from handlers.deliveries import DeliveryReport, read_report
 from handlers.inbound import (
     InvalidWebhook,
     SignatureError,
@@ -31,7 +32,7 @@ from handlers.messages import InboundSms
 from handlers.phones import normalise_phone, printable
 from streams.observability import metrics
 from streams.settings import Settings
-from streams.stages import Stages
+from streams.stages import Stages, deliveries
 from streams.storage.repository import WorkflowRepository
 from streams.web import api, dashboard, openapi, pages
 from streams.web.api import error_response
@@ -115,6 +116,9 @@ async def _take(request: web.Request, event: WebhookEvent) -> dict[str, Any]:
     """Act on one event: a received SMS is recorded once and handed on; the rest are answered 2xx and ignored."""
     settings = request.app[SETTINGS]
     sms = event.sms
+    report = read_report(event.event, event.message_id, event.payload)
+    if report is not None:
+        return await _take_report(request, event.event, report)
     if sms is None:
         log.info("webhook: %s; nothing done", event.ignored)
         return {"status": "ignored", "reason": event.ignored}
@@ -133,6 +137,20 @@ async def _take(request: web.Request, event: WebhookEvent) -> dict[str, Any]:
     if not fresh:
         return {"status": "duplicate", "sms_id": sms.sms_id}
     return {"status": "accepted", "sms_id": sms.sms_id}
+
+
+async def _take_report(request: web.Request, event: str, report: DeliveryReport) -> dict[str, Any]:
+    """A delivery report (``sms:sent/delivered/failed``): recorded, and a failed
+    draft on the phone handed to the notify agent, in one transaction (stages/deliveries.py)."""
+    async with request.app[REPO].transaction() as tx:
+        taken = await deliveries.take_report(tx, report)
+    if taken.status == "ignored":
+        reason = f"event {event!r} is about SMS {report.sms_id!r}, which is not a draft's"
+        log.info("webhook: %s (or its id is not recorded yet: adopted then); kept, nothing done", reason)
+        return {"status": "ignored", "reason": reason}
+    log.info("webhook: %s for SMS %r: %s%s", event, report.sms_id, taken.status,
+             "; the draft is withdrawn to be texted again" if taken.withdrawn else "")
+    return {"status": taken.status, "delivery": report.status.value}
 
 
 async def draft_page(request: web.Request) -> web.Response:

@@ -163,7 +163,8 @@ def _produce(producer: Producer, prefix: str, batch: list[tuple[str, bytes | Non
         return report
 
     for n, (topic, key, value, headers) in enumerate(batch):
-        producer.produce(topics.full_name(prefix, topic), value, key, headers=headers, on_delivery=delivered(n))
+        pairs: list[tuple[str, str | bytes | None]] = list(headers)
+        producer.produce(topics.full_name(prefix, topic), value, key, headers=pairs, on_delivery=delivered(n))
     assert producer.flush(30) == 0, "records not delivered within 30 s"
     return where
 

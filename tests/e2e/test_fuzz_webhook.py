@@ -40,7 +40,15 @@ FUZZ = settings(max_examples=250, deadline=20_000, derandomize=True, database=No
 
 #: Text a header value can carry in HTTP/1.1 (no CR, LF, NUL or other control
 #: character, which would break the request itself): anything else, non-ASCII included.
-HEADER_TEXT = st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=80)
+HEADER_TEXT = st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=80)
+def as_bytes(text: str) -> st.SearchStrategy[bytes]:
+    """A header value's bytes: UTF-8, or Latin-1 (HTTP's obs-text: bytes that are not UTF-8)."""
+    return st.sampled_from(["utf-8", "latin-1"]).map(lambda charset: text.encode(charset, "replace"))
+
+
+#: X-Signature values: any text, and 64 near-hex characters with non-ASCII ones among them.
+NEAR_HEX = "0123456789abcdefABCDEF \u00e9\u0661\uff10\u2028\U0001f600"
+SIGNATURES = st.one_of(HEADER_TEXT, st.text(st.sampled_from(NEAR_HEX), min_size=60, max_size=70))
 CONTENT_TYPES = st.one_of(
     st.just("application/json"),
     st.sampled_from(["application/json; charset=utf-8", "APPLICATION/JSON", "application/cloudevents+json",
@@ -84,14 +92,17 @@ def webhook_requests(draw: st.DrawFn) -> dict[str, Any]:
         body = json.dumps(good).encode()
     else:
         body = draw(st.one_of(st.binary(max_size=2000), st.sampled_from([b"", b"{", b"[]", b"null", b"\xff\xfe{}"])))
-    signature = draw(st.sampled_from(["signed", "signed", "none", "any"]))
+    # The gateway's own requests half the time: signed, declared JSON, cut anywhere.
+    as_sent = kind == "valid" and draw(st.booleans())
+    signature = "signed" if as_sent else draw(st.sampled_from(["signed", "signed", "none", "any", "any"]))
     headers: list[tuple[bytes, bytes]] = signed(body) if signature == "signed" else []
-    if signature == "any":
-        headers = [(b"X-Timestamp", draw(st.one_of(HEADER_TEXT, st.just(str(int(time.time())))))
-                    .encode()), (b"X-Signature", draw(HEADER_TEXT).encode())]
-    content_type = draw(CONTENT_TYPES)
+    if signature == "any":  # a timestamp in the window, mostly, so that the signature itself is read
+        now = str(int(time.time()))
+        stamp = draw(st.one_of(st.just(now), st.just(now), HEADER_TEXT, st.just(f" {now}"), st.just("\u0661" * 10)))
+        headers = [(b"X-Timestamp", draw(as_bytes(stamp))), (b"X-Signature", draw(as_bytes(draw(SIGNATURES))))]
+    content_type = "application/json" if as_sent else draw(CONTENT_TYPES)
     if content_type is not None:
-        headers.append((b"Content-Type", content_type.encode()))
+        headers.append((b"Content-Type", draw(as_bytes(content_type))))
     size = len(body) + 200
     pieces = draw(st.lists(st.integers(1, size), max_size=4))
     return {"kind": kind, "body": body, "headers": headers, "content_type": content_type,
@@ -116,18 +127,29 @@ NEXTS = st.one_of(st.sampled_from(["/", "/workflows/x", "//evil.example", "/\t/e
                   st.text(ANY_CHAR, max_size=30))
 
 
+DASHBOARD = ["/", "/workflows/%3Cx%40mail.example%3E", "/dead-letters"]
+
+
 @st.composite
-def page_requests(draw: st.DrawFn, csrf: str) -> dict[str, Any]:
-    """A request to the API or the dashboard with Authorization and Cookie of any text."""
+def page_requests(draw: st.DrawFn, csrf: str, session: str) -> dict[str, Any]:
+    """A request to the API or the dashboard with Authorization and Cookie of
+    any text; or, signed in (a real session cookie), a dashboard page."""
+    if draw(st.integers(0, 9)) == 0:
+        return {"method": "GET", "path": draw(st.sampled_from(DASHBOARD)), "body": b"", "signed_in": True,
+                "headers": [(b"Cookie", f"orchestrator_session={session}".encode())]}
     headers: list[tuple[bytes, bytes]] = []
     auth = draw(st.one_of(st.none(), HEADER_TEXT, HEADER_TEXT.map(lambda t: f"Bearer {t}"),
+                          SIGNATURES.map(lambda t: f"Bearer {t}"), st.just(f"Bearer {TOKEN}\u00e9"),
                           st.just(f"Bearer {TOKEN}"), st.sampled_from(["Bearer", "Basic Zm9vOmJhcg==", "bearer  "])))
     if auth is not None:
-        headers.append((b"Authorization", auth.encode()))
+        headers.append((b"Authorization", draw(as_bytes(auth))))
+    future = int(time.time()) + 3600  # a session that has not expired: its MAC is read
     cookie = draw(st.one_of(st.none(), HEADER_TEXT, HEADER_TEXT.map(lambda t: f"orchestrator_session={t}"),
-                            st.integers(0, 2**40).map(lambda n: f"orchestrator_session={n}.{'a' * 64}")))
+                            st.integers(0, 2**40).map(lambda n: f"orchestrator_session={n}.{'a' * 64}"),
+                            SIGNATURES.map(lambda t: f"orchestrator_session={future}.{t}"),
+                            SIGNATURES.map(lambda t: f"orchestrator_session=\u0661\u0662.{t}")))
     if cookie is not None:
-        headers.append((b"Cookie", cookie.encode()))
+        headers.append((b"Cookie", draw(as_bytes(cookie))))
     kind = draw(st.sampled_from(["get", "post", "signin"]))
     if kind == "get":
         return {"method": "GET", "path": draw(st.sampled_from(PATHS)), "headers": headers, "body": b""}
@@ -157,11 +179,16 @@ async def test_raw_requests_never_break_the_server(make_pipeline: Any) -> None:
     found = re.search(rb'name="csrf" value="([^"]+)"', signin.body)
     assert found, signin.body[:500]
     csrf = found.group(1).decode()
+    form = urlencode({"csrf": csrf, "token": TOKEN, "next": "/"}).encode()
+    signin = await raw_request(p.port, "POST", "/signin", [(b"Content-Type", b"application/x-www-form-urlencoded")],
+                               form)
+    session = re.search(r"orchestrator_session=([^;]+)", signin.headers.get("set-cookie", ""))
+    assert session, signin
     watch = LogWatch(p.worker.log_path)
     seen: Counter[str] = Counter()
 
     @FUZZ
-    @given(request=st.one_of(webhook_requests(), page_requests(csrf)))
+    @given(request=st.one_of(webhook_requests(), page_requests(csrf, session.group(1))))
     def one(request: dict[str, Any]) -> None:  # in a thread of its own: the stub peers keep the test's loop
         note(f"request={describe(request, 300)}")
         method, path = request.get("method", "POST"), request.get("path", WEBHOOK)
@@ -172,10 +199,14 @@ async def test_raw_requests_never_break_the_server(make_pipeline: Any) -> None:
             raise AssertionError(f"{method} {path}: {problem}: {response.status} {response.body[:300]!r}")
         if path == WEBHOOK:
             _check_webhook(request, response)
+        if request.get("signed_in"):  # the API token's bearer check is not the dashboard's sign-in
+            assert response.status in (200, 404), \
+                f"signed in, yet {path} answers {response.status} {response.body[:200]!r}"
         if "next" in request and response.status in (302, 303):
             location = response.headers.get("location", "")
             assert not leaves_the_site(location), f"sign-in sends the browser off the site: {location!r}"
         seen[f"{request.get('kind', method)} {response.status}"] += 1
+        time.sleep(0.03)  # the worker's log line of a request may be written just after its answer
         bad = watch.new_bad()
         assert not bad, f"{method} {path} made the worker log:\n" + "\n".join(bad)
 

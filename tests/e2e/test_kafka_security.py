@@ -213,4 +213,4 @@ async def test_on_a_cluster_that_forbids_creating_topics_the_worker_uses_only_th
     names = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers}).list_topics(timeout=10).topics
     ours = sorted(n.removeprefix(topic_prefix) for n in names if n.startswith(topic_prefix))
     assert ours == sorted(["emails.pending", "edits.requested", "drafts.ready", "sms.inbound", "replies.approved",
-                           "phone.freed", "workflow.events", "deadletter"])
+                           "phone.freed", "workflow.events", "drafts.undelivered", "deadletter"])

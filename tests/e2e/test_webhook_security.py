@@ -78,5 +78,5 @@ async def test_bad_requests_get_a_reason(pipeline: Pipeline) -> None:
     not_sms = pipeline.webhook_body("1")
     not_sms["event"] = "sms:sent"
     response = await pipeline.http.post("/orchestrator/sms-response", json=not_sms)
-    assert response.json() == {"status": "ignored", "reason": "event 'sms:sent' is not handled"}
+    assert response.json()["status"] == "ignored" and "'sms:sent'" in response.json()["reason"]
     assert await pipeline.query("SELECT * FROM inbound_sms") == []

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from handlers.clock import OffsetClock
+from handlers.deliveries import Delivery, DeliveryReport, audit_reason
 from handlers.messages import DraftReady
 from handlers.workflow import EmailStatus, IllegalTransitionError, WorkflowState
 from streams.storage.protocol import Repository
@@ -526,3 +527,48 @@ async def test_messages_are_queued_in_order_in_the_outbox(backend: Backend) -> N
             await tx.publish(DraftReady(message_id="<a@x>", iteration=3))
             raise RuntimeError("rolled back: nothing is published")
     assert len(await backend.queued()) == before + 3
+
+
+async def _texted(b: Backend, mid: str, sms_id: str) -> None:
+    """``mid``'s draft on the phone as the gateway's SMS ``sms_id``."""
+    await b.start(mid)
+    await walk(b, mid, TO_AWAITING[:3])
+    assert await b.repo.transition(mid, S.SMS_SENDING, S.AWAITING_USER, "texted", sms_message_id=sms_id,
+                                   sms_sent_at=b.clock.now())
+
+
+async def test_delivery_reports_move_a_draft_forward_once_each(backend: Backend) -> None:
+    await _texted(backend, "<a@x>", "sms-a")
+    at = datetime(2026, 11, 24, 10, 2, tzinfo=UTC)
+    delivered = DeliveryReport("sms-a", Delivery.DELIVERED, at)
+    async with backend.repo.transaction() as tx:
+        first = await tx.record_delivery(delivered)
+        again = await tx.record_delivery(delivered)  # the gateway retried
+        late = await tx.record_delivery(DeliveryReport("sms-a", Delivery.SENT, at - timedelta(seconds=5)))
+    assert first.fresh and first.workflow is not None and first.failed is None and first.failures == 0
+    assert not again.fresh and late.fresh
+    wf = await workflow(backend, "<a@x>")
+    assert (wf.sms_delivery_status, wf.sms_delivery_at, wf.current_state) == ("delivered", at, S.AWAITING_USER)
+    reasons = [e.transition_reason for e in await backend.repo.audit_trail("<a@x>")]
+    assert reasons.count(audit_reason(delivered)) == 1 and not any("sent by the gateway" in r for r in reasons if r)
+
+
+async def test_a_report_before_the_draft_id_is_recorded_is_adopted_with_it(backend: Backend) -> None:
+    failed = DeliveryReport("sms-b", Delivery.FAILED, None, "RESULT_ERROR_NO_SERVICE")
+    async with backend.repo.transaction() as tx:
+        early = await tx.record_delivery(DeliveryReport("sms-b", Delivery.SENT))
+        early_failure = await tx.record_delivery(failed)
+    assert early.fresh and early.workflow is None and early_failure.workflow is None  # nobody's, yet
+    await _texted(backend, "<b@x>", "sms-b")
+    async with backend.repo.transaction() as tx:
+        adopted = await tx.adopt_deliveries("<b@x>", "sms-b")
+        other = await tx.record_delivery(DeliveryReport("sms-unknown", Delivery.DELIVERED))
+    assert adopted.fresh and adopted.failed == failed and adopted.failures == 1
+    assert adopted.first_failure_at is not None
+    assert adopted.workflow is not None and adopted.workflow.sms_delivery_status == "failed"
+    assert other.fresh and other.workflow is None
+    wf = await workflow(backend, "<b@x>")
+    assert (wf.sms_delivery_status, wf.sms_delivery_error) == ("failed", "RESULT_ERROR_NO_SERVICE")
+    async with backend.repo.transaction() as tx:
+        cleared = await tx.adopt_deliveries("<b@x>", None)  # a presentation whose SMS id is not known
+    assert not cleared.fresh and (await workflow(backend, "<b@x>")).sms_delivery_status is None

@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from handlers.clock import Clock
+from handlers.deliveries import Delivery, DeliveryReport, audit_reason, moves_forward
 from handlers.errors import PermanentError, TransientError
 from handlers.drafts import GeneratedDraft
 from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
@@ -32,7 +33,7 @@ from handlers.workflow import (
     email_status_for,
     frees_the_phone,
 )
-from streams.storage.records import AuditEntry, Email, Workflow
+from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Workflow
 from streams.storage.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
 
 S = WorkflowState
@@ -56,6 +57,8 @@ class _Data:
     presenting: set[str] = field(default_factory=set)
     #: Replies being sent by a live worker (an advisory lock on its session, in PostgreSQL).
     sending: set[str] = field(default_factory=set)
+    #: Delivery reports by (the gateway's SMS id, status), in the order recorded.
+    deliveries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 class _Part:
@@ -183,6 +186,51 @@ class FakeTransaction:
                               **fields: Any) -> list[str]:
         return [m for m in dict.fromkeys(message_ids)
                 if await self.transition(m, expected, new, reason, error=error, **fields)]
+
+    async def record_delivery(self, report: DeliveryReport) -> DeliveryRecorded:
+        key = (report.sms_id, report.status.value)
+        fresh = key not in self.data.deliveries
+        if fresh:
+            self.data.deliveries[key] = {"report": report, "message_id": None, "at": self.clock.now()}
+        drafts = [wf for wf in self.data.workflows.values() if wf.sms_message_id == report.sms_id]
+        if not drafts:
+            return DeliveryRecorded(fresh=fresh)
+        wf = max(drafts, key=lambda w: w.sms_sent_at or datetime.min.replace(tzinfo=UTC))
+        for (sms_id, _), row in self.data.deliveries.items():
+            if sms_id == report.sms_id:
+                row["message_id"] = wf.message_id
+        if fresh:
+            wf = self._show_delivery(wf, report)
+        return self._delivery_recorded(fresh, wf, report if report.status is Delivery.FAILED else None)
+
+    async def adopt_deliveries(self, message_id: str, sms_id: str | None) -> DeliveryRecorded:
+        wf = self.data.workflows.get(message_id)
+        if wf is None:
+            return DeliveryRecorded(fresh=False)
+        wf = self.data.workflows[message_id] = replace(wf, sms_delivery_status=None, sms_delivery_at=None,
+                                                       sms_delivery_error=None)
+        rows = [row for (sid, _), row in self.data.deliveries.items() if sms_id is not None and sid == sms_id]
+        failed = None
+        for row in rows:
+            row["message_id"] = message_id
+            wf = self._show_delivery(wf, row["report"])
+            failed = row["report"] if row["report"].status is Delivery.FAILED else failed
+        return self._delivery_recorded(bool(rows), wf, failed)
+
+    def _show_delivery(self, wf: Workflow, report: DeliveryReport) -> Workflow:
+        if not moves_forward(wf.sms_delivery_status, report.status):
+            return wf
+        wf = self.data.workflows[wf.message_id] = replace(
+            wf, sms_delivery_status=report.status.value, sms_delivery_at=report.at, sms_delivery_error=report.reason)
+        self._audit(wf.message_id, wf.current_state.value, wf.current_state.value, audit_reason(report),
+                    report.reason)
+        return wf
+
+    def _delivery_recorded(self, fresh: bool, wf: Workflow, failed: DeliveryReport | None) -> DeliveryRecorded:
+        failures = [row["at"] for (_, status), row in self.data.deliveries.items()
+                    if status == Delivery.FAILED.value and row["message_id"] == wf.message_id]
+        return DeliveryRecorded(fresh=fresh, workflow=wf, failed=failed, failures=len(failures),
+                                first_failure_at=min(failures, default=None))
 
     async def hold_presentation(self, message_id: str) -> bool:
         if message_id in self.data.presenting:

@@ -35,9 +35,9 @@ PRODUCER_LIMIT = 1_000_000
 
 #: Text PostgreSQL can store: no NUL (``text`` rejects it, so the Email Monitor
 #: cannot hand one over) and no lone surrogate (not UTF-8). Anything else goes.
-STORABLE = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+STORABLE = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 #: Any text, NUL and control characters included (what a header or JSON can carry).
-ANY_CHAR = st.characters(exclude_categories=("Cs",))
+ANY_CHAR = st.characters(exclude_categories=["Cs"])
 
 
 def storable(text: str) -> str:
@@ -343,21 +343,17 @@ class DeadLetters:
             msg = self.consumer.poll(0.1)
             if msg is None or msg.error() is not None:
                 continue
-            headers = {name: (value or b"").decode("utf-8", "replace") for name, value in msg.headers() or ()}
+            headers = {str(pair[0]): _text(pair[1]) for pair in msg.headers() or ()}
             self.letters += 1
             self.origins[(headers.get(DLQ_HEADER + "topic", ""), headers.get(DLQ_HEADER + "partition", ""),
                           headers.get(DLQ_HEADER + "offset", ""))] += 1
 
-    def wait_for(self, wanted: set[tuple[str, str, str]], timeout: float) -> None:
-        """Until a letter of each ``wanted`` record has come (AssertionError after ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while not wanted <= set(self.origins):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not dead-lettered within {timeout} s: {sorted(wanted - set(self.origins))}")
-            self.read(0.2)
-
     def close(self) -> None:
         self.consumer.close()
+
+
+def _text(value: str | bytes | None) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value or ""
 
 
 # ------------------------------------------------------------------ the worker's log

@@ -19,6 +19,14 @@ ME = "Me <me@gmail.com>"
     ("noreply+tracking@shop.example", "automated sender (noreply)"),
     ("ME@Gmail.com", "sent from this account"),
     ("Me Myself <me@gmail.com>", "sent from this account"),
+    # Nothing a reply could be sent to: no draft, rather than a reply that goes nowhere.
+    ("", "no address to reply to"),
+    ("a@b@c", "no address to reply to"),
+    ("Undisclosed recipients:;", "no address to reply to"),
+    ("john", "no address to reply to"),
+    ("john@", "no address to reply to"),
+    ("@example.com", "no address to reply to"),
+    ("john@example..com", "no address to reply to"),
 ])
 def test_machines_and_yourself_get_no_draft(sender: str, rule: str) -> None:
     assert skip_rule(sender, ME, []) == rule
@@ -27,6 +35,7 @@ def test_machines_and_yourself_get_no_draft(sender: str, rule: str) -> None:
 @pytest.mark.parametrize("sender", [
     "John Smith <john@example.com>", "norah@example.com", "replies@example.com",
     "postmaster.general@example.gov.invalid", "me@gmail.com.evil.example", "noreplyneeded.not@x.example",
+    "Jürgen <jürgen@bücher.example>", "o'brien+tag@example.ie", "Smith, John <john@example.com>",
 ])
 def test_people_are_drafted(sender: str) -> None:
     assert skip_rule(sender, ME, parse_patterns("*@news.example.com, alerts@*")) is None
