@@ -116,7 +116,7 @@ class WebhookEvent:
         if self.sms is not None:
             return None
         if self.event in GATEWAY_EVENTS:
-            return f"event {self.event!r} is not handled"
+            return f"event {self.event!r} is not acted on"
         return f"event {self.event!r} is not one the gateway defines"
 
 

@@ -42,8 +42,12 @@ async def draft(ctx: StageContext, messages: Sequence[EmailPending | EditRequest
 
 
 def _skip_rule(ctx: StageContext, sender: str | None) -> str | None:
-    """Why an email from ``sender`` gets no draft (a sender rule), or None."""
-    return skip_rule(sender or "", ctx.settings.email_address, parse_patterns(ctx.settings.skip_senders))
+    """Why an email from ``sender`` gets no draft (a sender rule), or None.
+    A message without the sender (written by hand, or by an older worker)
+    is drafted as before: the sender rules need the sender."""
+    if sender is None:
+        return None
+    return skip_rule(sender, ctx.settings.email_address, parse_patterns(ctx.settings.skip_senders))
 
 
 async def generate(ctx: StageContext, wf: Workflow) -> None:

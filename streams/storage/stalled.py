@@ -1,6 +1,6 @@
 """Workflows whose Kafka message was lost: left in ``pending``,
-``user_edit_requested`` or ``user_approved`` (no send begun) past a grace
-period, with nothing parked. The sweep (:mod:`streams.pipeline.housekeeping`)
+``user_edit_requested`` or ``user_approved`` past a grace period, with
+nothing parked. The sweep (:mod:`streams.pipeline.housekeeping`)
 takes them here and queues their message again in the same transaction; the
 stages are idempotent (a compare-and-set from the state the message expects),
 so a message that was only slow does no harm. See docs/design.md.
@@ -33,21 +33,22 @@ class StalledWorkflows:
     async def redrive(self, grace: timedelta, message_of: Callable[[Workflow], Publishable],
                       limit: int = 100) -> list[str]:
         """Queue ``message_of(wf)`` again for each workflow unchanged (and not
-        set going again) for ``grace``: never for one parked, nor for an
-        approved reply whose send has begun (a send cut off is settled by the
-        send stage, never started twice). SKIP LOCKED, so two sweeps never
-        take the same one; each is taken at most once per ``grace``."""
+        set going again) for ``grace``, never for one parked. An approved
+        reply whose send has begun is included: the send stage never starts
+        it twice (it waits while its sender lives, and settles a send whose
+        sender died as cut off), so a sender that died after another worker
+        stopped waiting for it is not left in ``user_approved``. SKIP LOCKED,
+        so two sweeps never take the same one; each is taken at most once per
+        ``grace``."""
         now = self.clock.now()
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 cur = await conn.execute(
                     "WITH due AS (SELECT id FROM workflow_state WHERE current_state = ANY(%s)"
                     "  AND park_peer IS NULL AND updated_at <= %s AND (redriven_at IS NULL OR redriven_at <= %s)"
-                    "  AND (current_state <> %s OR send_attempted_at IS NULL)"
                     "  ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED)"
                     " UPDATE workflow_state w SET redriven_at = %s FROM due WHERE w.id = due.id RETURNING w.*",
-                    ([s.value for s in STALLED_STATES], now - grace, now - grace,
-                     WorkflowState.USER_APPROVED.value, limit, now))
+                    ([s.value for s in STALLED_STATES], now - grace, now - grace, limit, now))
                 stalled = [Workflow.from_row(row) for row in await cur.fetchall()]
                 writes = OutboxWrites(conn, self.clock)
                 await writes.publish_many([message_of(wf) for wf in stalled])

@@ -90,6 +90,8 @@ async def test_the_sweep_sets_going_a_workflow_whose_record_was_lost(
     lost = {state: await start_workflow(repo, pool) for state in (S.PENDING, S.USER_EDIT_REQUESTED,
                                                                    S.USER_APPROVED)}
     fresh = await start_workflow(repo, pool)
+    # And a send begun an hour ago whose sender died after another worker stopped waiting for it.
+    begun = await start_workflow(repo, pool)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     async with pool.connection() as conn:
         await conn.execute("DELETE FROM kafka_outbox")
@@ -101,6 +103,10 @@ async def test_the_sweep_sets_going_a_workflow_whose_record_was_lost(
                  1 if state is S.USER_EDIT_REQUESTED else 0, mid))
         await conn.execute("UPDATE workflow_state SET current_state = %s WHERE message_id = %s",
                            (S.USER_APPROVED.value, fresh))
+        await conn.execute(
+            "UPDATE workflow_state SET current_state = %s, updated_at = %s, send_attempted_at = %s,"
+            " reply_message_id = %s, ai_reply_text = %s WHERE message_id = %s",
+            (S.USER_APPROVED.value, hour_ago, hour_ago, "<begun-reply@x>", "Begun", begun))
     p: Pipeline = await make_pipeline(STALLED_GRACE="120")
 
     await p.reaches(lost[S.USER_APPROVED], "reply_sent", timeout=40)
@@ -108,8 +114,13 @@ async def test_the_sweep_sets_going_a_workflow_whose_record_was_lost(
     assert "2pm works" in sent.get_content()
     await eventually(lambda: _moved_on(p, lost[S.PENDING], lost[S.USER_EDIT_REQUESTED]), 30, "drafts made")
     assert await p.state(fresh) == S.USER_APPROVED.value  # within its grace: left to its record
-    records = await asyncio.to_thread(p.records, "replies.approved", 1)
-    assert [r.key for r in records] == [lost[S.USER_APPROVED].encode()]  # sent again once, not per sweep
+    # The begun send is settled as cut off (no Sent folder here: "outcome unknown"), never sent again.
+    await p.reaches(begun, "failed", timeout=40)
+    [wf] = await p.query("SELECT error_message FROM workflow_state WHERE message_id = %s", begun)
+    assert "outcome unknown: a worker stopped while this reply was being sent" in wf["error_message"], wf
+    records = await asyncio.to_thread(p.records, "replies.approved", 2)
+    assert sorted(r.key for r in records) == sorted([lost[S.USER_APPROVED].encode(), begun.encode()])
+    await p.emails(1)  # the begun send was not sent again
 
 
 async def _moved_on(p: Pipeline, *ids: str) -> bool:

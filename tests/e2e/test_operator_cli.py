@@ -117,7 +117,7 @@ async def test_topics_list_and_describe(pipeline: Pipeline) -> None:
     listed = await arun(pipeline, "topics", "list")
     assert listed.returncode == 0, listed.stderr
     assert f"{pipeline.prefix}emails.pending  partitions=2  replication=1" in listed.stdout
-    assert len(listed.stdout.splitlines()) == 8
+    assert len(listed.stdout.splitlines()) == 9
     described = await arun(pipeline, "topics", "describe", "sms.inbound")
     assert described.returncode == 0, described.stderr
     assert described.stdout.splitlines()[0].startswith(f"{pipeline.prefix}sms.inbound  partitions=2")

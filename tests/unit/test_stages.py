@@ -362,8 +362,10 @@ async def test_a_bug_fails_a_live_workflow_but_not_a_draft_on_the_phone(world: W
     assert world.state("<b@x>") is S.AWAITING_USER
 
 
-async def test_a_no_reply_sender_is_filtered_before_any_draft(world: World) -> None:
-    await world.repo.start("<n@x>", from_address="Shop <no-reply@shop.example>")
+@pytest.mark.parametrize("sender", ["Shop <no-reply@shop.example>", "", "a@b@c"])
+async def test_a_no_reply_sender_is_filtered_before_any_draft(world: World, sender: str) -> None:
+    """Machines, and senders a reply could not reach (fuzzing found "" drafted, then parked forever)."""
+    await world.repo.start("<n@x>", from_address=sender)
     await world.draft("<n@x>")
     await world.stages.notify()
     assert world.state("<n@x>") is S.FILTERED
