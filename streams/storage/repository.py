@@ -121,7 +121,14 @@ class WorkflowRepository(ReadModels):
             try:
                 yield session
             finally:
-                await session.release()
+                try:
+                    await session.release()
+                except BaseException:
+                    # Cut off while letting go (a second cancellation): a
+                    # session lock must not go back to the pool with the
+                    # connection, so the connection is closed (and dropped).
+                    await conn.close()
+                    raise
 
     async def transition(
         self,
