@@ -12,9 +12,10 @@ poller is stale when it has not completed a sweep for 3 x POLL_INTERVAL. Either
 turns /health to 503 so a supervisor restarts the worker.
 
 Cost: anyone who reaches the port may call /health, and a report is two
-database queries and a call to each peer. A report is kept REPORT_CACHE_SECONDS
-and callers that arrive while one is being made share it, so the work is at
-most one report a second however many ask; a second is far below anything the
+database queries and a call to each peer. A healthy report is kept
+REPORT_CACHE_SECONDS and callers that arrive while one is being made share it,
+so the work is at most one report a second however many ask (while unhealthy,
+one report at a time); a second is far below anything the
 report watches (stall and poll thresholds are tens of seconds). Who may read
 the report beyond its status is the view's to say (server.py).
 """
@@ -154,8 +155,11 @@ class HealthReporter:
         return kafka, agents
 
     async def cached_report(self) -> dict[str, Any]:
-        """:meth:`report`, made at most every REPORT_CACHE_SECONDS; concurrent callers share one."""
-        if self._report is not None and time.monotonic() - self._report[0] < REPORT_CACHE_SECONDS:
+        """:meth:`report`, a healthy one kept REPORT_CACHE_SECONDS; concurrent
+        callers share one. An unhealthy report is not kept: the next call looks
+        again, so a recovery (a worker's start, a peer back) shows at once."""
+        if (self._report is not None and self._report[1].get("status") == "ok"
+                and time.monotonic() - self._report[0] < REPORT_CACHE_SECONDS):
             return self._report[1]
         if self._making is None or self._making.done():
             self._making = asyncio.create_task(self._make_report())

@@ -92,7 +92,7 @@ async def test_a_429_on_an_informational_sms_does_not_hold_the_next_answer(make_
 
 async def test_a_reminder_whose_sms_call_hangs_holds_up_no_answer(make_pipeline: Any) -> None:
     p: Pipeline = await make_pipeline(REMINDER_AFTER="1")
-    hang = 20.0
+    hang = 10.0
     p.sms.hold = lambda message: hang if message.startswith("Reminder: ") else 0.0
     mid = await p.new_email()
     await p.reaches(mid, "awaiting_user")

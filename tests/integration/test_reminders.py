@@ -154,7 +154,8 @@ async def test_a_reminder_whose_sms_call_hangs_holds_no_lock(
     await draft(stages, repo, mid)
     await stages.notify()
     clock.advance(timedelta(hours=2))
-    peers.sms.hold = lambda message: 30.0 if message.startswith("Reminder: ") else 0.0
+    # Held well past the answer's 5 s, and short enough not to hold the teardown (the stub waits it out).
+    peers.sms.hold = lambda message: 8.0 if message.startswith("Reminder: ") else 0.0
     reminding = asyncio.create_task(stages.send_reminders())
     try:
         for _ in range(100):  # until the gateway has the reminder (and holds its answer)
