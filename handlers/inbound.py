@@ -125,11 +125,27 @@ def own_id() -> str:
     return f"local:{uuid.uuid4().hex}"
 
 
+#: What JSON may hold (``\u0000``, a lone ``\ud800``) but no text column or
+#: UTF-8 encoder takes: replaced by U+FFFD, so such a body is read, not a 500.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    """``value`` (decoded JSON) with :data:`_UNSTORABLE` replaced in every string."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
 def load_body(body: bytes) -> tuple[list[Any], bool]:
     """The events of a body, and whether it was a batch (a JSON array of
     events, or one ``sms:batch:received`` event holding several messages)."""
     try:
-        data = json.loads(body)
+        data = _storable(json.loads(body))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidWebhook(f"body is not JSON: {exc}") from None
     except RecursionError:  # [[[[...]]]]: 16 KiB of it is deeper than the parser goes

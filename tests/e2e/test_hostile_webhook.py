@@ -203,3 +203,18 @@ async def test_todays_gateway_payload_and_every_event_type(pipeline: Pipeline) -
     await answer_in_turn(pipeline, [webhook_body("1", PHONE, fields=("phoneNumber",)),
                                     webhook_body("1", PHONE, fields=("sender", "recipient"))])
     await pipeline.emails(3)
+
+
+async def test_text_no_column_can_store_is_read_not_a_500(pipeline: Pipeline) -> None:
+    """JSON may spell a NUL (``\\u0000``) or a lone surrogate (``\\ud800``),
+    which neither PostgreSQL's text nor UTF-8 takes: the answer is read with
+    U+FFFD in their place (schemathesis once found the NUL as a 500)."""
+    mid = await pipeline.new_email()
+    await pipeline.reaches(mid, "awaiting_user")
+    for n, text in enumerate(["hello\u0000", "he\ud800llo"]):
+        response = await pipeline.reply_sms(text, sms_id=f"m-\u0000{n}")  # JSON spells them as escapes
+        assert response.status_code == 200 and response.json()["status"] == "accepted", response.text
+    await pipeline.sms_count(3)  # the draft, and a help SMS for each (neither is a command)
+    rows = await pipeline.query("SELECT sms_id, body FROM inbound_sms ORDER BY accepted_at")
+    assert [r["body"] for r in rows] == ["hello\ufffd", "he\ufffdllo"] and rows[0]["sms_id"] == "m-\ufffd0"
+    assert await pipeline.state(mid) == "awaiting_user"

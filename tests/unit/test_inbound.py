@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any
 
 import pytest
@@ -142,8 +143,11 @@ def test_no_body_crashes_the_parser(body: bytes) -> None:
 
 @given(st.text(max_size=500), st.text(min_size=1, max_size=60).filter(lambda s: s.strip() != ""))
 def test_event_round_trip(message: str, sms_id: str) -> None:
+    """Text and id arrive as sent, but for what no text column stores (NUL, a
+    lone surrogate), which reads as U+FFFD."""
     sms = received(with_payload(message=message, messageId=sms_id))
-    assert (sms.text, sms.sms_id) == (message, sms_id)
+    storable = re.compile("[\x00\ud800-\udfff]")
+    assert (sms.text, sms.sms_id) == (storable.sub("\ufffd", message), storable.sub("\ufffd", sms_id))
 
 
 @pytest.mark.parametrize("raw", [
