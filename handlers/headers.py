@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import replace
-from email.utils import formataddr, getaddresses
+from email.utils import formataddr
 
-from handlers.emails import Reply
+from handlers.emails import Reply, first_mailbox
 
 #: Characters that end or break a header line: C0/C1 controls (CR, LF, NUL,
 #: tab, ...), DEL, and the Unicode line and paragraph separators.
@@ -41,10 +41,8 @@ def one_address(value: str) -> str:
     break then white space) is undone; a line break then anything else starts
     what would be another header, and is dropped with all that follows."""
     cleaned = clean_header(_NEW_LINE.split(_FOLD.sub(" ", value), maxsplit=1)[0])
-    for name, address in getaddresses([cleaned]):
-        if address and "@" in address:
-            return formataddr((clean_header(name), address))
-    return cleaned
+    name, address = first_mailbox(cleaned)
+    return formataddr((clean_header(name), address)) if "@" in address else cleaned
 
 
 def message_ids(value: str | None) -> list[str]:
