@@ -105,6 +105,16 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS ai_first_draft TEXT;
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS trace_id CHAR(32)
     DEFAULT replace(gen_random_uuid()::text, '-', '');
 
+-- The draft's short code on the phone (docs/design.md, "Every answer names
+-- its draft"): set when the workflow starts, unique among open workflows,
+-- cleared when it reaches a decision (so the code can be given again).
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS draft_code VARCHAR(8);
+-- When the draft now held was put on the phone (its presentation began): an
+-- answer written before it was meant for something else and is not applied.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS presented_at TIMESTAMPTZ;
+CREATE UNIQUE INDEX IF NOT EXISTS workflow_state_draft_code_idx
+    ON workflow_state (draft_code) WHERE draft_code IS NOT NULL;
+
 -- The deployed service may have used timestamps without time zone; they held
 -- UTC. Convert in place so every timestamp is absolute.
 DO $$
@@ -314,3 +324,8 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS sms_delivery_at TIMESTAMPTZ;
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS sms_delivery_error TEXT;
 CREATE INDEX IF NOT EXISTS workflow_state_sms_message_id ON workflow_state (sms_message_id)
     WHERE sms_message_id IS NOT NULL;
+
+-- `all 3` asks for a confirmation: the drafts it would ignore, until when a
+-- `yes` confirms it (docs/contracts.md §5).
+ALTER TABLE phone_conversation ADD COLUMN IF NOT EXISTS confirm_ids TEXT[];
+ALTER TABLE phone_conversation ADD COLUMN IF NOT EXISTS confirm_until TIMESTAMPTZ;

@@ -29,6 +29,9 @@ TEXT_LIMIT: Final = 4000
 NOTE_LIMIT: Final = 2000
 #: The longest SMS the webhook takes (docs/contracts.md §3); carried whole.
 SMS_TEXT_LIMIT: Final = 5000
+#: A reply written by hand on the dashboard, in characters: a long email's
+#: worth, and a record that still fits any broker's default limit.
+REPLY_TEXT_LIMIT: Final = 20_000
 
 
 def capped(text: str, limit: int = TEXT_LIMIT) -> str:
@@ -124,6 +127,18 @@ class InboundSms(TopicMessage):
     #: "1 …"). The webhook refuses a longer one (handlers/inbound.py).
     text: str = Field(max_length=SMS_TEXT_LIMIT)
     received_at: datetime | None = None
+    #: Where the answer was given: the person's phone, or the dashboard (a
+    #: second phone; docs/design.md, "Every answer names its draft").
+    source: Literal["sms", "dashboard"] = "sms"
+    #: The draft the dashboard acted on (an SMS names its draft by code, or
+    #: means the one texted most recently).
+    message_id: str | None = Field(default=None, min_length=1)
+    #: The edit iteration the dashboard showed: an action on a draft that has
+    #: changed since is not applied.
+    seen_iteration: int | None = Field(default=None, ge=0)
+    #: A reply the person wrote by hand on the dashboard: approved and sent
+    #: exactly as typed (``text`` is then ``1``).
+    reply_text: str | None = Field(default=None, min_length=1, max_length=REPLY_TEXT_LIMIT)
 
     @property
     def record_key(self) -> str:

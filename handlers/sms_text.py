@@ -184,3 +184,10 @@ def render_outage_sms(peer: str) -> str:
     """Said once per outage, however many emails it holds up."""
     return (f"{peer} is not answering. Your emails wait and go ahead on their own when it is back; "
             "nothing to do.")
+
+
+def draft_label(code: str | None, sender: str, subject: str | None) -> str:
+    """How an SMS names a draft: its code, then whose email it answers
+    (``K7 (John: Meeting?)``); without a code, the sender and subject alone."""
+    about = f"{fold_typography(_shorten(sender, 30))}: {fold_typography(_shorten(subject or 'no subject', 40))}"
+    return f"{code} ({about})" if code else about

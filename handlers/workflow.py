@@ -34,6 +34,12 @@ class WorkflowState(StrEnum):
     #: Added by this service: a rule said the email gets no draft (a no-reply
     #: sender, the account itself, SKIP_SENDERS).
     FILTERED = "filtered"
+    #: Added by this service: the person replied from their own mail client
+    #: (a reply in the Sent folder names the email in In-Reply-To).
+    ANSWERED_ELSEWHERE = "answered_elsewhere"
+    #: Added by this service: a newer email of the same thread took over; its
+    #: draft answers both.
+    SUPERSEDED = "superseded"
 
 
 S = WorkflowState
@@ -51,7 +57,7 @@ class Stage(StrEnum):
 #: States in which a workflow has reached a decision. ``failed`` and ``timeout``
 #: are terminal until a person asks for a retry.
 TERMINAL_STATES: frozenset[WorkflowState] = frozenset(
-    {S.REPLY_SENT, S.USER_IGNORED, S.FAILED, S.TIMEOUT, S.FILTERED}
+    {S.REPLY_SENT, S.USER_IGNORED, S.FAILED, S.TIMEOUT, S.FILTERED, S.ANSWERED_ELSEWHERE, S.SUPERSEDED}
 )
 #: Decisions that ended the workflow as meant (everything terminal but ``failed``).
 COMPLETED_STATES: frozenset[WorkflowState] = TERMINAL_STATES - {S.FAILED}
@@ -68,24 +74,38 @@ QUEUED_FOR_PHONE_STATES: frozenset[WorkflowState] = frozenset(
 )
 #: A draft in this state is ready to be put on the phone.
 READY_STATE = S.AI_GENERATED
+#: A draft the person may decide on (by SMS with its code, or from the
+#: dashboard): texted and waiting, or drafted and not yet texted.
+DECIDABLE_STATES: frozenset[WorkflowState] = frozenset({S.AWAITING_USER, S.AI_GENERATED})
+#: Open workflows that a reply from elsewhere, or a newer email of the
+#: thread, may close: any open state but those in the middle of a side
+#: effect (a draft being texted, a reply approved or being sent).
+CLOSABLE_STATES: frozenset[WorkflowState] = frozenset(
+    {S.PENDING, S.AI_GENERATING, S.AI_GENERATED, S.AWAITING_USER, S.USER_EDIT_REQUESTED}
+)
+_CLOSED_FROM_OUTSIDE = frozenset({S.ANSWERED_ELSEWHERE, S.SUPERSEDED})
 
 #: Every move the orchestrator may make, and no other. Any non-terminal state
 #: may fail; retries leave ``failed``/``timeout`` for the stage to redo.
 TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
-    S.PENDING: frozenset({S.AI_GENERATING, S.FILTERED, S.FAILED}),
-    S.AI_GENERATING: frozenset({S.AI_GENERATED, S.FAILED}),
-    S.AI_GENERATED: frozenset({S.SMS_SENDING, S.FAILED}),
+    S.PENDING: frozenset({S.AI_GENERATING, S.FILTERED, S.FAILED}) | _CLOSED_FROM_OUTSIDE,
+    S.AI_GENERATING: frozenset({S.AI_GENERATED, S.FAILED}) | _CLOSED_FROM_OUTSIDE,
+    # A drafted email may be decided before it is texted (the dashboard, a code from `list`).
+    S.AI_GENERATED: frozenset({S.SMS_SENDING, S.FAILED, S.USER_APPROVED, S.USER_EDIT_REQUESTED,
+                               S.USER_IGNORED}) | _CLOSED_FROM_OUTSIDE,
     # A draft the gateway would not take goes back to waiting for the phone.
     S.SMS_SENDING: frozenset({S.AWAITING_USER, S.AI_GENERATED, S.FAILED}),
     # A draft whose SMS the gateway reports failed (sms:failed) waits for the phone again.
     S.AWAITING_USER: frozenset(
         {S.USER_APPROVED, S.USER_EDIT_REQUESTED, S.USER_IGNORED, S.TIMEOUT, S.FAILED, S.AI_GENERATED}
-    ),
-    S.USER_EDIT_REQUESTED: frozenset({S.AI_GENERATING, S.FAILED}),
+    ) | _CLOSED_FROM_OUTSIDE,
+    S.USER_EDIT_REQUESTED: frozenset({S.AI_GENERATING, S.FAILED}) | _CLOSED_FROM_OUTSIDE,
     S.USER_APPROVED: frozenset({S.REPLY_SENT, S.FAILED}),
     S.USER_IGNORED: frozenset(),
     S.REPLY_SENT: frozenset(),
     S.FILTERED: frozenset(),
+    S.ANSWERED_ELSEWHERE: frozenset(),
+    S.SUPERSEDED: frozenset(),
     # Retry restarts at the stage that failed: drafting, presenting or sending.
     S.FAILED: frozenset({S.PENDING, S.AI_GENERATED, S.USER_APPROVED}),
     # A timed-out draft can be put back on the phone.
@@ -98,6 +118,12 @@ class EmailStatus(StrEnum):
 
     PENDING = "pending"
     FILTERED = "filtered"
+    #: Added by this service: the person replied from their own mail client
+    #: (a reply in the Sent folder names the email in In-Reply-To).
+    ANSWERED_ELSEWHERE = "answered_elsewhere"
+    #: Added by this service: a newer email of the same thread took over; its
+    #: draft answers both.
+    SUPERSEDED = "superseded"
     ORCHESTRATING = "orchestrating"
     SENT = "sent"
     IGNORED = "ignored"
@@ -116,6 +142,10 @@ EMAIL_STATUS_ON_ENTRY: Mapping[WorkflowState, EmailStatus] = {
     S.FAILED: EmailStatus.FAILED,
     S.TIMEOUT: EmailStatus.TIMEOUT,
     S.FILTERED: EmailStatus.FILTERED,
+    # The email was answered (by the person, from their mail client).
+    S.ANSWERED_ELSEWHERE: EmailStatus.SENT,
+    # The email gets no reply of its own: the newer one's reply answers it.
+    S.SUPERSEDED: EmailStatus.IGNORED,
 }
 
 

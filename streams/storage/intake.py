@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from handlers.codes import new_codes
 from handlers.emails import HTML_PREVIEW_CHARS, SUBJECT_CHARS, TEXT_PREVIEW_CHARS
 from handlers.messages import WorkflowEvent
 from handlers.workflow import EmailStatus, WorkflowState
 from streams.storage.base import one
 from streams.storage.outbox import OutboxWrites
 from streams.storage.records import Email
+
+
+#: The advisory lock class under which draft codes are given (pg_advisory_xact_lock).
+CODES_LOCK = 0x0E4A16
 
 
 class Intake(OutboxWrites):
@@ -64,10 +69,26 @@ class Intake(OutboxWrites):
         created = {row["message_id"] for row in await cur.fetchall()}
         started = [e.message_id for e, _ in emails if e.message_id in created]
         if started:
+            await self.give_codes(started)
             await self._audit_many([(m, None, start.value, reason, None, now) for m in started])
             await self.publish_many([WorkflowEvent(message_id=m, from_state=None, to_state=start.value,
                                                    reason=reason, at=now) for m in started])
         return started
+
+    async def give_codes(self, message_ids: Sequence[str]) -> None:
+        """Give each of ``message_ids`` that has none a short code no open
+        workflow has (handlers/codes.py). Under a transaction-scoped advisory
+        lock, so two workers never pick the same code; the unique index on
+        ``draft_code`` stands behind it."""
+        if not message_ids:
+            return
+        await self.conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (CODES_LOCK,))
+        cur = await self.conn.execute("SELECT draft_code FROM workflow_state WHERE draft_code IS NOT NULL")
+        taken = [row["draft_code"] for row in await cur.fetchall()]
+        await self.conn.execute(
+            "UPDATE workflow_state w SET draft_code = c.code FROM unnest(%s::text[], %s::text[]) AS c(id, code)"
+            " WHERE w.message_id = c.id AND w.draft_code IS NULL",
+            (list(message_ids), new_codes(len(message_ids), taken)))
 
     async def email(self, message_id: str) -> Email | None:
         """The Email Monitor's row for ``message_id``."""

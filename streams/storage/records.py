@@ -63,6 +63,10 @@ class Workflow:
     sms_delivery_status: str | None = None
     sms_delivery_at: datetime | None = None
     sms_delivery_error: str | None = None
+    #: The draft's short code on the phone while the workflow is open (handlers/codes.py).
+    draft_code: str | None = None
+    #: When the draft now held was put on the phone.
+    presented_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Workflow:

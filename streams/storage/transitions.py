@@ -16,7 +16,7 @@ from typing import Any
 from psycopg import sql
 
 from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
-from handlers.workflow import WorkflowState, check_transition, email_status_for, frees_the_phone
+from handlers.workflow import WorkflowState, check_transition, email_status_for, frees_the_phone, is_terminal
 from streams.storage.intake import Intake
 from streams.storage.phone import PhoneSlot
 
@@ -49,6 +49,8 @@ SETTABLE_COLUMNS = frozenset(
         "failed_stage",
         "retry_count",
         "timeout_at",
+        "presented_at",
+        "draft_code",
     }
 )
 
@@ -120,6 +122,8 @@ class Transitions(Intake):
         now = self.clock.now()
         params: dict[str, Any] = {"now": now, "message_ids": list(message_ids), "new": new.value,
                                   "sources": [s.value for s in sources]}
+        if is_terminal(new) and "draft_code" not in fields:
+            assignments.append(sql.SQL("draft_code = NULL"))  # a decided draft gives its code up
         for name, value in fields.items():
             assignments.append(sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)))
             params[name] = json.dumps(value) if name == "edit_history" else value
