@@ -112,6 +112,9 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS draft_code VARCHAR(8);
 -- When the draft now held was put on the phone (its presentation began): an
 -- answer written before it was meant for something else and is not applied.
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS presented_at TIMESTAMPTZ;
+-- The person asked (by its code) to see this draft, which waits for the phone:
+-- it is texted next, even while another draft is on the phone.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS present_requested_at TIMESTAMPTZ;
 CREATE UNIQUE INDEX IF NOT EXISTS workflow_state_draft_code_idx
     ON workflow_state (draft_code) WHERE draft_code IS NOT NULL;
 
@@ -329,3 +332,13 @@ CREATE INDEX IF NOT EXISTS workflow_state_sms_message_id ON workflow_state (sms_
 -- `yes` confirms it (docs/contracts.md §5).
 ALTER TABLE phone_conversation ADD COLUMN IF NOT EXISTS confirm_ids TEXT[];
 ALTER TABLE phone_conversation ADD COLUMN IF NOT EXISTS confirm_until TIMESTAMPTZ;
+
+-- A newer email of a thread supersedes the open draft of an older one
+-- (docs/design.md, "A newer email supersedes"): the older workflow names the
+-- newer email here, and the newer draft is written with the older emails read
+-- again through it. The thread lookup reads processed_emails.thread_id.
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS superseded_by VARCHAR(255);
+CREATE INDEX IF NOT EXISTS workflow_state_superseded_by_idx ON workflow_state (superseded_by)
+    WHERE superseded_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS processed_emails_thread_idx ON processed_emails (thread_id)
+    WHERE thread_id IS NOT NULL;

@@ -2,19 +2,34 @@
 
 Case-insensitive, surrounding blanks ignored; edit instructions keep their
 original case and wording. Pure: text in, :class:`Command` out; never raises.
+
+An answer may name its draft by code, first: ``K7 1``, ``K7 2 make it
+shorter``, ``K7 3``, or ``K7`` alone (text that draft again). The code comes
+first because the first word then tells a code from a command: a code is a
+letter followed by digits, a command a digit or a word without digits, so
+``2 make it shorter, cc A4`` stays an edit and ``K7 1`` can never be read as
+wording. A bare ``1``, ``2 …``, ``3`` means the draft texted most recently.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from .codes import CODE_PATTERN, normalise
 
 
 class CommandKind(StrEnum):
     APPROVE = "approve"
     EDIT = "edit"
     IGNORE = "ignore"
+    #: ``list`` or ``?``: one SMS of the open drafts.
+    LIST = "list"
+    #: A code alone: text that draft again (or now, if it waits for the phone).
+    SHOW = "show"
+    #: ``all 3``: ignore every open draft, after a confirmation.
+    IGNORE_ALL = "ignore_all"
     UNKNOWN = "unknown"
 
 
@@ -22,6 +37,10 @@ class CommandKind(StrEnum):
 class Command:
     kind: CommandKind
     instructions: str | None = None
+    #: The draft the answer names (upper case), if it names one.
+    code: str | None = None
+    #: The answer is a plain ``yes``: it confirms a pending ``all 3``.
+    confirms: bool = field(default=False, compare=False)
 
 
 APPROVE_WORDS = frozenset({"1", "send", "approve", "yes", "ok"})
@@ -32,14 +51,40 @@ IGNORE_WORDS = frozenset({"3", "ignore", "skip", "no"})
 _EDIT = re.compile(r"^(?:2|edit)(?:[:,]\s*|\s+)(?P<instructions>\S.*)$", re.IGNORECASE | re.DOTALL)
 # A lone word may carry closing punctuation from the phone's keyboard ("Ok!", "yes.").
 _TRAILING = re.compile(r"[\s.!?]+$")
+LIST_WORDS = frozenset({"list", "?"})
+CONFIRM_WORDS = frozenset({"yes", "y"})
+_IGNORE_ALL = re.compile(r"^all[\s:,]*(?:3|ignore|skip)[\s.!]*$", re.IGNORECASE)
+# "K7", "K7 1", "k7: 2 make it shorter", "K7,3".
+_CODED = re.compile(rf"^(?P<code>{CODE_PATTERN})(?:(?:[\s:,.\-]+)(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
 
 
 def parse_command(text: str) -> Command:
     """Parse one SMS into a command; anything unrecognised is ``UNKNOWN``."""
     stripped = text.strip()
+    if stripped.lower() in LIST_WORDS or _TRAILING.sub("", stripped).lower() == "list":
+        return Command(CommandKind.LIST)
+    if _IGNORE_ALL.match(stripped):
+        return Command(CommandKind.IGNORE_ALL)
+    coded = _CODED.match(stripped)
+    if coded:
+        code = normalise(coded.group("code"))
+        rest = (coded.group("rest") or "").strip()
+        if not _TRAILING.sub("", rest):
+            return Command(CommandKind.SHOW, code=code)
+        inner = _parse_plain(rest)
+        if inner.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE):
+            return Command(inner.kind, inner.instructions, code=code)
+        return Command(CommandKind.UNKNOWN, code=code)
+    return _parse_plain(stripped)
+
+
+def _parse_plain(stripped: str) -> Command:
+    """A command without a code."""
     word = _TRAILING.sub("", stripped).lower()
     if word in APPROVE_WORDS:
-        return Command(CommandKind.APPROVE)
+        return Command(CommandKind.APPROVE, confirms=word in CONFIRM_WORDS)
+    if word in CONFIRM_WORDS:
+        return Command(CommandKind.UNKNOWN, confirms=True)
     if word in IGNORE_WORDS:
         return Command(CommandKind.IGNORE)
     match = _EDIT.match(stripped)

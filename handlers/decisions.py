@@ -1,6 +1,8 @@
-"""What a command does to the draft on the phone (pure).
+"""What a command does to the draft it names (pure).
 
-The caller supplies the draft on the phone (or None) and carries out the
+The caller supplies the draft the answer is for (the one its code names, the
+one the dashboard showed, or for a bare answer the one texted most recently;
+or None) and carries out the
 :class:`CommandEffect` as one path: at most one transition out of
 ``awaiting_user`` with the columns it sets, at most one follow-up message
 that sets the next stage going, and perhaps an SMS back.
@@ -15,8 +17,14 @@ from typing import Any
 
 from .commands import Command, CommandKind
 from .messages import EditRequested, ReplyApproved, TopicMessage
-from .sms_text import HELP_SMS, NOTHING_WAITING_SMS, render_edit_limit_sms, render_late_answer_sms
-from .workflow import WorkflowState
+from .sms_text import (
+    HELP_SMS,
+    NOTHING_WAITING_SMS,
+    render_edit_limit_sms,
+    render_late_answer_sms,
+    render_not_texted_sms,
+)
+from .workflow import DECIDABLE_STATES, WorkflowState
 
 #: ``workflow_state.user_command`` is VARCHAR(50).
 USER_COMMAND_CHARS = 50
@@ -33,6 +41,31 @@ class DraftOnPhone:
     presented_at: datetime | None = None
     #: Who wrote the email it answers, as the person knows them.
     sender: str = "?"
+    #: Its short code on the phone (handlers/codes.py), if it has one.
+    code: str | None = None
+    subject: str | None = None
+    #: Every (instructions, draft) so far: a reply written by hand joins it.
+    edit_history: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Where an answer came from, and what it carried besides its text."""
+
+    #: ``sms`` or ``dashboard``.
+    source: str = "sms"
+    #: When the gateway received the SMS (its clock), if it said.
+    written_at: datetime | None = None
+    #: The edit iteration the dashboard showed.
+    seen_iteration: int | None = None
+    #: A reply the person wrote by hand (dashboard).
+    reply_text: str | None = None
+    #: The SMS named its draft by code (a bare answer means the latest one).
+    named: bool = False
+
+    @property
+    def via(self) -> str:
+        return "from the dashboard" if self.source == "dashboard" else "by SMS"
 
 
 @dataclass(frozen=True)
@@ -58,40 +91,68 @@ class CommandEffect:
 
 def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, max_edits: int,
                    now: datetime, *, written_at: datetime | None = None,
-                   clock_skew: timedelta = timedelta(0)) -> CommandEffect:
-    """The effect of ``command`` (whose SMS read ``text``) at time ``now``.
+                   clock_skew: timedelta = timedelta(0), answer: Answer | None = None) -> CommandEffect:
+    """The effect of ``command`` (whose SMS read ``text``) on the draft it is
+    for, ``on_phone``, at time ``now``.
 
     ``written_at``: when the gateway received the SMS (its clock), if it said.
-    An answer received before the draft on the phone was texted was meant for
-    an earlier draft: it is not applied (outcome ``late``) and the person is
-    told. ``clock_skew`` is how far the gateway's clock may lag ours; within
-    it the answer is taken as meant for the draft on the phone. Without
-    ``written_at`` (or ``presented_at``) the answer acts as it always did.
+    An answer received before that draft was texted was meant for an earlier
+    one: it is not applied (outcome ``late``) and the person is told.
+    ``clock_skew`` is how far the gateway's clock may lag ours; within it the
+    answer is taken as meant for the draft. Without ``written_at`` (or
+    ``presented_at``) the answer acts as it always did. ``answer``: where it
+    came from; an answer from the dashboard names its draft and the version
+    it showed, and is refused (``changed``) when the draft changed since.
     """
+    answer = answer or Answer(written_at=written_at)
     if command.kind is CommandKind.UNKNOWN:
         return CommandEffect("help", reply_sms=HELP_SMS)
-    if on_phone is None or on_phone.state is not WorkflowState.AWAITING_USER:
+    if on_phone is None or on_phone.state not in DECIDABLE_STATES:
         return CommandEffect("nothing_waiting", reply_sms=NOTHING_WAITING_SMS)
-    if is_late(written_at, on_phone.presented_at, clock_skew):
+    if answer.source == "dashboard":
+        if answer.seen_iteration is not None and answer.seen_iteration != on_phone.edit_iteration:
+            return CommandEffect("changed", reply_sms=None)
+    elif on_phone.state is not WorkflowState.AWAITING_USER:
+        # Drafted but not texted: the person has not read it on the phone.
+        if not answer.named:
+            return CommandEffect("nothing_waiting", reply_sms=NOTHING_WAITING_SMS)
+        return CommandEffect("not_texted", reply_sms=render_not_texted_sms(on_phone.code or "?"))
+    elif is_late(answer.written_at or written_at, on_phone.presented_at, clock_skew):
         return CommandEffect("late", reply_sms=render_late_answer_sms(text.strip(), on_phone.sender))
-    answered = {"user_command": text.strip()[:USER_COMMAND_CHARS], "user_responded_at": now}
+    via = answer.via
+    answered = {"user_command": _recorded(answer, text), "user_responded_at": now}
+    if command.kind is CommandKind.APPROVE and answer.reply_text is not None:
+        history = [*map(dict, on_phone.edit_history),
+                   {"instructions": "(written by hand)", "draft": answer.reply_text, "by": "hand", "at": now.isoformat()}]
+        return CommandEffect("approved", WorkflowState.USER_APPROVED, f"written by hand and approved {via}",
+                             {**answered, "ai_reply_text": answer.reply_text, "edit_history": history},
+                             follow_up=ReplyApproved(message_id=on_phone.message_id))
     if command.kind is CommandKind.APPROVE:
-        return CommandEffect("approved", WorkflowState.USER_APPROVED, "approved by SMS", answered,
+        return CommandEffect("approved", WorkflowState.USER_APPROVED, f"approved {via}", answered,
                              follow_up=ReplyApproved(message_id=on_phone.message_id))
     if command.kind is CommandKind.IGNORE:
-        return CommandEffect("ignored", WorkflowState.USER_IGNORED, "ignored by SMS", answered,
+        return CommandEffect("ignored", WorkflowState.USER_IGNORED, f"ignored {via}", answered,
                              tell_what_is_next=True)
+    if command.kind is not CommandKind.EDIT:
+        return CommandEffect("help", reply_sms=HELP_SMS)
     if on_phone.edit_iteration >= max_edits:
         return CommandEffect("edit_limit", reply_sms=render_edit_limit_sms(max_edits))
     assert command.instructions  # the parser never yields an edit without them
     iteration = on_phone.edit_iteration + 1
     return CommandEffect(
-        "edit_requested", WorkflowState.USER_EDIT_REQUESTED, f"edit {iteration} requested by SMS",
-        {"user_command": "edit", "user_edit_instructions": command.instructions,
+        "edit_requested", WorkflowState.USER_EDIT_REQUESTED, f"edit {iteration} requested {via}",
+        {"user_command": "edit" if answer.source == "sms" else "dashboard: edit",
+         "user_edit_instructions": command.instructions,
          "user_responded_at": now, "edit_iteration": iteration},
         follow_up=EditRequested(message_id=on_phone.message_id, instructions=command.instructions,
                                 iteration=iteration),
     )
+
+
+def _recorded(answer: Answer, text: str) -> str:
+    """``workflow_state.user_command``: the answer as given, marked when it came from the dashboard."""
+    given = text.strip() if answer.source == "sms" else f"dashboard: {text.strip()}"
+    return given[:USER_COMMAND_CHARS]
 
 
 def is_late(written_at: datetime | None, presented_at: datetime | None, clock_skew: timedelta) -> bool:

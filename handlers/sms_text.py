@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 GSM7_BASIC = frozenset(
@@ -80,10 +81,17 @@ class DraftSms:
     draft: str
     waiting: int
     link: str
+    #: The draft's short code (handlers/codes.py): answers may name it.
+    code: str | None = None
 
 
 def _waiting_line(waiting: int) -> str:
     return f" (+{waiting} waiting)" if waiting else ""
+
+
+def _footer(code: str | None, waiting: int) -> str:
+    """``K7: 1=Send 2=Edit 3=Ignore (+2 waiting)``: the code first, as an answer puts it."""
+    return f"{code + ': ' if code else ''}{COMMAND_HINT}{_waiting_line(waiting)}"
 
 
 def render_draft_sms(draft: DraftSms, fmt: Literal["condensed", "full"]) -> str:
@@ -97,7 +105,7 @@ def render_draft_sms(draft: DraftSms, fmt: Literal["condensed", "full"]) -> str:
     body = fold_typography(draft.draft.strip())
     sender = fold_typography(_shorten(draft.sender, 30))
     topic = fold_typography(draft.subject or draft.preview or "(no subject)")
-    footer = f"{COMMAND_HINT}{_waiting_line(draft.waiting)}"
+    footer = _footer(draft.code, draft.waiting)
     if fmt == "full":
         text = (
             f"From: {sender}\nSubject: {fold_typography(_shorten(draft.subject or '(none)', 120))}\n"
@@ -124,7 +132,8 @@ def render_draft_sms(draft: DraftSms, fmt: Literal["condensed", "full"]) -> str:
 
 HELP_SMS = (
     "Reply 1 to send the draft, 2 <what to change> to edit it "
-    "(e.g. 2 make it shorter), 3 to ignore the email."
+    "(e.g. 2 make it shorter), 3 to ignore the email. Put a draft's code first to answer that one "
+    "(K7 1); list shows your open drafts."
 )
 NOTHING_WAITING_SMS = "No draft is waiting for your answer right now."
 
@@ -136,12 +145,22 @@ def _next_line(next_sender: str | None, waiting: int) -> str:
     return f" Next: {fold_typography(_shorten(next_sender, 30))}{more}."
 
 
-def render_sent_sms(recipient: str, next_sender: str | None, waiting: int) -> str:
-    return f"Sent to {fold_typography(_shorten(recipient, 40))} \u2713{_next_line(next_sender, waiting)}"
+def render_sent_sms(recipient: str, next_sender: str | None, waiting: int, *, code: str | None = None,
+                    from_dashboard: bool = False) -> str:
+    """``Sent to John ✓``; ``K7 sent from the dashboard to John ✓`` when the dashboard approved it."""
+    to = fold_typography(_shorten(recipient, 40))
+    if from_dashboard:
+        return f"{code or 'Draft'} sent from the dashboard to {to} \u2713{_next_line(next_sender, waiting)}"
+    return f"Sent to {to} \u2713{_next_line(next_sender, waiting)}"
 
 
-def render_ignored_sms(sender: str, next_sender: str | None, waiting: int) -> str:
-    return f"Ignored the email from {fold_typography(_shorten(sender, 40))}.{_next_line(next_sender, waiting)}"
+def render_ignored_sms(sender: str, next_sender: str | None, waiting: int, *, code: str | None = None,
+                       from_dashboard: bool = False) -> str:
+    who = fold_typography(_shorten(sender, 40))
+    where = " from the dashboard" if from_dashboard else ""
+    head = f"{code} ignored{where}: the email from {who}." if code and from_dashboard else (
+        f"Ignored the email from {who}{where}.")
+    return f"{head}{_next_line(next_sender, waiting)}"
 
 
 def render_edit_limit_sms(limit: int) -> str:
@@ -191,3 +210,84 @@ def draft_label(code: str | None, sender: str, subject: str | None) -> str:
     (``K7 (John: Meeting?)``); without a code, the sender and subject alone."""
     about = f"{fold_typography(_shorten(sender, 30))}: {fold_typography(_shorten(subject or 'no subject', 40))}"
     return f"{code} ({about})" if code else about
+
+
+def render_not_texted_sms(code: str) -> str:
+    """A code answer for a draft that waits for the phone: the person has not read it."""
+    return f"{code} has not been texted to you yet. Reply {code} to read it, then answer."
+
+
+def render_unknown_code_sms(code: str) -> str:
+    return f"No open draft is called {code}. Reply list to see your open drafts."
+
+
+def render_which_draft_sms(open_codes: list[str]) -> str:
+    """A bare answer when no draft is the latest on the phone but several wait."""
+    example = open_codes[0] if open_codes else "K7"
+    shown = " ".join(open_codes[:12]) + (" ..." if len(open_codes) > 12 else "")
+    return (f"Which draft? Put its code first, e.g. {example} 1 to send it. Open: {shown}. "
+            "Reply list for details.")
+
+
+def render_being_drafted_sms(code: str) -> str:
+    return f"{code} is still being drafted; it comes to your phone when it is ready."
+
+
+def render_edit_from_dashboard_sms(label: str, instructions: str) -> str:
+    return (f"{label}: new draft asked for from the dashboard "
+            f"({fold_typography(_shorten(instructions, 60))}); it follows.")
+
+
+def render_confirm_all_sms(count: int) -> str:
+    return f"Ignore all {count} open draft{'s' if count != 1 else ''}? Reply yes within a minute to confirm."
+
+
+def render_ignored_all_sms(count: int) -> str:
+    return f"Ignored {count} email{'s' if count != 1 else ''}. Nothing else waits." if count else (
+        "Nothing was ignored: the confirmation had expired or the drafts were answered meanwhile.")
+
+
+@dataclass(frozen=True)
+class ListedDraft:
+    """One line of the ``list`` SMS."""
+
+    code: str
+    sender: str
+    subject: str | None
+    age: timedelta
+    #: ``on phone``, ``waiting``, ``drafting``: what state the draft is in, as the person sees it.
+    status: str
+
+
+#: The ``list`` SMS stays within this many characters (three segments of GSM-7).
+LIST_SMS_CHARS = 459
+
+
+def _age(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 3600:
+        return f"{max(1, seconds // 60)}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def render_list_sms(drafts: list[ListedDraft]) -> str:
+    """One SMS of the open drafts, oldest first: code, sender, subject, age;
+    those that do not fit are counted at the end."""
+    if not drafts:
+        return "No open drafts."
+    head = f"{len(drafts)} open:"
+    tail = "Reply a code to see that draft, or K7 1 / K7 3."
+    lines: list[str] = []
+    for i, d in enumerate(drafts):
+        status = "" if d.status == "on phone" else f", {d.status}"
+        line = (f"{d.code} {fold_typography(_shorten(d.sender, 18))}: "
+                f"{fold_typography(_shorten(d.subject or 'no subject', 24))} ({_age(d.age)}{status})")
+        rest = len(drafts) - i - 1
+        more = f"+{rest} more" if rest else ""
+        candidate = "\n".join([head, *lines, line, *([more] if more else []), tail])
+        if len(candidate) > LIST_SMS_CHARS:
+            return "\n".join([head, *lines, f"+{len(drafts) - i} more on the dashboard", tail])
+        lines.append(line)
+    return "\n".join([head, *lines, tail])

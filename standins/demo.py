@@ -5,6 +5,11 @@ person's edit instructions; a phone that is a web page (``/demo/phone``,
 answering through the real webhook path); an SMTP server that keeps what
 would have been sent (``/demo/sent``); and a handful of sample emails, written
 to ``processed_emails`` as the Email Monitor would.
+
+A second run continues the first: the samples keep their Message-IDs (added
+once), and what the phone and the mail server got is kept in the demo's
+database (:class:`Kept`), so both pages show what the orchestrator believes
+they got, across restarts.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import os
 import re
 import threading
 import uuid
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,6 +102,58 @@ def plausible_draft(email: dict[str, Any] | None, body: dict[str, Any]) -> str:
     return f"{greeting}\n\n{middle}{extra}\n\n{closing}"
 
 
+#: The demo's own tables, in the database its workflows are in (not in schema.sql: a
+#: deployment has no demo), so the phone and the sent mail live and end with them.
+KEPT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS demo_phone (
+    id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    direction TEXT NOT NULL CHECK (direction IN ('out', 'in')), text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS demo_sent (
+    id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now(), raw BYTEA NOT NULL);
+"""
+#: How many SMS and how many emails are kept (the newest; older ones are dropped).
+KEPT_LIMIT = 500
+
+
+class Kept:
+    """What the demo's phone and mail server got, kept where a restart finds it.
+
+    Written before the stand-in takes the SMS or email (a failed write is a
+    failed send, which the worker retries), so the pages never miss what the
+    orchestrator believes was delivered."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+
+    def create(self) -> None:
+        with psycopg.connect(self.conninfo) as conn:
+            conn.execute(KEPT_SCHEMA)
+
+    async def sms(self, direction: str, text: str) -> None:
+        async with await psycopg.AsyncConnection.connect(self.conninfo) as conn:
+            await conn.execute("INSERT INTO demo_phone (direction, text) VALUES (%s, %s)", (direction, text))
+            await conn.execute("DELETE FROM demo_phone WHERE id <= (SELECT id FROM demo_phone ORDER BY id DESC"
+                               " OFFSET %s LIMIT 1)", (KEPT_LIMIT,))
+
+    async def mail(self, raw: bytes) -> None:
+        async with await psycopg.AsyncConnection.connect(self.conninfo) as conn:
+            await conn.execute("INSERT INTO demo_sent (raw) VALUES (%s)", (raw,))
+            await conn.execute("DELETE FROM demo_sent WHERE id <= (SELECT id FROM demo_sent ORDER BY id DESC"
+                               " OFFSET %s LIMIT 1)", (KEPT_LIMIT,))
+
+    async def phone(self) -> list[tuple[datetime, str, str]]:
+        """The SMS thread, oldest first: (when, "out" = texted to the phone or "in" = typed on it, text)."""
+        async with await psycopg.AsyncConnection.connect(self.conninfo) as conn:
+            cursor = await conn.execute("SELECT at, direction, text FROM demo_phone ORDER BY id")
+            return [(at, direction, text) for at, direction, text in await cursor.fetchall()]
+
+    async def sent(self) -> list[EmailMessage]:
+        """The emails the mail server accepted, newest first."""
+        async with await psycopg.AsyncConnection.connect(self.conninfo) as conn:
+            cursor = await conn.execute("SELECT raw FROM demo_sent ORDER BY id DESC")
+            return [message_from_bytes(raw, policy=policy.default) for (raw,) in await cursor.fetchall()]
+
+
 class DemoWorld:
     """The stand-ins, running in a thread of their own beside the worker."""
 
@@ -104,10 +163,11 @@ class DemoWorld:
         self.ai = AiGeneratorStub()
         self.ai.draft_for = self._draft
         self.ai.delay = 1.5  # a generator takes a moment; the dashboard shows it working
+        self.kept = Kept(conninfo)
         self.sms = SmsGatewayStub()
+        self.sms.keep = self._keep_sms
         self.smtp = SmtpServer(directory, ADDRESS, PASSWORD)
-        #: What the person typed on the phone page: (when, text).
-        self.typed: list[tuple[datetime, str]] = []
+        self.smtp.inbox.keep = self.kept.mail
         #: The settings the worker runs with (the phone answers through its webhook).
         self.worker_settings: Settings | None = None
         self._loop = asyncio.new_event_loop()
@@ -119,7 +179,12 @@ class DemoWorld:
                                  " WHERE message_id = %s", (body["email_message_id"],)).fetchone()
         return plausible_draft(email, body)
 
+    async def _keep_sms(self, body: dict[str, str]) -> None:
+        await self.kept.sms("out", body["message"])
+
     def start(self) -> None:
+        self.kept.create()
+
         def run() -> None:
             asyncio.set_event_loop(self._loop)
             self._loop.run_until_complete(self.ai.start())
@@ -138,19 +203,27 @@ class DemoWorld:
                 "YOUR_PHONE_NUMBER": PHONE}
 
     def insert_samples(self) -> list[str]:
-        """The sample emails, as the Email Monitor writes them (new Message-IDs each run)."""
-        run = uuid.uuid4().hex[:8]
+        """The sample emails, as the Email Monitor writes them; the Message-IDs of those added.
+
+        Each sample has the same Message-ID in every run, so a second run adds
+        nothing and continues the first (its workflows, the draft on the phone,
+        the phone's SMS). Chosen over wiping the previous run's data: that would
+        mean deleting the orchestrator's rows behind its back, with its Kafka
+        messages about them still in flight; continuing is what the dashboard,
+        the phone and the sent mail can all show truthfully."""
         now = datetime.now(UTC)
         ids = []
         with psycopg.connect(self.conninfo) as conn:
             for n, sample in enumerate(SAMPLES):
-                message_id = f"<demo-{run}-{n + 1}@demo.invalid>"
-                conn.execute(
+                message_id = f"<demo-sample-{n + 1}@demo.invalid>"
+                added = conn.execute(
                     "INSERT INTO processed_emails (message_id, subject, from_address, to_addresses, received_at,"
-                    " status, body_text, in_reply_to) VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s)",
+                    " status, body_text, in_reply_to) VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s)"
+                    " ON CONFLICT (message_id) DO NOTHING",
                     (message_id, sample.subject, sample.sender, [ADDRESS], now - timedelta(minutes=10 - n),
-                     sample.body, sample.in_reply_to))
-                ids.append(message_id)
+                     sample.body, sample.in_reply_to)).rowcount
+                if added:
+                    ids.append(message_id)
         return ids
 
 
@@ -168,12 +241,9 @@ def _world() -> DemoWorld:
 
 
 async def phone_page(request: web.Request) -> web.Response:
-    world = _world()
-    bubbles = [(at, "out", text) for at, text in zip(world.sms.sent_at, world.sms.messages, strict=False)]
-    bubbles += [(at, "in", text) for at, text in world.typed]
-    bubbles.sort(key=lambda b: b[0])
+    bubbles = await _world().kept.phone()
     return render(request, "demo_phone.html", f"The phone ({PHONE})", bubbles=bubbles,
-                  quick=("1", "2 make it shorter", "3"))
+                  quick=("1", "2 make it shorter", "3"), limit=KEPT_LIMIT)
 
 
 async def phone_answer(request: web.Request) -> web.StreamResponse:
@@ -195,7 +265,7 @@ async def phone_answer(request: web.Request) -> web.StreamResponse:
                                    headers=webhook_headers(body, key.get_secret_value() if key else None))
     if response.status_code != 200:
         raise web.HTTPBadGateway(reason=f"the webhook answered {response.status_code}: {response.text[:200]}")
-    world.typed.append((now, text))
+    await world.kept.sms("in", text)
     raise web.HTTPSeeOther("/demo/phone")
 
 
@@ -204,11 +274,12 @@ MAIL_HEADERS = ("Date", "From", "To", "Subject", "Message-ID", "In-Reply-To", "R
 
 async def sent_page(request: web.Request) -> web.Response:
     mails = []
-    for message in reversed(_world().smtp.messages):
+    for message in await _world().kept.sent():
         body = message.get_body(("plain",))
         mails.append(([(name, message.get(name)) for name in MAIL_HEADERS if message.get(name)],
                       body.get_content() if body is not None else ""))
-    return render(request, "demo_sent.html", "Sent mail (kept here, never delivered)", mails=mails)
+    return render(request, "demo_sent.html", "Sent mail (kept here, never delivered)", mails=mails,
+                  limit=KEPT_LIMIT)
 
 
 #: The demo's pages, handed to the dashboard (templates in standins/templates/).
@@ -263,7 +334,9 @@ def run(_: argparse.Namespace) -> int:
     key = settings.sms_webhook_signing_key
     world.sms.signing_key = key.get_secret_value() if key else None
     world.sms.id_prefix = f"sms-{uuid.uuid4().hex[:6]}-"
-    world.insert_samples()
+    if not world.insert_samples():
+        banner.warning("The sample emails are from an earlier demo run (kept in this database): this run "
+                       "continues it; the phone and sent mail pages show what they got then.")
     return run_worker(settings)
 
 

@@ -15,7 +15,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -189,6 +189,9 @@ class SmsGatewayStub(_HttpStub):
         self.id_prefix = "sms-"
         #: The events reported for each message taken (its text), in order.
         self.report: Callable[[str], Sequence[str]] = lambda _: ("sms:sent", "sms:delivered")
+        #: When set, awaited with each message before it is taken (the demo keeps them in its
+        #: database, so its phone shows them after a restart); if it fails, the message is not taken.
+        self.keep: Callable[[dict[str, str]], Awaitable[None]] | None = None
         #: (event, message_id, the webhook's HTTP status; 0 when unreachable) of every report posted.
         self.reports: list[tuple[str, str, int]] = []
         self._reporting: set[asyncio.Task[None]] = set()
@@ -248,6 +251,8 @@ class SmsGatewayStub(_HttpStub):
             return web.json_response({"success": False, "message_id": None, "error": "modem busy"})
         if self.refuse is not None and (refusal := self.refuse(body["message"])) is not None:
             return refusal
+        if self.keep is not None:
+            await self.keep(body)
         self.sent.append(body)
         self.sent_at.append(datetime.now(UTC))
         answer = {"success": True, "message_id": f"{self.id_prefix}{len(self.sent)}", "error": None}
@@ -271,6 +276,9 @@ class Inbox:
     attempts: int = 0
     #: When each of ``messages`` arrived (``time.time()``).
     arrived: list[float] = field(default_factory=list)
+    #: When set, awaited with each message's bytes before it is accepted (the demo keeps
+    #: them in its database); if it fails, the message is not accepted.
+    keep: Callable[[bytes], Awaitable[None]] | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
@@ -278,6 +286,8 @@ class Inbox:
             if self.refusals:
                 return self.refusals.pop(0)
         msg = message_from_bytes(envelope.content, policy=policy.default)
+        if self.keep is not None:
+            await self.keep(envelope.content)
         with self.lock:
             self.messages.append(msg)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))

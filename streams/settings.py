@@ -73,6 +73,9 @@ class Settings(DatabaseSettings, KafkaSettings):
     imap_port: int = Field(default=993, ge=1, le=65535)
     imap_sent_folder: str = "[Gmail]/Sent Mail"
     imap_ca_file: Path | None = None
+    # With IMAP on, each sweep closes the open drafts the person answered from
+    # their own mail client (a reply in the Sent folder; docs/design.md); false: never.
+    answered_elsewhere_check: bool = True
 
     # The person's phone (docs/contracts.md §5)
     your_phone_number: str
@@ -108,6 +111,12 @@ class Settings(DatabaseSettings, KafkaSettings):
     retry_deadline: float = Field(default=86400.0, ge=0)
     max_edit_iterations: int = Field(default=10, ge=0)
     sms_format: Literal["condensed", "full"] = "condensed"
+    # How drafts reach the phone: "one" at a time (the next when the person
+    # has decided on the one texted last), or "each" as soon as it is ready.
+    # Either way every draft has a code and can be answered in any order.
+    phone_mode: Literal["one", "each"] = "one"
+    # How long a `yes` confirms an `all 3` (seconds).
+    confirm_window: float = Field(default=60.0, gt=0)
     # Senders that get no draft besides no-reply/mailer-daemon/postmaster and
     # the account itself: comma-separated shell patterns or domains.
     skip_senders: str = ""

@@ -1,9 +1,13 @@
-"""The account's Sent folder over IMAP (implicit TLS): was our reply sent?
+"""The account's Sent folder over IMAP (implicit TLS).
 
-Used only to settle a send whose outcome is unknown (the SMTP conversation was
+Two uses. Settling a send whose outcome is unknown (the SMTP conversation was
 cut off): Gmail files every message it accepts in "[Gmail]/Sent Mail", so
-finding our own Message-ID there proves the reply went out. Certificate
-checks are never turned off; ``ca_file`` adds a CA to trust.
+finding our own Message-ID there proves the reply went out
+(:meth:`SentFolder.contains`). And finding the replies the person wrote from
+their own mail client (:meth:`SentFolder.replies_since`; docs/design.md,
+"Answered elsewhere"). The folder is only read (EXAMINE, ``BODY.PEEK``): no
+flag changes. Certificate checks are never turned off; ``ca_file`` adds a CA
+to trust.
 """
 
 from __future__ import annotations
@@ -11,12 +15,21 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import ssl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 
+from handlers.elsewhere import SentReply
 from handlers.errors import PermanentError, TransientError
 from streams.peers.smtp import tls_context
 
 PEER = "IMAP"
+#: The headers :meth:`SentFolder.replies_since` reads of each message.
+THREADING_HEADERS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES)]"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _quoted(text: str) -> str:
@@ -24,8 +37,36 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def imap_date(day: date) -> str:
+    """``day`` as RFC 3501 writes a date (``7-Mar-2025``), whatever the locale."""
+    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
+
+
+def uid_set(uids: Sequence[int]) -> str:
+    """Ascending ``uids`` as an IMAP sequence set, runs folded (``3:7,9``)."""
+    runs: list[str] = []
+    start = prev = uids[0]
+    for uid in uids[1:]:
+        if uid != prev + 1:
+            runs.append(f"{start}:{prev}" if prev != start else str(start))
+            start = uid
+        prev = uid
+    runs.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(runs)
+
+
+def _headers(raw: bytes) -> SentReply:
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(raw)
+
+    def value(name: str) -> str | None:
+        found = parsed.get(name)
+        return str(found) if found is not None else None
+
+    return SentReply(value("Message-ID"), value("In-Reply-To"), value("References"))
+
+
 class SentFolder:
-    """Searches one folder for a Message-ID, in a thread (imaplib blocks).
+    """One folder of the account, read in a thread (imaplib blocks).
 
     Raises :class:`TransientError` for network and TLS trouble,
     :class:`PermanentError` for a refused login or a folder that does not exist.
@@ -42,7 +83,17 @@ class SentFolder:
         """Whether a message with this Message-ID header is in the folder."""
         return await asyncio.to_thread(self._search, message_id)
 
-    def _search(self, message_id: str) -> bool:
+    async def replies_since(self, since: date, limit: int) -> list[SentReply]:
+        """The threading headers of the messages filed in the folder on or
+        after ``since`` (IMAP ``SINCE``: the day the message was filed, in the
+        server's time zone; callers give a day early), the ``limit`` newest
+        (highest UIDs) at most, oldest first. One connection, one ``UID
+        SEARCH`` and at most one ``UID FETCH``, however many drafts are open."""
+        return await asyncio.to_thread(self._replies_since, since, limit)
+
+    @contextmanager
+    def _opened(self) -> Iterator[imaplib.IMAP4_SSL]:
+        """Logged in, the folder selected read-only; errors in the taxonomy."""
         try:
             with imaplib.IMAP4_SSL(self.host, self.port, ssl_context=self.context, timeout=self.timeout) as imap:
                 try:
@@ -54,11 +105,30 @@ class SentFolder:
                 status, detail = imap.select(_quoted(self.folder), readonly=True)
                 if status != "OK":
                     raise PermanentError(PEER, f"cannot open folder {self.folder!r}: {detail!r}")
-                status, found = imap.uid("SEARCH", "HEADER", "Message-ID", _quoted(message_id))
-                if status != "OK":
-                    raise TransientError(PEER, f"search failed: {found!r}")
-                return bool(found and found[0] and found[0].split())
+                yield imap
         except (PermanentError, TransientError):
             raise
         except (OSError, ssl.SSLError, imaplib.IMAP4.abort, imaplib.IMAP4.error) as exc:
             raise TransientError(PEER, f"{type(exc).__name__}: {exc}") from None
+
+    def _search(self, message_id: str) -> bool:
+        with self._opened() as imap:
+            status, found = imap.uid("SEARCH", "HEADER", "Message-ID", _quoted(message_id))
+            if status != "OK":
+                raise TransientError(PEER, f"search failed: {found!r}")
+            return bool(found and found[0] and found[0].split())
+
+    def _replies_since(self, since: date, limit: int) -> list[SentReply]:
+        with self._opened() as imap:
+            status, found = imap.uid("SEARCH", "SINCE", imap_date(since))
+            if status != "OK":
+                raise TransientError(PEER, f"search failed: {found!r}")
+            uids = sorted(int(u) for u in (found[0] or b"").split())[-limit:] if found and limit > 0 else []
+            if not uids:
+                return []
+            status, fetched = imap.uid("FETCH", uid_set(uids), f"({THREADING_HEADERS})")
+            if status != "OK":
+                raise TransientError(PEER, f"fetch failed: {fetched!r}")
+        # Each message comes back as (b'n (UID u BODY[...] {size}', its header
+        # bytes), in the folder's order (oldest first); the b')' between are closers.
+        return [_headers(part[1]) for part in fetched if isinstance(part, tuple) and len(part) == 2]

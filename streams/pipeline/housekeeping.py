@@ -1,10 +1,12 @@
 """The sweep that drives from the database what no Kafka message starts.
 
 Every TIMEOUT_CHECK_INTERVAL: parked workflows whose next try is due, drafts
-past their timeout, reminders, a ``notify()`` that re-offers the phone (if
-a nudge was ever lost, or quiet hours just ended, the next waiting draft goes
-out), and the message, sent again, of a workflow whose record was lost
-(left in ``pending``, ``user_edit_requested`` or ``user_approved`` past
+past their timeout, drafts the person answered from their own mail client
+(one IMAP search for all of them; :mod:`streams.stages.elsewhere`),
+reminders, a ``notify()`` that re-offers the phone (if a nudge was ever
+lost, or quiet hours just ended, the next waiting draft goes out), and the
+message, sent again, of a workflow whose record was lost (left in
+``pending``, ``user_edit_requested`` or ``user_approved`` past
 STALLED_GRACE; :mod:`streams.storage.stalled`). Driven from the database, so
 a worker that was down catches up at once.
 """
@@ -28,6 +30,7 @@ class Sweepable(Protocol):
     async def resume_parked(self) -> int: ...
     async def expire_timeouts(self) -> int: ...
     async def notify(self) -> None: ...
+    async def close_answered_elsewhere(self) -> int: ...
     async def send_reminders(self) -> int: ...
 
 
@@ -47,6 +50,9 @@ class Housekeeping:
         expired = await self._stages.expire_timeouts()
         if expired:
             log.info("timed out %d workflow(s)", expired)
+        answered = await self._stages.close_answered_elsewhere()
+        if answered:
+            log.info("closed %d draft(s) answered from the mail client", answered)
         await self._stages.notify()
         reminded = await self._stages.send_reminders()
         if reminded:

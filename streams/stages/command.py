@@ -1,18 +1,32 @@
-"""The command stage: act on one SMS from the person, once."""
+"""The command stage: act on one answer from the person, once.
+
+An answer comes by SMS or from the dashboard (a second phone) and names its
+draft: by code (``K7 1``), by Message-ID (the dashboard), or, bare, the draft
+texted most recently (docs/contracts.md §5).
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from handlers.commands import parse_command
-from handlers.decisions import DraftOnPhone, decide_command
+from handlers.commands import Command, CommandKind, parse_command
+from handlers.decisions import Answer, DraftOnPhone, decide_command
 from handlers.emails import sender_name
 from handlers.messages import InboundSms
-from handlers.sms_text import render_ignored_sms
-from handlers.workflow import WorkflowState
+from handlers.sms_text import (
+    draft_label,
+    render_edit_from_dashboard_sms,
+    render_ignored_sms,
+    render_unknown_code_sms,
+    render_which_draft_sms,
+)
+from handlers.workflow import DECIDABLE_STATES, WorkflowState, is_terminal
 from streams.stages.context import StageContext
+from streams.stages.conversation import confirm_ignore_all, ignore_all, list_drafts, show
 from streams.stages.notify import next_up, settle_cut_off_presentation
+from streams.storage.protocol import RepositoryTransaction
+from streams.storage.records import Workflow
 
 S = WorkflowState
 log = logging.getLogger(__name__)
@@ -22,12 +36,12 @@ PRESENTATION_POLL = 0.1
 
 
 class _BeingTexted(Exception):
-    """The draft on the phone is being texted by a live worker right now."""
+    """The draft the answer is for is being texted by a live worker right now."""
 
 
 async def command(ctx: StageContext, sms: InboundSms) -> None:
-    """Act on one SMS from the person, once. An answer that arrives while
-    the draft is still being texted (the person can be quicker than the
+    """Act on one answer from the person, once. An answer that arrives while
+    its draft is still being texted (the person can be quicker than the
     gateway's reply) waits for that presentation to be recorded."""
     waited = 0.0
     while True:
@@ -49,14 +63,30 @@ def presentation_bound(ctx: StageContext) -> float:
 async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation: bool) -> str | None:
     """:func:`command`'s transaction; returns the SMS to text once it commits.
     Raises :class:`_BeingTexted` (nothing written) while a live worker is
-    texting the draft on the phone."""
+    texting the draft the answer is for."""
     async with ctx.repo.transaction() as tx:
         if not await tx.sms.claim(sms.sms_id, sms.phone_number, sms.text, sms.received_at):
             return None  # handled before: a redelivery
         if sms.phone_number != ctx.phone:
             await tx.sms.settle(sms.sms_id, "foreign_number", None)
             return None
-        wf = await tx.phone.lock(ctx.phone)
+        latest = await tx.phone.lock(ctx.phone)  # serialises answers and presentations
+        cmd = parse_command(sms.text)
+        if cmd.confirms and sms.source == "sms":
+            confirmed = await tx.phone.take_confirmation(ctx.phone)
+            if confirmed:
+                await tx.sms.settle(sms.sms_id, "ignored_all", None)
+                return await ignore_all(ctx, tx, confirmed)
+        if cmd.kind is CommandKind.LIST:
+            await tx.sms.settle(sms.sms_id, "listed", None)
+            return await list_drafts(ctx, tx)
+        if cmd.kind is CommandKind.IGNORE_ALL:
+            await tx.sms.settle(sms.sms_id, "confirm_asked", None)
+            return await confirm_ignore_all(ctx, tx)
+        found = await _target(ctx, tx, sms, cmd, latest)
+        if isinstance(found, str):
+            return found
+        wf, outcome_if_none = found
         if wf is not None and wf.current_state is S.SMS_SENDING:
             if await tx.presenter_gone(wf.message_id):
                 # Its worker died while texting it, and the person answers it: it reached them.
@@ -64,23 +94,73 @@ async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation:
                 wf = await tx.get(wf.message_id)
             elif wait_for_presentation:
                 raise _BeingTexted(wf.message_id)
-        on_phone = None if wf is None else DraftOnPhone(
-            wf.message_id, wf.current_state, wf.edit_iteration, presented_at=await tx.phone.presented_at(ctx.phone),
-            sender=sender_name(wf.email_from or "?"))
-        effect = decide_command(parse_command(sms.text), sms.text, on_phone,
-                                ctx.settings.max_edit_iterations, ctx.clock.now(), written_at=sms.received_at,
-                                clock_skew=timedelta(seconds=ctx.settings.answer_clock_skew))
-        if effect.outcome == "late" and on_phone is not None:
-            log.warning("answer %r, received by the gateway at %s, is older than the draft of %s on the phone"
-                        " (texted from %s): not applied, the person is asked again",
-                        sms.sms_id, sms.received_at, on_phone.message_id, on_phone.presented_at)
-        reply = effect.reply_sms
-        if wf is not None and effect.target is not None:
-            await tx.transition(wf.message_id, S.AWAITING_USER, effect.target, effect.reason,
-                                **effect.fields)
-            if effect.follow_up is not None:
-                await tx.publish(effect.follow_up)
-            if effect.tell_what_is_next:
-                reply = render_ignored_sms(sender_name(wf.email_from or "?"), *await next_up(tx))
-        await tx.sms.settle(sms.sms_id, effect.outcome, wf.message_id if wf else None)
+        if wf is None and outcome_if_none is not None:
+            await tx.sms.settle(sms.sms_id, outcome_if_none[0], None)
+            return outcome_if_none[1]
+        if cmd.kind is CommandKind.SHOW and wf is not None:
+            outcome, shown = await show(ctx, tx, wf)
+            await tx.sms.settle(sms.sms_id, outcome, wf.message_id)
+            return shown
+        return await _decide(ctx, tx, sms, cmd, wf, bare=cmd.code is None and sms.message_id is None)
+
+
+async def _target(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms, cmd: Command,
+                  latest: Workflow | None) -> tuple[Workflow | None, tuple[str, str | None] | None] | str:
+    """The draft the answer is for, and what to record and say when there is
+    none (or, settled already, the SMS to text)."""
+    if sms.message_id is not None:  # the dashboard names its draft
+        return await tx.get(sms.message_id), ("unknown_draft", None)
+    if cmd.code is not None:
+        wf = await tx.phone.by_code(cmd.code)
+        if wf is None:
+            log.info("answer %r names %s, which no open draft has", sms.sms_id, cmd.code)
+        return wf, ("unknown_code", render_unknown_code_sms(cmd.code))
+    if cmd.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE) and (
+            latest is None or is_terminal(latest.current_state)):
+        waiting = [d.draft_code for d in await tx.phone.open_drafts()
+                   if d.current_state is S.AWAITING_USER and d.draft_code]
+        if waiting:  # no draft is the latest, several wait: the answer must name one
+            await tx.sms.settle(sms.sms_id, "which_draft", None)
+            return render_which_draft_sms(waiting)
+    return latest, None
+
+
+async def _decide(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms, cmd: Command,
+                  wf: Workflow | None, *, bare: bool) -> str | None:
+    """Apply a decision (send, edit, ignore) to ``wf``; returns the SMS to text."""
+    presented_at = wf.presented_at if wf is not None else None
+    if bare and wf is not None:
+        # A bare answer means the draft texted most recently, since it became so.
+        presented_at = await tx.phone.presented_at(ctx.phone) or presented_at
+    on_phone = None if wf is None else DraftOnPhone(
+        wf.message_id, wf.current_state, wf.edit_iteration, presented_at=presented_at,
+        sender=sender_name(wf.email_from or "?"), code=wf.draft_code, subject=wf.email_subject,
+        edit_history=tuple(wf.edit_history))
+    answer = Answer(source=sms.source, written_at=sms.received_at, seen_iteration=sms.seen_iteration,
+                    reply_text=sms.reply_text, named=cmd.code is not None)
+    effect = decide_command(cmd, sms.text, on_phone, ctx.settings.max_edit_iterations, ctx.clock.now(),
+                            written_at=sms.received_at,
+                            clock_skew=timedelta(seconds=ctx.settings.answer_clock_skew), answer=answer)
+    if effect.outcome == "late" and on_phone is not None:
+        log.warning("answer %r, received by the gateway at %s, is older than the draft of %s"
+                    " (texted from %s): not applied, the person is asked again",
+                    sms.sms_id, sms.received_at, on_phone.message_id, on_phone.presented_at)
+    if effect.outcome == "changed" and on_phone is not None:
+        log.info("dashboard action %r on %s not applied: the draft changed since the page showed it",
+                 sms.sms_id, on_phone.message_id)
+    reply = effect.reply_sms
+    dashboard = sms.source == "dashboard"
+    if wf is not None and effect.target is not None and wf.current_state in DECIDABLE_STATES:
+        if not await tx.transition(wf.message_id, wf.current_state, effect.target, effect.reason, **effect.fields):
+            await tx.sms.settle(sms.sms_id, "moved_on", wf.message_id)
+            return None
+        if effect.follow_up is not None:
+            await tx.publish(effect.follow_up)
+        sender = sender_name(wf.email_from or "?")
+        if effect.tell_what_is_next:
+            reply = render_ignored_sms(sender, *await next_up(tx), code=wf.draft_code, from_dashboard=dashboard)
+        elif dashboard and effect.target is S.USER_EDIT_REQUESTED and cmd.instructions:
+            reply = render_edit_from_dashboard_sms(draft_label(wf.draft_code, sender, wf.email_subject),
+                                                   cmd.instructions)
+    await tx.sms.settle(sms.sms_id, effect.outcome, wf.message_id if wf else None)
     return reply

@@ -10,11 +10,21 @@ from handlers.edits import context_instructions
 from handlers.errors import PermanentError, TransientError
 from handlers.messages import DraftReady, EditRequested, EmailPending
 from handlers.senders import parse_patterns, skip_rule
-from handlers.workflow import Stage, WorkflowState
+from handlers.threads import (
+    EARLIER_EMAILS,
+    ClosedDraft,
+    EarlierEmail,
+    joined_context,
+    render_superseded_sms,
+    superseded_reason,
+    thread_instructions,
+)
+from handlers.workflow import CLOSABLE_STATES, Stage, WorkflowState
 from streams.stages.context import StageContext
 from streams.stages.failures import fail_workflow
 from streams.stages.parking import park_or_fail
 from streams.stages.retrying import Exhausted, call_with_retries
+from streams.storage.protocol import RepositoryTransaction
 from streams.storage.records import Workflow
 
 S = WorkflowState
@@ -28,17 +38,48 @@ async def draft(ctx: StageContext, messages: Sequence[EmailPending | EditRequest
     Quick: the Kafka messages are done with once this commits; the
     generation itself, which takes seconds, never holds a partition up.
     A workflow already past this stage (a redelivery) is left as it is;
-    a new email from a sender the rules skip ends in ``filtered``."""
+    a new email from a sender the rules skip ends in ``filtered``. A new
+    email closes the open drafts of the older emails of its thread
+    (:func:`supersede_older`), and the person is told once it commits."""
     emails = [m for m in messages if isinstance(m, EmailPending)]
     skipped = {m.message_id: rule for m in emails if (rule := _skip_rule(ctx, m.from_address)) is not None}
     async with ctx.repo.transaction() as tx:
         for message_id, rule in skipped.items():
             if await tx.transition(message_id, S.PENDING, S.FILTERED, f"no draft: {rule}"):
                 log.info("no draft for %s: %s", message_id, rule)
-        await tx.transition_many([m.message_id for m in emails if m.message_id not in skipped],
-                                 S.PENDING, S.AI_GENERATING, "draft requested")
+        started = await tx.transition_many([m.message_id for m in emails if m.message_id not in skipped],
+                                           S.PENDING, S.AI_GENERATING, "draft requested")
         await tx.transition_many([m.message_id for m in messages if isinstance(m, EditRequested)],
                                  S.USER_EDIT_REQUESTED, S.AI_GENERATING, "edit requested")
+        closed = await supersede_older(tx, started)
+    for text in closed:
+        await ctx.tell_person(text)
+
+
+async def supersede_older(tx: RepositoryTransaction, newer: Sequence[str]) -> list[str]:
+    """Close as ``superseded`` every open draft of an older email of the
+    threads of ``newer`` (just started drafting), compare-and-set from
+    :data:`~handlers.workflow.CLOSABLE_STATES`: a draft being texted, or a
+    reply approved or being sent, is left alone. Returns the SMS to send
+    once this commits, one per newer email, naming the closed drafts the
+    person may have seen (those that had a draft); docs/design.md."""
+    older_of: dict[str, list[Workflow]] = {}
+    for newer_id, older in await tx.open_earlier_in_thread(newer, CLOSABLE_STATES):
+        older_of.setdefault(newer_id, []).append(older)
+    texts = []
+    for newer_id, olds in older_of.items():
+        gone = set(await tx.transition_many([wf.message_id for wf in olds], CLOSABLE_STATES, S.SUPERSEDED,
+                                            superseded_reason(newer_id)))
+        if not gone:
+            continue
+        await tx.record_superseded(gone, newer_id)
+        log.info("%s superseded by the newer email %s of their thread", ", ".join(sorted(gone)), newer_id)
+        # Read before the move: a terminal transition clears the code.
+        text = render_superseded_sms([ClosedDraft(wf.draft_code, wf.email_from, wf.email_subject)
+                                      for wf in olds if wf.message_id in gone and wf.ai_reply_text])
+        if text:
+            texts.append(text)
+    return texts
 
 
 def _skip_rule(ctx: StageContext, sender: str | None) -> str | None:
@@ -57,10 +98,11 @@ async def generate(ctx: StageContext, wf: Workflow) -> None:
     message_id = wf.message_id
     history = list(wf.edit_history)
     is_edit = wf.edit_iteration > len(history)
-    context = None
+    edits = None
     if is_edit:
         instructions = [h["instructions"] for h in history] + [wf.user_edit_instructions or ""]
-        context = context_instructions(wf.ai_reply_text, instructions)
+        edits = context_instructions(wf.ai_reply_text, instructions)
+    context = joined_context(await _thread_context(ctx, message_id), edits)
 
     async def ask() -> GeneratedDraft:
         await ctx.generator_gate.wait()
@@ -97,3 +139,13 @@ async def generate(ctx: StageContext, wf: Workflow) -> None:
             **first,
         ):
             await tx.publish(DraftReady(message_id=message_id, iteration=wf.edit_iteration))
+
+
+async def _thread_context(ctx: StageContext, message_id: str) -> str | None:
+    """What the generator is told of the earlier emails of the thread whose
+    drafts ``message_id`` superseded, read again at every generation (so an
+    edit of the newer draft keeps them in view); None when there are none."""
+    async with ctx.repo.transaction() as tx:
+        earlier = await tx.earlier_emails(message_id, EARLIER_EMAILS)
+    return thread_instructions([EarlierEmail(e.from_address, e.subject, e.body_text, e.body_html)
+                                for e in earlier])

@@ -18,7 +18,7 @@ from handlers.messages import (
     SourceRecord,
 )
 from handlers.workflow import Stage, WorkflowState
-from streams.stages import actions, failures, parking
+from streams.stages import actions, elsewhere, failures, parking
 from streams.stages import command as commanding
 from streams.stages import deliveries as delivering
 from streams.stages import draft as drafting
@@ -71,6 +71,9 @@ class Stages(StageContext):
 
     async def retry(self, message_id: str, reason: str) -> WorkflowState:
         return await actions.retry(self, message_id, reason)
+
+    async def close_answered_elsewhere(self) -> int:
+        return await elsewhere.close_answered_elsewhere(self)
 
     async def resume_parked(self, limit: int = 100) -> int:
         return await parking.resume_parked(self, limit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from handlers.emails import sender_name
@@ -40,15 +40,23 @@ class _Presentation:
     text: str
 
 
+#: The most drafts one call of :func:`notify` texts (PHONE_MODE=each); the
+#: sweep and the next ``drafts.ready`` go on from there.
+MAX_PRESENTATIONS = 50
+
+
 async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
-    """Put the right draft on the phone, if the phone is free.
+    """Put the right drafts on the phone.
 
-    The phone holds one draft at a time: the one most recently presented,
-    until it reaches a decision. An edited draft keeps the phone. Inside
-    QUIET_HOURS nothing is presented; the housekeeping sweep presents it
-    when they end.
+    PHONE_MODE=one: the phone holds one draft at a time, the one most
+    recently presented, until it reaches a decision; an edited draft keeps
+    the phone. PHONE_MODE=each: every draft is texted as soon as it is ready.
+    Either way a draft the person asked for by its code is texted next, even
+    over another, and every draft can be answered by its code. Inside
+    QUIET_HOURS nothing is presented unless the person asked for it; the
+    housekeeping sweep presents it when they end.
 
-    The draft SMS goes out at most once. The presentation is committed
+    Each draft SMS goes out at most once. The presentation is committed
     first (``sms_sending``, the phone assigned, under the phone's lock, so
     notifiers in several workers never present twice), and the worker
     holds it (an advisory lock on its session) while it texts. A worker
@@ -58,14 +66,20 @@ async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
     texting again could only duplicate it. ``source``: the record that set
     this going, if the message loop handed one over (a failure dead-letters it).
     """
-    if is_quiet(ctx.settings.quiet, ctx.clock.now()):
-        return
+    quiet = is_quiet(ctx.settings.quiet, ctx.clock.now())
+    for _ in range(MAX_PRESENTATIONS):
+        if not await _present_one(ctx, source, quiet=quiet):
+            return
+
+
+async def _present_one(ctx: StageContext, source: SourceRecord | None, *, quiet: bool) -> bool:
+    """Text the draft that should go on the phone now, if any; whether one was texted."""
     async with ctx.repo.session() as session:
         async with session.transaction() as tx:
-            started = await _start_presentation(ctx, tx)
+            started = await _start_presentation(ctx, tx, quiet=quiet)
         if not isinstance(started, _Presentation):
             await ctx.tell_person(started)
-            return
+            return False
         wf = started.wf
         try:
             sms_id, _ = await call_with_retries(
@@ -74,7 +88,7 @@ async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
             async with session.transaction() as tx:
                 notice = await _withdraw_presentation(ctx, tx, wf, exc, source)
             await ctx.tell_person(notice)
-            return
+            return False
         now = ctx.clock.now()
         async with session.transaction() as tx:
             if await tx.transition(
@@ -83,9 +97,11 @@ async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
                     timeout_at=now + timedelta(seconds=ctx.settings.user_response_timeout)):
                 # The gateway may have reported on it already (stages/deliveries.py).
                 await hand_over(tx, await tx.adopt_deliveries(wf.message_id, sms_id))
+        return True
 
 
-async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction) -> _Presentation | str | None:
+async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction, *,
+                              quiet: bool = False) -> _Presentation | str | None:
     """Under the phone's lock: record the presentation of the draft that
     should go on the phone now and hold it; or settle a presentation cut
     off by a dead worker (returns the SMS that says so); or nothing."""
@@ -94,6 +110,28 @@ async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction) -> _
         if await tx.presenter_gone(holder.message_id):
             return await settle_cut_off_presentation(ctx, tx, holder)
         return None  # being texted right now
+    candidate = await tx.phone.requested()  # the person asked for it by its code
+    if candidate is None and not quiet:
+        candidate = await _next_candidate(ctx, tx, holder)
+    if candidate is None:
+        return None
+    now = ctx.clock.now()
+    if not await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING, "presenting the draft",
+                               sms_phone_number=ctx.phone, presented_at=now):
+        return None  # it moved on since we looked: nothing to text
+    await tx.phone.assign(ctx.phone, candidate.message_id)
+    if not await tx.hold_presentation(candidate.message_id):
+        raise RuntimeError(f"the presentation of {candidate.message_id} is held elsewhere")
+    if candidate.draft_code is None:  # a workflow from before codes, or retried after a decision
+        candidate = replace(candidate, draft_code=(await tx.give_codes([candidate.message_id]))[0])
+    waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
+    return _Presentation(candidate, draft_sms(ctx, candidate, waiting))
+
+
+async def _next_candidate(ctx: StageContext, tx: RepositoryTransaction, holder: Workflow | None) -> Workflow | None:
+    """The draft that goes on the phone next, if one should now."""
+    if ctx.settings.phone_mode == "each":
+        return await tx.phone.oldest_ready()
     if holder is not None and holder.current_state is READY_STATE:
         if holder.next_attempt_at is not None and holder.next_attempt_at > ctx.clock.now():
             return None  # an edited draft keeps the phone; it waits for the gateway
@@ -102,16 +140,7 @@ async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction) -> _
         return None  # the person has a draft to answer, or it is being worked on
     else:
         candidate = await tx.phone.oldest_ready()
-    if candidate is None:
-        return None
-    if not await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING, "presenting the draft",
-                               sms_phone_number=ctx.phone):
-        return None  # it moved on since we looked: nothing to text
-    await tx.phone.assign(ctx.phone, candidate.message_id)
-    if not await tx.hold_presentation(candidate.message_id):
-        raise RuntimeError(f"the presentation of {candidate.message_id} is held elsewhere")
-    waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
-    return _Presentation(candidate, draft_sms(ctx, candidate, waiting))
+    return candidate
 
 
 async def _withdraw_presentation(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow,
@@ -159,6 +188,7 @@ def draft_sms(ctx: StageContext, wf: Workflow, waiting: int) -> str:
             waiting=waiting,
             link=draft_url(str(ctx.settings.orchestrator_base_url),
                            ctx.settings.draft_link_key, wf.message_id),
+            code=wf.draft_code,
         ),
         ctx.settings.sms_format,
     )
@@ -196,11 +226,12 @@ async def send_reminders(ctx: StageContext) -> int:
 
 async def _claim_reminder(ctx: StageContext, tx: RepositoryTransaction, message_id: str) -> str | None:
     """Under the phone's lock, briefly: claim the reminder of ``message_id``
-    if its draft is still the one on the phone; returns the SMS to text."""
-    holder = await tx.phone.lock(ctx.phone)
-    if holder is None or holder.message_id != message_id or not await tx.mark_reminded(message_id):
+    if its draft still awaits an answer; returns the SMS to text."""
+    await tx.phone.lock(ctx.phone)
+    wf = await tx.get(message_id)
+    if wf is None or wf.current_state is not S.AWAITING_USER or not await tx.mark_reminded(message_id):
         return None
-    return render_reminder_sms(draft_sms(ctx, holder, await tx.phone.count_waiting()))
+    return render_reminder_sms(draft_sms(ctx, wf, await tx.phone.count_waiting()))
 
 
 async def next_up(tx: RepositoryTransaction) -> tuple[str | None, int]:

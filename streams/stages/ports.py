@@ -7,10 +7,12 @@ Every method raises only the taxonomy of :mod:`handlers.errors`.
 
 from __future__ import annotations
 
+from datetime import date
 from email.message import EmailMessage
 from typing import Protocol
 
 from handlers.drafts import GeneratedDraft
+from handlers.elsewhere import SentReply
 
 
 class ReplyGenerator(Protocol):
@@ -35,4 +37,9 @@ class MailSender(Protocol):
 class SentMailbox(Protocol):
     async def contains(self, message_id: str) -> bool:
         """Whether a message with this Message-ID is in the account's Sent folder."""
+        ...
+
+    async def replies_since(self, since: date, limit: int) -> list[SentReply]:
+        """The threading headers of the ``limit`` newest messages filed in the
+        Sent folder since ``since``, oldest first (one search, one fetch)."""
         ...

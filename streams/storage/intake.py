@@ -75,20 +75,22 @@ class Intake(OutboxWrites):
                                                    reason=reason, at=now) for m in started])
         return started
 
-    async def give_codes(self, message_ids: Sequence[str]) -> None:
+    async def give_codes(self, message_ids: Sequence[str]) -> list[str]:
         """Give each of ``message_ids`` that has none a short code no open
-        workflow has (handlers/codes.py). Under a transaction-scoped advisory
-        lock, so two workers never pick the same code; the unique index on
-        ``draft_code`` stands behind it."""
+        workflow has (handlers/codes.py); returns the codes picked, in order.
+        Under a transaction-scoped advisory lock, so two workers never pick
+        the same code; the unique index on ``draft_code`` stands behind it."""
         if not message_ids:
-            return
+            return []
         await self.conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (CODES_LOCK,))
         cur = await self.conn.execute("SELECT draft_code FROM workflow_state WHERE draft_code IS NOT NULL")
         taken = [row["draft_code"] for row in await cur.fetchall()]
+        codes = new_codes(len(message_ids), taken)
         await self.conn.execute(
             "UPDATE workflow_state w SET draft_code = c.code FROM unnest(%s::text[], %s::text[]) AS c(id, code)"
             " WHERE w.message_id = c.id AND w.draft_code IS NULL",
-            (list(message_ids), new_codes(len(message_ids), taken)))
+            (list(message_ids), codes))
+        return codes
 
     async def email(self, message_id: str) -> Email | None:
         """The Email Monitor's row for ``message_id``."""

@@ -3,10 +3,13 @@ the SMS ledger (``tx.sms``)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from handlers.workflow import QUEUED_FOR_PHONE_STATES, READY_STATE, WorkflowState, names
+
+#: Open, but decided: a reply approved and on its way. ``list`` leaves these out.
+DECIDED_OPEN_STATES = frozenset({WorkflowState.USER_APPROVED})
 from streams.storage.base import READY_FIRST, TransactionBase, one
 from streams.storage.records import Workflow
 
@@ -71,6 +74,54 @@ class PhoneSlot:
         await self._tx.conn.execute(
             "UPDATE phone_conversation SET message_id = %s, presented_at = %s, updated_at = %s"
             " WHERE phone_number = %s", (message_id, now, now, phone))
+
+    async def by_code(self, code: str) -> Workflow | None:
+        """The open workflow whose draft has ``code`` (handlers/codes.py), if any."""
+        row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE draft_code = %s", (code.upper(),))
+        return Workflow.from_row(row) if row else None
+
+    async def open_drafts(self) -> list[Workflow]:
+        """The open workflows the person may still decide on or will be asked
+        about (being drafted, waiting for the phone, on it), oldest email first."""
+        cur = await self._tx.conn.execute(
+            "SELECT * FROM workflow_state WHERE draft_code IS NOT NULL AND current_state <> ALL(%s)"
+            " ORDER BY email_received_at NULLS LAST, created_at, id",
+            (names(DECIDED_OPEN_STATES),))
+        return [Workflow.from_row(row) for row in await cur.fetchall()]
+
+    async def requested(self) -> Workflow | None:
+        """The oldest draft the person asked to see (by its code) that waits for the phone."""
+        row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s"
+                        " AND present_requested_at IS NOT NULL ORDER BY present_requested_at LIMIT 1",
+                        (READY_STATE.value,))
+        return Workflow.from_row(row) if row else None
+
+    async def request_presentation(self, message_id: str) -> bool:
+        """Ask for ``message_id``'s draft (waiting for the phone) to be texted
+        next, even while another draft is on the phone; False if it is not waiting."""
+        row = await one(self._tx.conn, "UPDATE workflow_state SET present_requested_at = %s"
+                        " WHERE message_id = %s AND current_state = %s RETURNING message_id",
+                        (self._tx.clock.now(), message_id, READY_STATE.value))
+        return row is not None
+
+    async def ask_confirmation(self, phone: str, message_ids: Sequence[str], until: datetime) -> None:
+        """Remember the drafts an ``all 3`` would ignore, until ``until``."""
+        await self._tx.conn.execute(
+            "UPDATE phone_conversation SET confirm_ids = %s, confirm_until = %s WHERE phone_number = %s",
+            (list(message_ids), until, phone))
+
+    async def take_confirmation(self, phone: str) -> list[str]:
+        """The drafts a pending ``all 3`` would ignore, if it has not expired;
+        the request is used up either way."""
+        row = await one(self._tx.conn,
+                        "WITH old AS (SELECT confirm_ids, confirm_until FROM phone_conversation"
+                        " WHERE phone_number = %s FOR UPDATE)"
+                        " UPDATE phone_conversation p SET confirm_ids = NULL, confirm_until = NULL FROM old"
+                        " WHERE p.phone_number = %s RETURNING old.confirm_ids, old.confirm_until",
+                        (phone, phone))
+        if not row or not row["confirm_ids"] or row["confirm_until"] is None:
+            return []
+        return list(row["confirm_ids"]) if row["confirm_until"] > self._tx.clock.now() else []
 
     async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
         """Free the phones ``message_ids`` hold; return (phone, message_id) of each freed."""

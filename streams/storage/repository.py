@@ -34,11 +34,13 @@ from handlers.workflow import TIMES_OUT_FROM, WorkflowState
 from streams.observability import metrics, tracing
 from streams.storage.base import READY_FIRST, Connection, Pool
 from streams.storage.deliveries import Deliveries
+from streams.storage.elsewhere import ElsewhereReads
 from streams.storage.parking import Parking, park_reason
 from streams.storage.phone import PhoneSlot, SmsLedger
 from streams.storage.reads import ReadModels
 from streams.storage.records import Email, Workflow
 from streams.storage.sending import PRESENTING_LOCK, REMINDED, Sending, send_claim_reason
+from streams.storage.threads import Threads
 from streams.storage.transitions import SETTABLE_COLUMNS, Transitions
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 
-class Transaction(Transitions, Parking, Sending, Deliveries):
+class Transaction(Transitions, Parking, Sending, Deliveries, Threads):
     """Work inside one database transaction; see :meth:`WorkflowRepository.transaction`."""
 
     def __init__(self, conn: Connection, clock: Clock) -> None:
@@ -98,7 +100,7 @@ class Session:
             pass  # the connection broke just now: its locks are gone too
 
 
-class WorkflowRepository(ReadModels):
+class WorkflowRepository(ReadModels, ElsewhereReads):
     """Reads and compare-and-set writes of workflows over a connection pool
     (the read models of the API, dashboard and health are inherited)."""
 

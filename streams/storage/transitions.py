@@ -118,6 +118,7 @@ class Transitions(Intake):
             sql.SQL("previous_state = w.current_state"),
             sql.SQL("updated_at = {}").format(sql.Placeholder("now")),
             sql.SQL(UNPARK),
+            sql.SQL("present_requested_at = NULL"),  # a request to see the draft is answered by any move
         ]
         now = self.clock.now()
         params: dict[str, Any] = {"now": now, "message_ids": list(message_ids), "new": new.value,

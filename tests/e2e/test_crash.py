@@ -47,7 +47,7 @@ PATHS = {
     "ignore": (["3"], "user_ignored"),
     "edit-ignore": (["2 warmer", "3"], "user_ignored"),
 }
-FOOTER = "\n1=Send 2=Edit 3=Ignore"
+FOOTER = "1=Send 2=Edit 3=Ignore"  # after the draft's code: "\nK7: 1=Send ..."
 
 
 def drafts_of(path: str) -> int:

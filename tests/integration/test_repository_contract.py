@@ -4,7 +4,7 @@ in-memory fake the fast stage tests use must behave alike."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -572,3 +572,107 @@ async def test_a_report_before_the_draft_id_is_recorded_is_adopted_with_it(backe
     async with backend.repo.transaction() as tx:
         cleared = await tx.adopt_deliveries("<b@x>", None)  # a presentation whose SMS id is not known
     assert not cleared.fresh and (await workflow(backend, "<b@x>")).sms_delivery_status is None
+
+
+async def test_the_answered_elsewhere_sweep_reads_the_closable_emails_and_our_own_replies(backend: Backend) -> None:
+    for mid in ("<a@x>", "<b@x>", "<c@x>", "<d@x>"):
+        await backend.start(mid)
+    await walk(backend, "<b@x>", TO_AWAITING)  # on the phone: closable
+    await walk(backend, "<c@x>", [*TO_AWAITING, (S.AWAITING_USER, S.USER_APPROVED)])  # being sent: not
+    async with backend.repo.transaction() as tx:
+        assert await tx.claim_send("<c@x>", "<ours@x>")
+    await walk(backend, "<d@x>", [(S.PENDING, S.FAILED)])  # decided: not
+    closable = await backend.repo.closable_emails()
+    assert [mid for mid, _ in closable] == ["<a@x>", "<b@x>"]
+    assert all(isinstance(at, datetime) and at.tzinfo is not None for _, at in closable)
+    assert closable[0][1] <= closable[1][1]
+    assert await backend.repo.own_replies({"<ours@x>", "<theirs@x>"}) == {"<ours@x>"}
+    assert await backend.repo.own_replies(set()) == set()
+
+
+async def _in_thread(b: Backend, database: str | None, mid: str, minutes: int, *, thread_id: str | None = None,
+                     in_reply_to: str | None = None, body_text: str | None = None) -> None:
+    """Start ``mid`` as an email of a thread, received ``minutes`` after a fixed moment."""
+    import psycopg
+
+    await b.start(mid)
+    at = datetime(2024, 5, 1, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+    if isinstance(b.repo, FakeRepository):
+        email = b.repo.data.emails[mid]
+        b.repo.data.emails[mid] = replace(email, thread_id=thread_id, in_reply_to=in_reply_to, received_at=at,
+                                          body_text=body_text)
+        return
+    assert database is not None
+    async with await psycopg.AsyncConnection.connect(database) as conn:
+        await conn.execute("UPDATE processed_emails SET thread_id = %s, in_reply_to = %s, received_at = %s,"
+                           " body_text = %s WHERE message_id = %s", (thread_id, in_reply_to, at, body_text, mid))
+
+
+async def test_a_thread_finds_the_open_older_emails_and_reads_back_what_a_newer_one_superseded(
+        backend: Backend, database_or_none: str | None) -> None:
+    t = database_or_none
+    await _in_thread(backend, t, "<a@x>", 1, thread_id="T", body_text="first " + "x" * 20_000)
+    await _in_thread(backend, t, "<b@x>", 2, in_reply_to=" <a@x>")  # no thread id: In-Reply-To alone
+    await _in_thread(backend, t, "<sent@x>", 3, thread_id="T")
+    await _in_thread(backend, t, "<other@x>", 4, thread_id="U")
+    await _in_thread(backend, t, "<c@x>", 5, thread_id="T", in_reply_to="<b@x>")
+    await walk(backend, "<a@x>", TO_AWAITING)
+    await walk(backend, "<sent@x>", [*TO_AWAITING, (S.AWAITING_USER, S.USER_APPROVED)])
+    open_states = {S.PENDING, S.AI_GENERATING, S.AWAITING_USER}
+    async with backend.repo.transaction() as tx:
+        found = await tx.open_earlier_in_thread(["<c@x>", "<b@x>", "<a@x>", "<other@x>"], open_states)
+        assert [(newer, wf.message_id) for newer, wf in found] == [
+            ("<b@x>", "<a@x>"),  # b answers a
+            ("<c@x>", "<a@x>"), ("<c@x>", "<b@x>"),  # c shares a's thread and answers b; <sent@x> is not open
+        ]
+        assert found[0][1].current_state is S.AWAITING_USER and found[0][1].draft_code  # the row as it is
+        assert await tx.open_earlier_in_thread([], open_states) == []
+        await tx.record_superseded(["<a@x>"], "<b@x>")
+        await tx.record_superseded(["<b@x>"], "<c@x>")
+        await tx.record_superseded([], "<c@x>")
+        earlier = await tx.earlier_emails("<c@x>", 3)
+        assert [e.message_id for e in earlier] == ["<a@x>", "<b@x>"]  # the chain, oldest first
+        assert earlier[0].body_text is not None and len(earlier[0].body_text) < 2_000  # read bounded
+        assert [e.message_id for e in await tx.earlier_emails("<c@x>", 1)] == ["<b@x>"]  # the most recent
+        assert await tx.earlier_emails("<a@x>", 3) == []
+
+
+async def test_codes_name_the_open_drafts_and_a_decision_gives_its_code_up(backend: Backend) -> None:
+    for mid in ("<a@x>", "<b@x>"):
+        await backend.start(mid)
+    a, b = await backend.repo.get("<a@x>"), await backend.repo.get("<b@x>")
+    assert a is not None and b is not None and a.draft_code and b.draft_code and a.draft_code != b.draft_code
+    async with backend.repo.transaction() as tx:
+        found = await tx.phone.by_code(a.draft_code.lower())  # as typed on a phone
+        assert found is not None and found.message_id == "<a@x>"
+        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<a@x>", "<b@x>"]
+        assert not await tx.phone.request_presentation("<b@x>")  # not drafted yet
+    await walk(backend, "<a@x>", TO_AWAITING)
+    await walk(backend, "<b@x>", TO_AWAITING[:2])
+    async with backend.repo.transaction() as tx:
+        assert await tx.phone.requested() is None
+        assert await tx.phone.request_presentation("<b@x>")
+        requested = await tx.phone.requested()
+        assert requested is not None and requested.message_id == "<b@x>"
+    await walk(backend, "<a@x>", [(S.AWAITING_USER, S.USER_IGNORED)])
+    async with backend.repo.transaction() as tx:
+        assert await tx.phone.by_code(a.draft_code) is None  # given up: a later draft may have it
+        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<b@x>"]
+        [code] = await tx.give_codes(["<a@x>"])
+        assert code != b.draft_code
+    await walk(backend, "<b@x>", [(S.AI_GENERATED, S.SMS_SENDING)])
+    async with backend.repo.transaction() as tx:
+        assert await tx.phone.requested() is None  # any move answers the request
+
+
+async def test_an_all_3_confirmation_is_used_once_and_expires(backend: Backend) -> None:
+    async with backend.repo.transaction() as tx:
+        await tx.phone.lock(PHONE)
+        await tx.phone.ask_confirmation(PHONE, ["<a@x>", "<b@x>"], backend.clock.now() + timedelta(seconds=60))
+    async with backend.repo.transaction() as tx:
+        assert await tx.phone.take_confirmation(PHONE) == ["<a@x>", "<b@x>"]
+        assert await tx.phone.take_confirmation(PHONE) == []
+        await tx.phone.ask_confirmation(PHONE, ["<a@x>"], backend.clock.now() + timedelta(seconds=60))
+    backend.clock.advance(timedelta(seconds=61))
+    async with backend.repo.transaction() as tx:
+        assert await tx.phone.take_confirmation(PHONE) == []

@@ -11,19 +11,24 @@ contract tests against both. A transaction that raises is rolled back.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from handlers.clock import Clock
+from handlers.codes import new_codes
 from handlers.deliveries import Delivery, DeliveryReport, audit_reason, moves_forward
 from handlers.errors import PermanentError, TransientError
 from handlers.drafts import GeneratedDraft
+from handlers.elsewhere import SentReply
 from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
+from handlers.threads import EARLIER_CHARS, EARLIER_HTML_CHARS, continues
 from handlers.workflow import (
+    CLOSABLE_STATES,
     QUEUED_FOR_PHONE_STATES,
     READY_STATE,
     TIMES_OUT_FROM,
@@ -32,6 +37,7 @@ from handlers.workflow import (
     check_transition,
     email_status_for,
     frees_the_phone,
+    is_terminal,
 )
 from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Workflow
 from streams.storage.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
@@ -57,8 +63,14 @@ class _Data:
     presenting: set[str] = field(default_factory=set)
     #: Replies being sent by a live worker (an advisory lock on its session, in PostgreSQL).
     sending: set[str] = field(default_factory=set)
+    #: Drafts the person asked for by code (workflow_state.present_requested_at).
+    requested: dict[str, datetime] = field(default_factory=dict)
+    #: A pending ``all 3`` per phone: the drafts it would ignore, and until when.
+    confirmations: dict[str, tuple[list[str], datetime]] = field(default_factory=dict)
     #: Delivery reports by (the gateway's SMS id, status), in the order recorded.
     deliveries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: The newer email that closed each superseded workflow (workflow_state.superseded_by).
+    superseded_by: dict[str, str] = field(default_factory=dict)
 
 
 class _Part:
@@ -98,6 +110,35 @@ class FakePhoneSlot(_Part):
         self.data.workflows[message_id] = replace(wf, reminded_at=None, updated_at=self.tx.clock.now())
         self.tx._audit(message_id, wf.current_state.value, wf.current_state.value, reason, None)
         return True
+
+    async def by_code(self, code: str) -> Workflow | None:
+        return next((wf for wf in self.data.workflows.values() if wf.draft_code == code.upper()), None)
+
+    async def open_drafts(self) -> list[Workflow]:
+        found = [wf for wf in self.data.workflows.values()
+                 if wf.draft_code is not None and wf.current_state is not S.USER_APPROVED]
+        found.sort(key=lambda wf: (wf.email_received_at or datetime.max.replace(tzinfo=UTC),
+                                   wf.created_at or datetime.max.replace(tzinfo=UTC)))
+        return found
+
+    async def requested(self) -> Workflow | None:
+        waiting = sorted((at, m) for m, at in self.data.requested.items()
+                         if self.data.workflows[m].current_state is READY_STATE)
+        return self.data.workflows[waiting[0][1]] if waiting else None
+
+    async def request_presentation(self, message_id: str) -> bool:
+        wf = self.data.workflows.get(message_id)
+        if wf is None or wf.current_state is not READY_STATE:
+            return False
+        self.data.requested[message_id] = self.tx.clock.now()
+        return True
+
+    async def ask_confirmation(self, phone: str, message_ids: Sequence[str], until: datetime) -> None:
+        self.data.confirmations[phone] = (list(message_ids), until)
+
+    async def take_confirmation(self, phone: str) -> list[str]:
+        ids, until = self.data.confirmations.pop(phone, ([], self.tx.clock.now()))
+        return ids if until > self.tx.clock.now() else []
 
     async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
         freed = [(phone, held) for phone, held in self.data.phones.items()
@@ -168,6 +209,9 @@ class FakeTransaction:
             return False
         previous = wf.current_state.value
         kept = {k: v for k, v in fields.items() if k in Workflow.__dataclass_fields__}  # as the row reads back
+        if is_terminal(new):
+            kept.setdefault("draft_code", None)  # a decided draft gives its code up
+        self.data.requested.pop(message_id, None)
         self.data.workflows[message_id] = replace(wf, current_state=new, previous_state=previous,
                                                   updated_at=self.clock.now(), **_UNPARKED, **kept)
         self._audit(message_id, previous, new.value, reason, error)
@@ -317,10 +361,20 @@ class FakeTransaction:
             sms_message_id=None, sms_sent_at=None, sms_phone_number=None, user_command=None,
             user_edit_instructions=None, user_responded_at=None, edit_iteration=0,
             created_at=now, updated_at=now)
+        await self.give_codes([email.message_id])
         self._audit(email.message_id, None, S.PENDING.value, reason, None)
         await self.publish(WorkflowEvent(message_id=email.message_id, from_state=None, to_state=S.PENDING.value,
                                          reason=reason, at=now))
         return True
+
+    async def give_codes(self, message_ids: Sequence[str]) -> list[str]:
+        taken = [wf.draft_code for wf in self.data.workflows.values() if wf.draft_code]
+        codes = new_codes(len(message_ids), taken, random.Random(len(taken)))
+        for message_id, code in zip(message_ids, codes):
+            wf = self.data.workflows[message_id]
+            if wf.draft_code is None:
+                self.data.workflows[message_id] = replace(wf, draft_code=code)
+        return codes
 
     async def email(self, message_id: str) -> Email | None:
         return self.data.emails.get(message_id)
@@ -329,6 +383,29 @@ class FakeTransaction:
                                error: str | None = None) -> None:
         for message_id in message_ids:
             self.data.emails[message_id] = replace(self.data.emails[message_id], status=status.value)
+
+    async def open_earlier_in_thread(self, message_ids: Collection[str],
+                                     states: Collection[WorkflowState]) -> list[tuple[str, Workflow]]:
+        emails = sorted(self.data.emails.values(), key=lambda e: e.received_at)
+        newer = [e for e in emails if e.message_id in message_ids]
+        return [(n.message_id, self.data.workflows[o.message_id]) for n in newer for o in emails
+                if o.received_at < n.received_at and o.message_id in self.data.workflows
+                and self.data.workflows[o.message_id].current_state in states
+                and continues(n.thread_id, n.in_reply_to, o.message_id, o.thread_id)]
+
+    async def record_superseded(self, message_ids: Collection[str], newer: str) -> None:
+        self.data.superseded_by.update({m: newer for m in message_ids})
+
+    async def earlier_emails(self, message_id: str, limit: int) -> list[Email]:
+        chain: set[str] = set()
+        frontier = {message_id}
+        while frontier:
+            frontier = {old for old, new in self.data.superseded_by.items() if new in frontier} - chain
+            chain |= frontier
+        found = sorted((self.data.emails[m] for m in chain), key=lambda e: e.received_at)
+        return [replace(e, body_text=e.body_text and e.body_text[:EARLIER_CHARS + 1],
+                        body_html=e.body_html and e.body_html[:EARLIER_HTML_CHARS])  # read bounded
+                for e in (found[-limit:] if limit > 0 else [])]
 
     async def publish(self, message: Publishable) -> None:
         self.data.outbox.append(message)
@@ -404,14 +481,26 @@ class FakeRepository:
                and wf.sms_sent_at is not None and wf.sms_sent_at <= presented_before]
         return [wf.message_id for wf in sorted(due, key=lambda wf: wf.sms_sent_at or presented_before)]
 
+    async def closable_emails(self) -> list[tuple[str, datetime]]:
+        found = [(wf.message_id, wf.email_received_at or wf.created_at or self.clock.now())
+                 for wf in self.data.workflows.values() if wf.current_state in CLOSABLE_STATES]
+        return sorted(found, key=lambda pair: pair[1])
+
+    async def own_replies(self, message_ids: Collection[str]) -> set[str]:
+        sent = {wf.reply_message_id for wf in self.data.workflows.values()}
+        return {m for m in message_ids if m in sent}
+
     # -------------------------------------------------------------- for tests
 
     def add_email(self, message_id: str, *, subject: str | None = "Lunch?",
-                  from_address: str = "Ann Lee <ann@example.com>", received_at: datetime | None = None) -> None:
+                  from_address: str = "Ann Lee <ann@example.com>", received_at: datetime | None = None,
+                  body_text: str | None = None, thread_id: str | None = None,
+                  in_reply_to: str | None = None) -> None:
         self.data.emails[message_id] = Email(message_id=message_id, subject=subject, from_address=from_address,
                                              to_addresses=["me@example.com"],
                                              received_at=received_at or self.clock.now(),
-                                             status=EmailStatus.ORCHESTRATING.value)
+                                             status=EmailStatus.ORCHESTRATING.value, body_text=body_text,
+                                             thread_id=thread_id, in_reply_to=in_reply_to)
 
     async def start(self, message_id: str, **email: Any) -> None:
         """An email taken on by the poller: its workflow in ``pending``."""
@@ -488,7 +577,17 @@ class FakeSentFolder:
     def __init__(self) -> None:
         self.message_ids: set[str] = set()
         self.checked: list[str] = []
+        #: What :meth:`replies_since` finds (a day is not checked), and each call's (since, limit).
+        self.replies: list[SentReply] = []
+        self.searches: list[tuple[date, int]] = []
+        self.fail_with: Exception | None = None
 
     async def contains(self, message_id: str) -> bool:
         self.checked.append(message_id)
         return message_id in self.message_ids
+
+    async def replies_since(self, since: date, limit: int) -> list[SentReply]:
+        self.searches.append((since, limit))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.replies[-limit:]
