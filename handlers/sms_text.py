@@ -285,7 +285,7 @@ def render_list_sms(drafts: list[ListedDraft]) -> str:
         line = (f"{d.code} {fold_typography(_shorten(d.sender, 18))}: "
                 f"{fold_typography(_shorten(d.subject or 'no subject', 24))} ({_age(d.age)}{status})")
         rest = len(drafts) - i - 1
-        more = f"+{rest} more" if rest else ""
+        more = f"+{rest} more on the dashboard" if rest else ""
         candidate = "\n".join([head, *lines, line, *([more] if more else []), tail])
         if len(candidate) > LIST_SMS_CHARS:
             return "\n".join([head, *lines, f"+{len(drafts) - i} more on the dashboard", tail])

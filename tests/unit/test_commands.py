@@ -71,3 +71,53 @@ def test_case_and_blanks_do_not_matter(word: str, pad: str) -> None:
 @given(st.text(min_size=1).filter(lambda t: t.strip() != "" and t == t.strip()))
 def test_edit_round_trip(instructions: str) -> None:
     assert parse_command(f"2 {instructions}") == Command(K.EDIT, instructions)
+
+
+# ------------------------------------------------------------------ codes
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("K7 1", Command(K.APPROVE, code="K7")),
+        ("k7 send", Command(K.APPROVE, code="K7")),
+        ("K7: 2 make it shorter", Command(K.EDIT, "make it shorter", code="K7")),
+        ("K72, 3", Command(K.IGNORE, code="K72")),
+        ("K7 edit Sign it Anna", Command(K.EDIT, "Sign it Anna", code="K7")),
+        ("K7", Command(K.SHOW, code="K7")),
+        (" k7. ", Command(K.SHOW, code="K7")),
+        ("K7 hello", Command(K.UNKNOWN, code="K7")),  # a code, then no command: help
+        ("list", Command(K.LIST)),
+        ("?", Command(K.LIST)),
+        ("List.", Command(K.LIST)),
+        ("all 3", Command(K.IGNORE_ALL)),
+        ("ALL ignore", Command(K.IGNORE_ALL)),
+    ],
+)
+def test_an_answer_may_name_its_draft_by_code_first(text: str, expected: Command) -> None:
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2 A4 paper, K7 style", "2 K7 make it shorter", "2 cc B3 on it"])
+def test_a_code_inside_edit_instructions_is_wording(text: str) -> None:
+    """The code comes first: one after the command word is part of the instructions."""
+    command = parse_command(text)
+    assert command.kind is K.EDIT and command.code is None and command.instructions == text[2:]
+
+
+@pytest.mark.parametrize("text", ["K1 1", "O7 1", "I7 3", "L2", "K0 1"])
+def test_look_alike_characters_are_never_a_code(text: str) -> None:
+    """No code has 0, 1, I, L, O or Q: these are read as no code at all."""
+    assert parse_command(text).code is None
+
+
+def test_yes_confirms_only_as_a_plain_answer() -> None:
+    assert parse_command("yes").confirms and parse_command("Y").confirms
+    assert not parse_command("K7 yes").confirms and not parse_command("1").confirms
+    assert parse_command("y").kind is K.UNKNOWN  # alone, without an `all 3` to confirm: help
+
+
+@given(st.sampled_from(sorted(APPROVE_WORDS | IGNORE_WORDS)), st.sampled_from(["K7", "m3", "Z999"]))
+def test_every_bare_command_keeps_its_meaning_after_a_code(word: str, code: str) -> None:
+    bare, coded = parse_command(word), parse_command(f"{code} {word}")
+    assert coded.kind is bare.kind and coded.code == code.upper()

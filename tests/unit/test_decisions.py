@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from handlers.commands import parse_command
-from handlers.decisions import CommandEffect, DraftOnPhone, decide_command
+from handlers.decisions import Answer, CommandEffect, DraftOnPhone, decide_command
 from handlers.messages import EditRequested, ReplyApproved
 from handlers.sms_text import HELP_SMS, NOTHING_WAITING_SMS
 from handlers.workflow import WorkflowState
@@ -80,3 +80,50 @@ def test_an_answer_within_the_clock_skew_or_without_a_time_is_applied() -> None:
         assert effect.outcome == expected, written_at
     unknown = DraftOnPhone("<b@x>", S.AWAITING_USER, 0)  # presented before presented_at was kept
     assert answered("1", NOW - timedelta(days=1), unknown).outcome == "approved"
+
+
+# ------------------------------------------------------------ named drafts
+
+
+def test_a_code_for_a_draft_not_yet_texted_is_not_applied() -> None:
+    waiting = DraftOnPhone("<b@x>", S.AI_GENERATED, edit_iteration=0, code="M3")
+    effect = decide_command(parse_command("M3 1"), "M3 1", waiting, 10, NOW, answer=Answer(named=True))
+    assert effect.outcome == "not_texted" and effect.target is None
+    assert effect.reply_sms == "M3 has not been texted to you yet. Reply M3 to read it, then answer."
+    # A bare answer never meant a draft that was not texted.
+    assert decide("1", on_phone=waiting).outcome == "nothing_waiting"
+
+
+def test_a_code_answer_written_before_its_draft_was_texted_is_late() -> None:
+    on_phone = DraftOnPhone("<a@x>", S.AWAITING_USER, 0, presented_at=NOW, sender="Ann", code="K7")
+    early = Answer(written_at=NOW - timedelta(minutes=1), named=True)
+    assert decide_command(parse_command("K7 1"), "K7 1", on_phone, 10, NOW, answer=early).outcome == "late"
+    fine = Answer(written_at=NOW + timedelta(seconds=1), named=True)
+    assert decide_command(parse_command("K7 1"), "K7 1", on_phone, 10, NOW, answer=fine).outcome == "approved"
+
+
+def test_the_dashboard_may_act_on_a_draft_not_yet_texted_and_says_so_in_the_audit() -> None:
+    waiting = DraftOnPhone("<b@x>", S.AI_GENERATED, edit_iteration=0, code="M3")
+    effect = decide_command(parse_command("3"), "3", waiting, 10, NOW,
+                            answer=Answer(source="dashboard", seen_iteration=0))
+    assert effect.target is S.USER_IGNORED and effect.reason == "ignored from the dashboard"
+    assert effect.fields["user_command"] == "dashboard: 3"
+
+
+def test_a_dashboard_action_on_a_draft_that_changed_since_the_page_showed_it_is_not_applied() -> None:
+    effect = decide_command(parse_command("1"), "1", ON_PHONE, 10, NOW,
+                            answer=Answer(source="dashboard", seen_iteration=0))  # the page showed iteration 0
+    assert effect.outcome == "changed" and effect.target is None and effect.reply_sms is None
+
+
+def test_a_reply_written_by_hand_is_approved_as_typed_and_kept_in_the_history() -> None:
+    history = ({"instructions": "shorter", "draft": "Short."},)
+    on_phone = DraftOnPhone("<a@x>", S.AWAITING_USER, 1, edit_history=history)
+    typed = "Dear Ann,\n\nYes - Tuesday works.\n\nJack"
+    effect = decide_command(parse_command("1"), "1", on_phone, 10, NOW,
+                            answer=Answer(source="dashboard", seen_iteration=1, reply_text=typed))
+    assert effect.target is S.USER_APPROVED and effect.fields["ai_reply_text"] == typed
+    assert effect.reason == "written by hand and approved from the dashboard"
+    assert effect.fields["edit_history"][0] == {"instructions": "shorter", "draft": "Short."}
+    assert effect.fields["edit_history"][1]["draft"] == typed and effect.fields["edit_history"][1]["by"] == "hand"
+    assert effect.follow_up == ReplyApproved(message_id="<a@x>")

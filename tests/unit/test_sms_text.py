@@ -114,3 +114,28 @@ def test_a_late_answer_is_named_and_the_person_asked_again_in_one_segment() -> N
     assert text.startswith("Your answer '2 \"shorter\" and w...' was written before the draft reply to Bob")
     assert text.endswith("so it was not applied. Answer again: 1=Send 2=Edit 3=Ignore")
     assert count_segments(text).segments <= 2 and count_segments(text).encoding == "GSM-7"
+
+
+def test_the_list_sms_names_each_open_draft_oldest_first_and_counts_what_does_not_fit() -> None:
+    from datetime import timedelta
+
+    from handlers.sms_text import LIST_SMS_CHARS, ListedDraft, render_list_sms
+
+    two = [ListedDraft("K7", "John Smith", "Meeting?", timedelta(hours=2), "on phone"),
+           ListedDraft("M3", "Ann Lee", "Invoice 42", timedelta(minutes=5), "waiting")]
+    assert render_list_sms(two) == ("2 open:\nK7 John Smith: Meeting? (2h)\nM3 Ann Lee: Invoice 42 (5m, waiting)\n"
+                                    "Reply a code to see that draft, or K7 1 / K7 3.")
+    many = [ListedDraft(f"A{n}", "Someone Long-Named", "A subject that goes on and on", timedelta(days=n), "drafting")
+            for n in range(2, 30)]
+    text = render_list_sms(many)
+    assert len(text) <= LIST_SMS_CHARS and text.startswith("28 open:\nA2 Someone")
+    shown = text.count("(")
+    assert f"+{28 - shown} more on the dashboard" in text
+    assert render_list_sms([]) == "No open drafts."
+
+
+def test_the_draft_sms_carries_its_code_before_the_commands() -> None:
+    sms = render_draft_sms(draft("Yes, 2pm works.", waiting=1, code="K7"), "condensed")
+    assert sms.endswith("\nK7: 1=Send 2=Edit 3=Ignore (+1 waiting)")
+    full = render_draft_sms(draft("Yes, 2pm works.", code="K7"), "full")
+    assert full.endswith("\nK7: 1=Send 2=Edit 3=Ignore")
