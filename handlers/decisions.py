@@ -28,6 +28,8 @@ from .workflow import DECIDABLE_STATES, WorkflowState
 
 #: ``workflow_state.user_command`` is VARCHAR(50).
 USER_COMMAND_CHARS = 50
+#: How ``user_command`` begins when the answer came from the dashboard.
+DASHBOARD_COMMAND = "dashboard:"
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
     iteration = on_phone.edit_iteration + 1
     return CommandEffect(
         "edit_requested", WorkflowState.USER_EDIT_REQUESTED, f"edit {iteration} requested {via}",
-        {"user_command": "edit" if answer.source == "sms" else "dashboard: edit",
+        {"user_command": "edit" if answer.source == "sms" else f"{DASHBOARD_COMMAND} edit",
          "user_edit_instructions": command.instructions,
          "user_responded_at": now, "edit_iteration": iteration},
         follow_up=EditRequested(message_id=on_phone.message_id, instructions=command.instructions,
@@ -151,7 +153,7 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
 
 def _recorded(answer: Answer, text: str) -> str:
     """``workflow_state.user_command``: the answer as given, marked when it came from the dashboard."""
-    given = text.strip() if answer.source == "sms" else f"dashboard: {text.strip()}"
+    given = text.strip() if answer.source == "sms" else f"{DASHBOARD_COMMAND} {text.strip()}"
     return given[:USER_COMMAND_CHARS]
 
 

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.decisions import DASHBOARD_COMMAND
 from handlers.emails import Reply, build_reply, new_message_id, sender_name
 from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
 from handlers.headers import clean_reply
@@ -141,7 +142,9 @@ async def _record_sent(ctx: StageContext, claim: _SendClaim, reason: str, **fiel
                             reply_sent_at=ctx.clock.now(), **fields)
         await tx.record_sent_reply(message_id, claim.wf.ai_reply_text or "")
         following = await next_up(tx)
-    await ctx.tell_person(render_sent_sms(sender_name(claim.email.from_address), *following))
+    await ctx.tell_person(render_sent_sms(
+        sender_name(claim.email.from_address), *following, code=claim.wf.draft_code,
+        from_dashboard=(claim.wf.user_command or "").startswith(DASHBOARD_COMMAND)))
 
 
 async def _settle_cut_off(ctx: StageContext, claim: _SendClaim, what_happened: str) -> bool:

@@ -171,3 +171,36 @@ async def test_a_reminder_whose_sms_call_hangs_holds_no_lock(
     finally:
         reminding.cancel()
         await asyncio.gather(reminding, return_exceptions=True)
+
+
+async def test_each_mode_texts_every_draft_and_reminds_and_times_out_each_on_its_own(
+    repo: WorkflowRepository, pool: Pool, clock: OffsetClock, make_stages: Any, peers: Peers
+) -> None:
+    stages = stages_for(make_stages, peers, phone_mode="each", reminder_after=3600,
+                        user_response_timeout=7200, quiet_hours="22:00-07:00", timezone="Europe/Berlin")
+    clock.jump_to(datetime(2026, 11, 25, 20, 0, tzinfo=BERLIN).astimezone(UTC))
+    first = await start_workflow(repo, pool)
+    second = await start_workflow(repo, pool, from_address="Bob <bob@example.com>")
+    await draft(stages, repo, first)
+    await draft(stages, repo, second)
+    await stages.notify()
+    assert len(peers.sms.messages) == 2  # both at once, not one behind the other
+    codes = [wf.draft_code if wf else None for wf in [await repo.get(first), await repo.get(second)]]
+    assert all(f"{code}: 1=Send" in text for code, text in zip(codes, peers.sms.messages))
+
+    clock.advance(timedelta(minutes=30))
+    await answer(stages, f"{codes[1]} 2 make it shorter", 1)  # the second is edited: its clock starts again
+    await draft(stages, repo, second)
+    await stages.notify()
+    assert len(peers.sms.messages) == 3
+    clock.advance(timedelta(minutes=31))
+    assert await stages.send_reminders() == 1  # 61 min: only the first is due
+    assert peers.sms.messages[-1].startswith("Reminder: ") and f"{codes[0]}: 1=Send" in peers.sms.messages[-1]
+
+    clock.jump_to(datetime(2026, 11, 25, 22, 30, tzinfo=BERLIN))  # quiet: the second's reminder waits
+    assert await stages.send_reminders() == 0
+    clock.jump_to(datetime(2026, 11, 26, 7, 1, tzinfo=BERLIN))
+    assert await stages.expire_timeouts() == 2  # each past its own timeout
+    for mid in (first, second):
+        wf = await repo.get(mid)
+        assert wf is not None and wf.current_state is S.TIMEOUT and wf.draft_code is None
