@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from standins import webhook_headers
 
@@ -47,6 +48,10 @@ PATHS = {
     "ignore": (["3"], "user_ignored"),
     "edit-ignore": (["2 warmer", "3"], "user_ignored"),
 }
+#: Alone: its figures (generations in flight at each kill, recovery time) mean
+#: something only on a machine no other test shares.
+pytestmark = pytest.mark.serial
+
 FOOTER = "1=Send 2=Edit 3=Ignore"  # after the draft's code: "\nK7: 1=Send ..."
 
 

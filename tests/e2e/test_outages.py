@@ -20,9 +20,11 @@ import pytest
 from tests.support.harness import PHONE, Pipeline, eventually
 from tests.support.services import ROOT
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("ORCH_SERVICES_MANAGED") != "1",
-    reason="stops the services: only against those scripts/services runs (always so in CI)")
+pytestmark = [
+    pytest.mark.skipif(os.environ.get("ORCH_SERVICES_MANAGED") != "1",
+                       reason="stops the services: only against those scripts/services runs (always so in CI)"),
+    pytest.mark.serial,  # no other test may run while the broker or the database is away
+]
 
 
 def services(*args: str) -> None:
