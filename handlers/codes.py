@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Collection
 
 LETTERS = "ABCDEFGHJKMNPRSTUVWXYZ"
@@ -44,20 +45,7 @@ def new_code(taken: Collection[str], rng: random.Random | None = None) -> str:
     """A code no open draft has: the shortest length that is at most half
     full, picked at random (so a code just given up is seldom given again
     soon). ``taken``: the codes of the open drafts."""
-    rng = rng or random.SystemRandom()
-    used = {normalise(code) for code in taken}
-    for digits in range(1, MAX_DIGITS + 1):
-        in_use = sum(1 for code in used if len(code) == digits + 1)
-        if in_use < capacity(digits) * FULLNESS or digits == MAX_DIGITS:
-            for _ in range(64):
-                code = rng.choice(LETTERS) + "".join(rng.choice(DIGITS) for _ in range(digits))
-                if code not in used:
-                    return code
-    free = (a + b for a in LETTERS for b in _all_digits(MAX_DIGITS) if a + b not in used)
-    last = next(free, None)
-    if last is None:
-        raise RuntimeError(f"all {capacity(MAX_DIGITS)} draft codes are in use")
-    return last
+    return new_codes(1, taken, rng)[0]
 
 
 def _all_digits(n: int) -> list[str]:
@@ -68,11 +56,29 @@ def _all_digits(n: int) -> list[str]:
 
 
 def new_codes(count: int, taken: Collection[str], rng: random.Random | None = None) -> list[str]:
-    """``count`` distinct new codes (see :func:`new_code`)."""
-    used = set(taken)
+    """``count`` distinct new codes (see :func:`new_code`), in time linear in
+    ``count`` and ``taken``."""
+    rng = rng or random.SystemRandom()
+    used = {normalise(code) for code in taken}
+    by_length = Counter(len(code) for code in used)
     codes: list[str] = []
     for _ in range(count):
-        code = new_code(used, rng)
+        code = _pick(used, by_length, rng)
         used.add(code)
+        by_length[len(code)] += 1
         codes.append(code)
     return codes
+
+
+def _pick(used: set[str], by_length: Counter[int], rng: random.Random) -> str:
+    for digits in range(1, MAX_DIGITS + 1):
+        if by_length[digits + 1] < capacity(digits) * FULLNESS or digits == MAX_DIGITS:
+            for _ in range(64):
+                code = rng.choice(LETTERS) + "".join(rng.choice(DIGITS) for _ in range(digits))
+                if code not in used:
+                    return code
+    free = (a + b for a in LETTERS for b in _all_digits(MAX_DIGITS) if a + b not in used)
+    last = next(free, None)
+    if last is None:
+        raise RuntimeError(f"all {capacity(MAX_DIGITS)} draft codes are in use")
+    return last

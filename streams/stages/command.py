@@ -72,9 +72,10 @@ async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation:
             return None
         latest = await tx.phone.lock(ctx.phone)  # serialises answers and presentations
         cmd = parse_command(sms.text)
-        if cmd.confirms and sms.source == "sms":
+        if sms.source == "sms" and cmd.kind is not CommandKind.IGNORE_ALL:
+            # Any answer uses a pending `all 3` up: only a `yes` straight after it confirms.
             confirmed = await tx.phone.take_confirmation(ctx.phone)
-            if confirmed:
+            if confirmed and cmd.confirms:
                 await tx.sms.settle(sms.sms_id, "ignored_all", None)
                 return await ignore_all(ctx, tx, confirmed)
         if cmd.kind is CommandKind.LIST:

@@ -1,0 +1,82 @@
+"""The conversation on the phone with codes, driven through the stages on the
+in-memory repository: what each answer does, and what it must not do."""
+
+from __future__ import annotations
+
+from handlers.messages import InboundSms
+from handlers.workflow import WorkflowState
+
+from tests.unit.test_stages import PHONE, World
+
+S = WorkflowState
+
+
+async def two_on_the_phone(w: World) -> tuple[str, str]:
+    """Two drafts texted (PHONE_MODE=each); returns their codes."""
+    await w.repo.start("<a@x>", from_address="Ann <ann@x>")
+    await w.repo.start("<b@x>", from_address="Bob <bob@x>")
+    await w.draft("<a@x>")
+    await w.draft("<b@x>")
+    await w.stages.notify()
+    a, b = w.repo.data.workflows["<a@x>"], w.repo.data.workflows["<b@x>"]
+    assert a.current_state is S.AWAITING_USER and b.current_state is S.AWAITING_USER
+    assert a.draft_code and b.draft_code
+    return a.draft_code, b.draft_code
+
+
+async def test_an_answer_between_all_3_and_yes_cancels_the_question() -> None:
+    w = World(phone_mode="each")
+    await two_on_the_phone(w)
+    await w.answer("all 3")
+    assert w.sms.texts[-1] == "Ignore all 2 open drafts? Reply yes within a minute to confirm."
+    await w.answer("list")
+    await w.answer("yes")  # not straight after the question: a plain yes, which approves the latest
+    assert w.state("<a@x>") is S.AWAITING_USER
+    assert w.state("<b@x>") is S.USER_APPROVED
+
+
+async def test_a_yes_after_the_minute_ignores_nothing() -> None:
+    from datetime import timedelta
+
+    w = World(phone_mode="each")
+    await two_on_the_phone(w)
+    await w.answer("all 3")
+    w.clock.advance(timedelta(seconds=61))
+    await w.answer("yes")
+    assert w.state("<a@x>") is S.AWAITING_USER  # the latest (b) was approved as a plain yes
+    assert w.state("<b@x>") is S.USER_APPROVED
+
+
+async def test_a_bare_answer_is_not_guessed_when_the_latest_draft_is_decided_and_others_wait() -> None:
+    w = World(phone_mode="each")
+    code_a, code_b = await two_on_the_phone(w)
+    await w.answer(f"{code_b} 3")  # the latest, by its code
+    await w.answer("1")
+    assert w.state("<a@x>") is S.AWAITING_USER  # not sent on a guess
+    assert w.sms.texts[-1].startswith(f"Which draft? Put its code first, e.g. {code_a} 1")
+    await w.answer(f"{code_a} 1")
+    assert w.state("<a@x>") is S.USER_APPROVED
+
+
+async def test_a_code_alone_texts_its_draft_again_and_makes_it_the_one_a_bare_answer_means() -> None:
+    w = World(phone_mode="each")
+    code_a, _ = await two_on_the_phone(w)
+    await w.answer(code_a)
+    again = w.sms.texts[-1]
+    assert again.startswith("Ann:") and f"\n{code_a}: 1=Send 2=Edit 3=Ignore" in again
+    await w.answer("3")
+    assert w.state("<a@x>") is S.USER_IGNORED and w.state("<b@x>") is S.AWAITING_USER
+
+
+async def test_the_dashboard_names_its_draft_and_is_refused_when_it_changed() -> None:
+    w = World()
+    await w.presented("<a@x>", from_address="Ann <ann@x>")
+    await w.stages.command(InboundSms(sms_id="dashboard:1", phone_number=PHONE, text="1", source="dashboard",
+                                      message_id="<a@x>", seen_iteration=3))  # the page showed another version
+    assert w.state("<a@x>") is S.AWAITING_USER
+    await w.stages.command(InboundSms(sms_id="dashboard:2", phone_number=PHONE, text="3", source="dashboard",
+                                      message_id="<a@x>", seen_iteration=0))
+    assert w.state("<a@x>") is S.USER_IGNORED
+    code = w.repo.data.audit[-1]
+    assert code[1].transition_reason == "ignored from the dashboard"
+    assert " ignored from the dashboard: the email from Ann." in w.sms.texts[-1]
