@@ -138,29 +138,33 @@ HELP_SMS = (
 NOTHING_WAITING_SMS = "No draft is waiting for your answer right now."
 
 
-def _next_line(next_sender: str | None, waiting: int) -> str:
+def _next_line(next_sender: str | None, waiting: int, awaiting: int = 0) -> str:
+    """What comes next: the draft texted next and how many wait behind it; or,
+    when none is queued, the drafts on the phone still to be answered."""
+    if next_sender is None and awaiting:
+        return f" {awaiting} other draft{'s' if awaiting != 1 else ''} on your phone to answer (list shows them)."
     if next_sender is None:
         return " Nothing else waiting."
     more = f" ({waiting - 1} more after it)" if waiting > 1 else ""
     return f" Next: {fold_typography(_shorten(next_sender, 30))}{more}."
 
 
-def render_sent_sms(recipient: str, next_sender: str | None, waiting: int, *, code: str | None = None,
-                    from_dashboard: bool = False) -> str:
+def render_sent_sms(recipient: str, next_sender: str | None, waiting: int, awaiting: int = 0, *,
+                    code: str | None = None, from_dashboard: bool = False) -> str:
     """``Sent to John ✓``; ``K7 sent from the dashboard to John ✓`` when the dashboard approved it."""
     to = fold_typography(_shorten(recipient, 40))
     if from_dashboard:
-        return f"{code or 'Draft'} sent from the dashboard to {to} \u2713{_next_line(next_sender, waiting)}"
-    return f"Sent to {to} \u2713{_next_line(next_sender, waiting)}"
+        return f"{code or 'Draft'} sent from the dashboard to {to} \u2713{_next_line(next_sender, waiting, awaiting)}"
+    return f"Sent to {to} \u2713{_next_line(next_sender, waiting, awaiting)}"
 
 
-def render_ignored_sms(sender: str, next_sender: str | None, waiting: int, *, code: str | None = None,
-                       from_dashboard: bool = False) -> str:
+def render_ignored_sms(sender: str, next_sender: str | None, waiting: int, awaiting: int = 0, *,
+                       code: str | None = None, from_dashboard: bool = False) -> str:
     who = fold_typography(_shorten(sender, 40))
     where = " from the dashboard" if from_dashboard else ""
     head = f"{code} ignored{where}: the email from {who}." if code and from_dashboard else (
         f"Ignored the email from {who}{where}.")
-    return f"{head}{_next_line(next_sender, waiting)}"
+    return f"{head}{_next_line(next_sender, waiting, awaiting)}"
 
 
 def render_edit_limit_sms(limit: int) -> str:

@@ -234,7 +234,9 @@ async def _claim_reminder(ctx: StageContext, tx: RepositoryTransaction, message_
     return render_reminder_sms(draft_sms(ctx, wf, await tx.phone.count_waiting()))
 
 
-async def next_up(tx: RepositoryTransaction) -> tuple[str | None, int]:
-    """Who sent the draft that goes on the phone next, and how many wait."""
+async def next_up(tx: RepositoryTransaction) -> tuple[str | None, int, int]:
+    """Who sent the draft that goes on the phone next, how many wait for the
+    phone, and how many drafts on it still await an answer."""
     nxt = await tx.phone.oldest_ready()
-    return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting()
+    awaiting = sum(1 for wf in await tx.phone.open_drafts() if wf.current_state is S.AWAITING_USER)
+    return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting(), awaiting

@@ -6,7 +6,8 @@ Pages: ``/`` (counts by state, the draft on the phone and the queue behind
 it, drafts awaiting an answer, failed workflows with a Retry button, recent
 dead letters, and two charts), ``/workflows/{message_id}`` (the timeline,
 the email, every draft version with the instructions that produced it, the
-reply sent) and ``/dead-letters``. Each page reloads its live part every few
+reply sent, and while a draft awaits an answer the buttons that answer it as
+the phone would: ``actions.py``) and ``/dead-letters``. Each page reloads its live part every few
 seconds (``?partial=1``); without script it is still a complete page.
 
 Safe by default: every value is HTML-escaped by the templates and the
@@ -24,10 +25,15 @@ from urllib.parse import quote
 from aiohttp import web
 from markupsafe import Markup
 
-from handlers.workflow import AWAITING_STATES, TERMINAL_STATES, WorkflowState
+from handlers.workflow import (
+    AWAITING_STATES,
+    DECIDABLE_STATES,
+    TERMINAL_STATES,
+    WorkflowState,
+)
 from streams.stages import NotAllowedNow, UnknownWorkflow
 from streams.storage.records import AuditEntry, Email, Workflow
-from streams.web import charts, pages
+from streams.web import actions, charts, pages
 from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
 from streams.web.guard import (
     GUARD,
@@ -85,21 +91,32 @@ def draft_versions(wf: Workflow) -> list[tuple[str, str | None]]:
     return versions
 
 
-def workflow_view(wf: Workflow, email: Email | None, trail: Sequence[AuditEntry]) -> dict[str, Any]:
-    """What ``workflow.html`` shows of one workflow."""
+def workflow_view(wf: Workflow, email: Email | None, trail: Sequence[AuditEntry], *,
+                  note: str = "", problem: str = "") -> dict[str, Any]:
+    """What ``workflow.html`` shows of one workflow; ``note`` and ``problem``
+    say what became of an answer given on the page."""
     return {"wf": wf, "trail": trail, "versions": draft_versions(wf),
             "received": email.received_at if email else wf.email_received_at,
-            "body": (email.body_text if email and email.body_text else wf.email_body_preview) or ""}
+            "body": (email.body_text if email and email.body_text else wf.email_body_preview) or "",
+            "answerable": wf.current_state in DECIDABLE_STATES and bool(wf.ai_reply_text),
+            "note": note, "problem": problem}
 
 
 async def workflow_page(request: web.Request) -> web.Response:
+    return await show_workflow(request, request.match_info["message_id"], queued=request.query.get("queued", ""))
+
+
+async def show_workflow(request: web.Request, message_id: str, *, queued: str = "", problem: str = "",
+                        status: int = 200) -> web.Response:
+    """The workflow's page; ``queued`` names an answer just given on it (``actions.note``)."""
     repo = request.app[REPO]
-    message_id = request.match_info["message_id"]
     wf = await repo.get(message_id)
     if wf is None:
         raise web.HTTPNotFound(reason=f"no workflow for {message_id}")
-    view = workflow_view(wf, await repo.email(message_id), await repo.audit_trail(message_id))
-    return render(request, "workflow.html", wf.email_subject or "(no subject)", **view)
+    note = actions.note(queued, pending=wf.current_state in DECIDABLE_STATES)
+    view = workflow_view(wf, await repo.email(message_id), await repo.audit_trail(message_id),
+                         note=note, problem=problem)
+    return render(request, "workflow.html", wf.email_subject or "(no subject)", status=status, **view)
 
 
 async def dead_letters_page(request: web.Request) -> web.Response:
@@ -117,6 +134,17 @@ async def retry_action(request: web.Request) -> web.StreamResponse:
     except NotAllowedNow as exc:
         raise web.HTTPConflict(reason=str(exc)) from None
     raise web.HTTPSeeOther(f"/workflows/{quote(message_id, safe='')}")
+
+
+async def answer_action(request: web.Request) -> web.StreamResponse:
+    """Send, ignore or edit from a workflow's page, as the phone would
+    (``actions.py``); a refused answer shows the page again with the reason."""
+    try:
+        return await actions.queue_answer(request)
+    except actions.Refused as refused:
+        form = await request.post()  # read and checked already: aiohttp keeps it
+        return await show_workflow(request, str(form.get("message_id", "")), problem=refused.reason,
+                                   status=refused.status)
 
 
 # ---------------------------------------------------------------------- sign-in
@@ -154,6 +182,7 @@ ROUTES = [
     web.get("/workflows/{message_id:.+}", workflow_page),
     web.get("/dead-letters", dead_letters_page),
     web.post("/actions/retry", retry_action),
+    web.post(actions.PATH, answer_action),
     web.get("/signin", signin_page),
     web.post("/signin", signin),
     web.post("/signout", signout),

@@ -80,3 +80,10 @@ async def test_the_dashboard_names_its_draft_and_is_refused_when_it_changed() ->
     code = w.repo.data.audit[-1]
     assert code[1].transition_reason == "ignored from the dashboard"
     assert " ignored from the dashboard: the email from Ann." in w.sms.texts[-1]
+
+
+async def test_a_decision_says_which_drafts_are_still_on_the_phone_to_answer() -> None:
+    w = World(phone_mode="each")
+    _, code_b = await two_on_the_phone(w)
+    await w.answer(f"{code_b} 3")
+    assert w.sms.texts[-1] == "Ignored the email from Bob. 1 other draft on your phone to answer (list shows them)."
