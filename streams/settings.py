@@ -76,6 +76,9 @@ class Settings(DatabaseSettings, KafkaSettings):
     # With IMAP on, each sweep closes the open drafts the person answered from
     # their own mail client (a reply in the Sent folder; docs/design.md); false: never.
     answered_elsewhere_check: bool = True
+    # At most one such look (one IMAP login) per this many seconds: the sweep
+    # runs every TIMEOUT_CHECK_INTERVAL, and a mail provider counts logins.
+    answered_elsewhere_interval: float = Field(default=300.0, ge=0)
 
     # The person's phone (docs/contracts.md §5)
     your_phone_number: str

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from handlers.clock import Clock
 from handlers.errors import PeerError
@@ -46,6 +47,8 @@ class StageContext:
     #: Shared by every generation of this worker: closed while the generator asks us to wait.
     generator_gate: Gate = field(default_factory=Gate)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: When the Sent folder was last searched for replies written elsewhere (stages/elsewhere.py).
+    elsewhere_checked_at: datetime | None = field(default=None, init=False, repr=False)
     #: Informational SMS still being retried (see :meth:`tell_person`).
     telling: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 

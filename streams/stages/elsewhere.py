@@ -44,6 +44,9 @@ async def close_answered_elsewhere(ctx: StageContext) -> int:
     (the next sweep looks again)."""
     if ctx.sent_folder is None or not ctx.settings.answered_elsewhere_check:
         return 0
+    now, every = ctx.clock.now(), timedelta(seconds=ctx.settings.answered_elsewhere_interval)
+    if ctx.elsewhere_checked_at is not None and now - ctx.elsewhere_checked_at < every:
+        return 0  # looked a moment ago (ANSWERED_ELSEWHERE_INTERVAL)
     open_emails = await ctx.repo.closable_emails()
     if not open_emails:
         return 0
@@ -54,6 +57,7 @@ async def close_answered_elsewhere(ctx: StageContext) -> int:
         log.warning("could not look in the Sent folder for replies written elsewhere (%s); next sweep tries again",
                     exc)
         return 0
+    ctx.elsewhere_checked_at = now  # a failed look is not counted: the next sweep tries again
     open_ids = [message_id for message_id, _ in open_emails]
     found = answered_elsewhere(replies, open_ids)
     if found:

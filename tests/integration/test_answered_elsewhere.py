@@ -10,17 +10,19 @@ import logging
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
+from handlers.clock import OffsetClock
 from handlers.elsewhere import SentReply
 from handlers.workflow import WorkflowState
 from standins import AiGeneratorStub, SmsGatewayStub, free_port
 from streams.peers.imap import SentFolder
 from streams.pipeline.housekeeping import Housekeeping
 from streams.storage.repository import Pool, WorkflowRepository
+
 from tests.support.factories import draft_request, start_workflow
 from tests.support.services import ImapAccount, imap_account
 
@@ -117,7 +119,7 @@ async def state(repo: WorkflowRepository, mid: str) -> WorkflowState:
 
 async def test_a_reply_from_the_mail_client_closes_its_draft_in_one_sweep_and_only_it(
     repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, sent: str,
-    peers: tuple[AiGeneratorStub, SmsGatewayStub]
+    peers: tuple[AiGeneratorStub, SmsGatewayStub], clock: OffsetClock
 ) -> None:
     sms = peers[1]
     sent_folder = folder(account, sent)
@@ -147,6 +149,9 @@ async def test_a_reply_from_the_mail_client_closes_its_draft_in_one_sweep_and_on
     assert told == f"{code} (John Smith: Meeting 0?) was answered from your mail; closed."
     assert len(rest) == 1 and "Meeting 1?" in rest[0]  # the second draft's SMS
 
+    await Housekeeping(stages, interval=30).sweep()  # within ANSWERED_ELSEWHERE_INTERVAL: no second login
+    assert sent_folder.searches == 1
+    clock.advance(timedelta(seconds=301))
     await Housekeeping(stages, interval=30).sweep()  # the reply is still there: nothing more happens
     assert sent_folder.searches == 2
     assert [await state(repo, m) for m in (first, second, third)] == [
