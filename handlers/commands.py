@@ -14,7 +14,7 @@ wording. A bare ``1``, ``2 …``, ``3`` means the draft texted most recently.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .codes import CODE_PATTERN, normalise
@@ -30,6 +30,12 @@ class CommandKind(StrEnum):
     SHOW = "show"
     #: ``all 3``: ignore every open draft, after a confirmation.
     IGNORE_ALL = "ignore_all"
+    #: ``remember <instruction>``: a lesson for the sender of the draft (``remember all …``: for everyone).
+    REMEMBER = "remember"
+    #: ``forget``: switch off the lessons behind the draft.
+    FORGET = "forget"
+    #: ``cancel``: take back a reply scheduled for later, before it leaves.
+    CANCEL = "cancel"
     UNKNOWN = "unknown"
 
 
@@ -41,6 +47,11 @@ class Command:
     code: str | None = None
     #: The answer is a plain ``yes``: it confirms a pending ``all 3``.
     confirms: bool = field(default=False, compare=False)
+    #: When to send, as written after the approval (``1 at 9:00`` → ``at 9:00``);
+    #: read in the person's time zone by the stage.
+    when: str | None = None
+    #: ``remember all …``: the lesson is for every sender, not the draft's.
+    everyone: bool = False
 
 
 APPROVE_WORDS = frozenset({"1", "send", "approve", "yes", "ok"})
@@ -53,6 +64,12 @@ _EDIT = re.compile(r"^(?:2|edit)(?:[:,]\s*|\s+)(?P<instructions>\S.*)$", re.IGNO
 _TRAILING = re.compile(r"[\s.!?]+$")
 LIST_WORDS = frozenset({"list", "?"})
 CONFIRM_WORDS = frozenset({"yes", "y"})
+# "1 at 9:00", "send tomorrow 8am", "1 mon 9": an approval with a time after it.
+_WEEKDAYS = "mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+_SCHEDULED = re.compile(rf"^(?:1|send|approve|ok)\s+(?P<when>(?:(?:at|on|today|tonight|tomorrow|tmrw|{_WEEKDAYS})\b|\d{{1,2}}(?::\d\d\b|\s*[ap]\.?m\b)).*)$",
+                        re.IGNORECASE | re.DOTALL)
+_REMEMBER = re.compile(r"^remember(?:[:,]\s*|\s+)(?:(?P<all>all|everyone)(?:[:,]\s*|\s+))?(?P<lesson>\S.*)$",
+                       re.IGNORECASE | re.DOTALL)
 _IGNORE_ALL = re.compile(r"^all[\s:,]*(?:3|ignore|skip)[\s.!]*$", re.IGNORECASE)
 # "K7", "K7 1", "k7: 2 make it shorter", "K7,3".
 _CODED = re.compile(rf"^(?P<code>{CODE_PATTERN})(?:(?:[\s:,.\-]+)(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
@@ -72,8 +89,9 @@ def parse_command(text: str) -> Command:
         if not _TRAILING.sub("", rest):
             return Command(CommandKind.SHOW, code=code)
         inner = _parse_plain(rest)
-        if inner.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE):
-            return Command(inner.kind, inner.instructions, code=code)
+        if inner.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE, CommandKind.REMEMBER,
+                          CommandKind.FORGET, CommandKind.CANCEL):
+            return replace(inner, code=code, confirms=False)
         return Command(CommandKind.UNKNOWN, code=code)
     return _parse_plain(stripped)
 
@@ -81,6 +99,16 @@ def parse_command(text: str) -> Command:
 def _parse_plain(stripped: str) -> Command:
     """A command without a code."""
     word = _TRAILING.sub("", stripped).lower()
+    if word == "forget":
+        return Command(CommandKind.FORGET)
+    if word == "cancel":
+        return Command(CommandKind.CANCEL)
+    remember = _REMEMBER.match(stripped)
+    if remember:
+        return Command(CommandKind.REMEMBER, remember.group("lesson").strip(), everyone=bool(remember.group("all")))
+    scheduled = _SCHEDULED.match(stripped)
+    if scheduled:
+        return Command(CommandKind.APPROVE, when=_TRAILING.sub("", scheduled.group("when")).strip())
     if word in APPROVE_WORDS:
         return Command(CommandKind.APPROVE, confirms=word in CONFIRM_WORDS)
     if word in CONFIRM_WORDS:

@@ -83,6 +83,10 @@ class DraftSms:
     link: str
     #: The draft's short code (handlers/codes.py): answers may name it.
     code: str | None = None
+    #: The sender is one who comes first (VIP_SENDERS): the SMS begins ``VIP``.
+    vip: bool = False
+    #: How many remembered lessons the draft was written with: ``Draft (2 lessons):``.
+    lessons: int = 0
 
 
 def _waiting_line(waiting: int) -> str:
@@ -103,13 +107,14 @@ def render_draft_sms(draft: DraftSms, fmt: Literal["condensed", "full"]) -> str:
     whole draft, up to the gateway's 1,600 characters.
     """
     body = fold_typography(draft.draft.strip())
-    sender = fold_typography(_shorten(draft.sender, 30))
+    sender = ("VIP " if draft.vip else "") + fold_typography(_shorten(draft.sender, 30))
     topic = fold_typography(draft.subject or draft.preview or "(no subject)")
     footer = _footer(draft.code, draft.waiting)
+    label = f"Draft ({draft.lessons} lesson{'s' if draft.lessons != 1 else ''})" if draft.lessons else "Draft"
     if fmt == "full":
         text = (
             f"From: {sender}\nSubject: {fold_typography(_shorten(draft.subject or '(none)', 120))}\n"
-            f"{fold_typography(_shorten(draft.preview, 160))}\n---\nDraft:\n{body}\n{footer}"
+            f"{fold_typography(_shorten(draft.preview, 160))}\n---\n{label}:\n{body}\n{footer}"
         )
         if len(text) <= MAX_SMS_CHARS:
             return text
@@ -119,7 +124,7 @@ def render_draft_sms(draft: DraftSms, fmt: Literal["condensed", "full"]) -> str:
         )
 
     def condensed(preview_len: int) -> str:
-        return f"{sender}: {_shorten(topic, preview_len)}\nDraft: {body}\n{footer}"
+        return f"{sender}: {_shorten(topic, preview_len)}\n{label}: {body}\n{footer}"
 
     for preview_len in (60, 40, 25, 15):
         text = condensed(preview_len)
@@ -127,7 +132,7 @@ def render_draft_sms(draft: DraftSms, fmt: Literal["condensed", "full"]) -> str:
             return text
     if len(body) <= SMS_FRIENDLY_CHARS:
         return condensed(40)
-    return f"{sender}: {_shorten(topic, 40)}\nDraft: {_shorten(body, 80)}\nFull: {draft.link}\n{footer}"
+    return f"{sender}: {_shorten(topic, 40)}\n{label}: {_shorten(body, 80)}\nFull: {draft.link}\n{footer}"
 
 
 HELP_SMS = (

@@ -22,6 +22,7 @@ from handlers.sms_text import (
     render_which_draft_sms,
 )
 from handlers.workflow import DECIDABLE_STATES, WorkflowState, is_terminal
+from streams.stages import lessons, scheduling
 from streams.stages.context import StageContext
 from streams.stages.conversation import confirm_ignore_all, ignore_all, list_drafts, show
 from streams.stages.notify import next_up, settle_cut_off_presentation
@@ -98,6 +99,14 @@ async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation:
         if wf is None and outcome_if_none is not None:
             await tx.sms.settle(sms.sms_id, outcome_if_none[0], None)
             return outcome_if_none[1]
+        if cmd.kind in (CommandKind.REMEMBER, CommandKind.FORGET):
+            outcome, said = await lessons.answer(ctx, tx, cmd, wf)
+            await tx.sms.settle(sms.sms_id, outcome, wf.message_id if wf else None)
+            return said
+        if cmd.kind is CommandKind.CANCEL:
+            outcome, said = await scheduling.cancel(ctx, tx, cmd, wf)
+            await tx.sms.settle(sms.sms_id, outcome, wf.message_id if wf else None)
+            return said
         if cmd.kind is CommandKind.SHOW and wf is not None:
             outcome, shown = await show(ctx, tx, wf)
             await tx.sms.settle(sms.sms_id, outcome, wf.message_id)
