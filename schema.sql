@@ -140,8 +140,8 @@ CREATE INDEX IF NOT EXISTS workflow_state_timeout_idx
 CREATE INDEX IF NOT EXISTS workflow_state_created_idx ON workflow_state (created_at);
 CREATE INDEX IF NOT EXISTS workflow_state_parked_idx
     ON workflow_state (next_attempt_at) WHERE park_peer IS NOT NULL;
-CREATE INDEX IF NOT EXISTS workflow_state_generating_idx
-    ON workflow_state (email_received_at, created_at, id) WHERE current_state = 'ai_generating';
+-- The generation lease's order, VIP first since issue 20: workflow_state_ready_idx
+-- below (after the priority column); the older workflow_state_generating_idx is dropped there.
 
 -- ---------------------------------------------------------------------------
 -- workflow_audit_log: every won transition, in order (id is monotonic).
@@ -342,3 +342,67 @@ CREATE INDEX IF NOT EXISTS workflow_state_superseded_by_idx ON workflow_state (s
     WHERE superseded_by IS NOT NULL;
 CREATE INDEX IF NOT EXISTS processed_emails_thread_idx ON processed_emails (thread_id)
     WHERE thread_id IS NOT NULL;
+
+-- ---------------------------------------------------------------------------
+-- Senders who come first (docs/design.md, "Senders who come first"). An
+-- email from a sender matching VIP_SENDERS or a pattern in vip_senders (marked
+-- on the dashboard) starts with priority 1; drafts are generated and put on
+-- the phone highest priority first, then oldest email first (READY_FIRST in
+-- streams/storage/base.py), and the generation lease reads that order from
+-- workflow_state_ready_idx.
+-- ---------------------------------------------------------------------------
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS priority SMALLINT NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS vip_senders (
+    pattern     VARCHAR(254) PRIMARY KEY,
+    added_at    TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+DROP INDEX IF EXISTS workflow_state_generating_idx;
+CREATE INDEX IF NOT EXISTS workflow_state_ready_idx
+    ON workflow_state (priority DESC, email_received_at, created_at, id) WHERE current_state = 'ai_generating';
+
+-- ---------------------------------------------------------------------------
+-- It learns from you (docs/design.md, "It learns from you"). Every edit
+-- instruction and every reply written by hand is evidence, kept with its
+-- sender (the address, lower case) and domain; once an instruction is repeated
+-- across emails (LESSON_SENDER_MIN, LESSON_DOMAIN_MIN, LESSON_EVERYONE_MIN) it
+-- becomes a lesson, or at once by `remember ...`. A lesson is for one sender
+-- (key = the address), one domain (key = the domain) or everyone (key NULL);
+-- the person switches it off (`forget`, the dashboard) or deletes it.
+-- workflow_state.lesson_ids: the lessons the draft was written with.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS lesson_evidence (
+    id              BIGSERIAL PRIMARY KEY,
+    message_id      VARCHAR(255) NOT NULL,
+    sender          VARCHAR(320) NOT NULL,
+    domain          VARCHAR(255) NOT NULL,
+    kind            VARCHAR(10) NOT NULL DEFAULT 'edit' CHECK (kind IN ('edit', 'hand')),
+    instruction     TEXT NOT NULL,
+    normalised      TEXT NOT NULL,
+    at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (message_id, normalised)
+);
+CREATE TABLE IF NOT EXISTS lessons (
+    id                  BIGSERIAL PRIMARY KEY,
+    scope               VARCHAR(10) NOT NULL CHECK (scope IN ('sender', 'domain', 'everyone')),
+    key                 VARCHAR(320),
+    text                TEXT NOT NULL,
+    enabled             BOOLEAN NOT NULL DEFAULT TRUE,
+    source              VARCHAR(12) NOT NULL DEFAULT 'learnt' CHECK (source IN ('learnt', 'remembered')),
+    times_applied       INTEGER NOT NULL DEFAULT 0,
+    times_edited_after  INTEGER NOT NULL DEFAULT 0,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK ((scope = 'everyone') = (key IS NULL))
+);
+CREATE INDEX IF NOT EXISTS lessons_key_idx ON lessons (scope, key);
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS lesson_ids BIGINT[];
+
+-- ---------------------------------------------------------------------------
+-- Send later (docs/design.md, "Send later"): `1 at 9:00` approves the reply
+-- and keeps it in user_approved until send_at; the sweep then queues its
+-- replies.approved once, marking send_released_at in the same transaction.
+-- ---------------------------------------------------------------------------
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS send_at TIMESTAMPTZ;
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS send_released_at TIMESTAMPTZ;
+CREATE INDEX IF NOT EXISTS workflow_state_send_at_idx ON workflow_state (send_at)
+    WHERE send_at IS NOT NULL AND send_released_at IS NULL;

@@ -11,18 +11,22 @@ that sets the next stage going, and perhaps an SMS back.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .commands import Command, CommandKind
 from .messages import EditRequested, ReplyApproved, TopicMessage
+from .schedule import ACCEPTED_FORMS, format_send_time, send_time
 from .sms_text import (
     HELP_SMS,
     NOTHING_WAITING_SMS,
+    render_bad_time_sms,
     render_edit_limit_sms,
     render_late_answer_sms,
     render_not_texted_sms,
+    render_scheduled_sms,
 )
 from .workflow import DECIDABLE_STATES, WorkflowState
 
@@ -89,11 +93,15 @@ class CommandEffect:
     follow_up: TopicMessage | None = None
     reply_sms: str | None = None
     tell_what_is_next: bool = False
+    #: A reply approved for later (``send_at``): the draft gives the phone up
+    #: now, as a decision does, so the next one comes (docs/design.md, "Send later").
+    frees_the_phone: bool = False
 
 
 def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, max_edits: int,
                    now: datetime, *, written_at: datetime | None = None,
-                   clock_skew: timedelta = timedelta(0), answer: Answer | None = None) -> CommandEffect:
+                   clock_skew: timedelta = timedelta(0), answer: Answer | None = None,
+                   zone: ZoneInfo | None = None) -> CommandEffect:
     """The effect of ``command`` (whose SMS read ``text``) on the draft it is
     for, ``on_phone``, at time ``now``.
 
@@ -105,6 +113,8 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
     ``presented_at``) the answer acts as it always did. ``answer``: where it
     came from; an answer from the dashboard names its draft and the version
     it showed, and is refused (``changed``) when the draft changed since.
+    ``zone``: the person's time zone (``TIMEZONE``), in which an approval's
+    time (``1 at 9:00``) is read.
     """
     answer = answer or Answer(written_at=written_at)
     if command.kind is CommandKind.UNKNOWN:
@@ -126,12 +136,14 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
     if command.kind is CommandKind.APPROVE and answer.reply_text is not None:
         history = [*map(dict, on_phone.edit_history),
                    {"instructions": "(written by hand)", "draft": answer.reply_text, "by": "hand", "at": now.isoformat()}]
-        return CommandEffect("approved", WorkflowState.USER_APPROVED, f"written by hand and approved {via}",
-                             {**answered, "ai_reply_text": answer.reply_text, "edit_history": history},
-                             follow_up=ReplyApproved(message_id=on_phone.message_id))
+        approved = CommandEffect("approved", WorkflowState.USER_APPROVED, f"written by hand and approved {via}",
+                                 {**answered, "ai_reply_text": answer.reply_text, "edit_history": history},
+                                 follow_up=ReplyApproved(message_id=on_phone.message_id))
+        return _later(approved, command.when, on_phone, now, zone)
     if command.kind is CommandKind.APPROVE:
-        return CommandEffect("approved", WorkflowState.USER_APPROVED, f"approved {via}", answered,
-                             follow_up=ReplyApproved(message_id=on_phone.message_id))
+        approved = CommandEffect("approved", WorkflowState.USER_APPROVED, f"approved {via}", answered,
+                                 follow_up=ReplyApproved(message_id=on_phone.message_id))
+        return _later(approved, command.when, on_phone, now, zone)
     if command.kind is CommandKind.IGNORE:
         return CommandEffect("ignored", WorkflowState.USER_IGNORED, f"ignored {via}", answered,
                              tell_what_is_next=True)
@@ -149,6 +161,24 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
         follow_up=EditRequested(message_id=on_phone.message_id, instructions=command.instructions,
                                 iteration=iteration),
     )
+
+
+def _later(approved: CommandEffect, when: str | None, on_phone: DraftOnPhone, now: datetime,
+           zone: ZoneInfo | None) -> CommandEffect:
+    """An approval with a time (``1 at 9:00``): approved now, sent at that
+    time, so no ``replies.approved`` yet (the sweep queues it when it is due);
+    a time not understood, or past, approves nothing."""
+    if when is None:
+        return approved
+    zone = zone or ZoneInfo("UTC")
+    at = send_time(when, now, zone)
+    if at is None:
+        return CommandEffect("bad_time", reply_sms=render_bad_time_sms(when, ACCEPTED_FORMS))
+    said = format_send_time(at, now, zone)
+    return replace(approved, outcome="scheduled", follow_up=None, frees_the_phone=True,
+                   reason=f"{approved.reason}, to be sent at {at:%Y-%m-%d %H:%M} {zone.key}",
+                   fields={**approved.fields, "send_at": at, "send_released_at": None},
+                   reply_sms=render_scheduled_sms(on_phone.code, on_phone.sender, said))
 
 
 def _recorded(answer: Answer, text: str) -> str:

@@ -266,6 +266,10 @@ class ListedDraft:
     age: timedelta
     #: ``on phone``, ``waiting``, ``drafting``: what state the draft is in, as the person sees it.
     status: str
+    #: From a sender who comes first (VIP_SENDERS): the line begins ``*``.
+    vip: bool = False
+    #: A reply scheduled for later: when it leaves (``Wed 09:00``), said instead of the age.
+    sends: str | None = None
 
 
 #: The ``list`` SMS stays within this many characters (three segments of GSM-7).
@@ -282,17 +286,18 @@ def _age(age: timedelta) -> str:
 
 
 def render_list_sms(drafts: list[ListedDraft]) -> str:
-    """One SMS of the open drafts, oldest first: code, sender, subject, age;
-    those that do not fit are counted at the end."""
+    """One SMS of the open drafts, oldest first: code, sender, subject, age,
+    a VIP sender's line marked ``*``; those that do not fit are counted at the end."""
     if not drafts:
         return "No open drafts."
-    head = f"{len(drafts)} open:"
+    head = f"{len(drafts)} open:" + (" (*VIP)" if any(d.vip for d in drafts) else "")
     tail = "Reply a code to see that draft, or K7 1 / K7 3."
     lines: list[str] = []
     for i, d in enumerate(drafts):
         status = "" if d.status == "on phone" else f", {d.status}"
-        line = (f"{d.code} {fold_typography(_shorten(d.sender, 18))}: "
-                f"{fold_typography(_shorten(d.subject or 'no subject', 24))} ({_age(d.age)}{status})")
+        when = f"sends {d.sends}" if d.sends else _age(d.age) + status  # a scheduled reply: when it leaves
+        line = (f"{'*' if d.vip else ''}{d.code} {fold_typography(_shorten(d.sender, 18))}: "
+                f"{fold_typography(_shorten(d.subject or 'no subject', 24))} ({when})")
         rest = len(drafts) - i - 1
         more = f"+{rest} more on the dashboard" if rest else ""
         candidate = "\n".join([head, *lines, line, *([more] if more else []), tail])
@@ -300,3 +305,45 @@ def render_list_sms(drafts: list[ListedDraft]) -> str:
             return "\n".join([head, *lines, f"+{len(drafts) - i} more on the dashboard", tail])
         lines.append(line)
     return "\n".join([head, *lines, tail])
+
+
+# Send later (docs/design.md, "Send later").
+
+
+def render_scheduled_sms(code: str | None, sender: str, when: str) -> str:
+    """The answer to ``1 at 9:00``: when the reply leaves, and how to take it back."""
+    if code:
+        return f"{code} will be sent {when}. Reply {code} cancel to keep it."
+    return f"Your reply to {fold_typography(_shorten(sender, 30))} will be sent {when}. Reply cancel to keep it."
+
+
+def render_bad_time_sms(when: str, forms: str) -> str:
+    """A time after an approval that is not one of the forms (or is past): nothing was sent."""
+    return (f"Could not read '{fold_typography(_shorten(when, 20))}' as a time ahead, so nothing was sent. "
+            f"Try {forms} (your time zone).")
+
+
+def render_cancelled_sms(code: str | None) -> str:
+    return f"{code or 'The reply'} will not be sent; it waits for your answer."
+
+
+NOTHING_SCHEDULED_SMS = "No reply is scheduled to be sent later."
+
+
+def render_which_scheduled_sms(codes: list[str]) -> str:
+    """A bare ``cancel`` while several replies are scheduled."""
+    shown = " ".join(codes[:12]) + (" ..." if len(codes) > 12 else "")
+    return f"Which one? Several replies are scheduled ({shown}): reply e.g. {codes[0]} cancel."
+
+
+def render_already_sending_sms(code: str | None) -> str:
+    return f"{code or 'That reply'} is being sent already; it can no longer be taken back."
+
+
+def render_already_sent_sms(code: str | None, sender: str) -> str:
+    who = fold_typography(_shorten(sender, 30))
+    return f"{code + ': the' if code else 'The'} reply to {who} was sent already; it cannot be taken back."
+
+
+def render_not_scheduled_sms(code: str | None) -> str:
+    return f"{code or 'That draft'} is not scheduled to be sent later; nothing to cancel."

@@ -100,7 +100,8 @@ TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
         {S.USER_APPROVED, S.USER_EDIT_REQUESTED, S.USER_IGNORED, S.TIMEOUT, S.FAILED, S.AI_GENERATED}
     ) | _CLOSED_FROM_OUTSIDE,
     S.USER_EDIT_REQUESTED: frozenset({S.AI_GENERATING, S.FAILED}) | _CLOSED_FROM_OUTSIDE,
-    S.USER_APPROVED: frozenset({S.REPLY_SENT, S.FAILED}),
+    # A reply scheduled for later (send_at) and not yet sent may be taken back: `cancel`.
+    S.USER_APPROVED: frozenset({S.REPLY_SENT, S.FAILED, S.AWAITING_USER}),
     S.USER_IGNORED: frozenset(),
     S.REPLY_SENT: frozenset(),
     S.FILTERED: frozenset(),

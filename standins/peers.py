@@ -30,6 +30,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from handlers.inbound import expected_signature
+from handlers.lessons import lessons_in
 
 
 def _ephemeral_ports() -> range:
@@ -98,10 +99,16 @@ async def _health(_: web.Request) -> web.Response:
 
 
 def default_draft(body: dict[str, Any], n: int) -> str:
-    if body.get("context_instructions"):
-        last = body["context_instructions"].strip().splitlines()[-1]
-        return f"Revised draft {n} ({last})"
-    return f"Thanks for your email. Yes, that works for me. (draft {n})"
+    """A draft that shows what it was asked: the newest instruction, and the lessons it carries."""
+    context = (body.get("context_instructions") or "").strip()
+    lessons = lessons_in(context)
+    applied = f" (lessons: {'; '.join(lessons)})" if lessons else ""
+    if lessons:
+        context = context.split("\n\n", 1)[1] if "\n\n" in context else ""
+    if context:
+        last = context.splitlines()[-1]
+        return f"Revised draft {n} ({last}){applied}"
+    return f"Thanks for your email. Yes, that works for me. (draft {n}){applied}"
 
 
 class AiGeneratorStub(_HttpStub):

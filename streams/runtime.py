@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from handlers.clock import Clock, SystemClock
+from handlers.senders import parse_patterns
 from streams.peers.ai import AiReplyGenerator
 from streams.peers.http import PeerHttp
 from streams.peers.imap import SentFolder
@@ -55,7 +56,8 @@ class Runtime:
         self.generation = GenerationPool(self.stages, self.repo, settings.conninfo,
                                          settings.generation_concurrency, settings.generation_lease)
         self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval,
-                                  on_notify=settings.poll_on_notify, limit=settings.poll_limit)
+                                  on_notify=settings.poll_on_notify, limit=settings.poll_limit,
+                                  vip_patterns=parse_patterns(settings.vip_senders))
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings),
                                  settings.kafka_topic_prefix)
         self.housekeeping = Housekeeping(self.stages, settings.timeout_check_interval,

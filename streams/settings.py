@@ -113,6 +113,12 @@ class Settings(DatabaseSettings, KafkaSettings):
     retry_park_max: float = Field(default=3600.0, gt=0)
     retry_deadline: float = Field(default=86400.0, ge=0)
     max_edit_iterations: int = Field(default=10, ge=0)
+    # An instruction applies to new emails' first drafts once given for one
+    # sender on this many emails, for one domain on this many (from 2+ of its
+    # senders), or by this many senders (docs/design.md, "It learns from you").
+    lesson_sender_min: int = Field(default=2, ge=1)
+    lesson_domain_min: int = Field(default=2, ge=2)
+    lesson_everyone_min: int = Field(default=3, ge=2)
     sms_format: Literal["condensed", "full"] = "condensed"
     # How drafts reach the phone: "one" at a time (the next when the person
     # has decided on the one texted last), or "each" as soon as it is ready.
@@ -123,6 +129,8 @@ class Settings(DatabaseSettings, KafkaSettings):
     # Senders that get no draft besides no-reply/mailer-daemon/postmaster and
     # the account itself: comma-separated shell patterns or domains.
     skip_senders: str = ""
+    # Senders who come first (same syntax as SKIP_SENDERS), with those marked on the dashboard.
+    vip_senders: str = ""
     # One reminder SMS for an unanswered draft after this many seconds (0: none).
     reminder_after: float = Field(default=14400.0, ge=0)
     # How far the gateway's clock may lag ours: an answer the gateway received

@@ -3,8 +3,10 @@
 Every TIMEOUT_CHECK_INTERVAL: parked workflows whose next try is due, drafts
 past their timeout, drafts the person answered from their own mail client
 (one IMAP search for all of them; :mod:`streams.stages.elsewhere`),
-reminders, a ``notify()`` that re-offers the phone (if a nudge was ever
-lost, or quiet hours just ended, the next waiting draft goes out), and the
+replies scheduled for later whose time has come (queued once;
+:mod:`streams.stages.scheduling`), reminders, a ``notify()`` that
+re-offers the phone (if a nudge was ever lost, or quiet hours just ended,
+the next waiting draft goes out), and the
 message, sent again, of a workflow whose record was lost (left in
 ``pending``, ``user_edit_requested`` or ``user_approved`` past
 STALLED_GRACE; :mod:`streams.storage.stalled`). Driven from the database, so
@@ -32,6 +34,7 @@ class Sweepable(Protocol):
     async def notify(self) -> None: ...
     async def close_answered_elsewhere(self) -> int: ...
     async def send_reminders(self) -> int: ...
+    async def release_due_sends(self) -> int: ...
 
 
 class Housekeeping:
@@ -53,6 +56,9 @@ class Housekeeping:
         answered = await self._stages.close_answered_elsewhere()
         if answered:
             log.info("closed %d draft(s) answered from the mail client", answered)
+        released = await self._stages.release_due_sends()
+        if released:
+            log.info("%d reply(ies) scheduled for later are due: sending them", released)
         await self._stages.notify()
         reminded = await self._stages.send_reminders()
         if reminded:

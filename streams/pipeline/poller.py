@@ -35,12 +35,14 @@ BATCH = 500
 
 class EmailPoller:
     def __init__(self, repo: WorkflowRepository, conninfo: str, interval: float, *, on_notify: bool = True,
-                 limit: int = 0) -> None:
+                 limit: int = 0, vip_patterns: Sequence[str] = ()) -> None:
         self.repo = repo
         self.conninfo = conninfo
         self.interval = interval
         self.on_notify = on_notify
         self.limit = limit
+        #: VIP_SENDERS: their emails start with priority 1 (with the patterns marked on the dashboard).
+        self.vip_patterns = list(vip_patterns)
         self.last_poll_at: float | None = None
         self.last_error: str | None = None
         self.taken = 0
@@ -62,7 +64,8 @@ class EmailPoller:
                 claimed = await tx.claim_pending_emails(batch)
                 taking = await asyncio.to_thread(_bounded, claimed)
                 emails = [email for email, _ in taking]
-                started = set(await tx.create_workflows(taking, reason="picked up by the poller"))
+                started = set(await tx.create_workflows(taking, reason="picked up by the poller",
+                                                             vip_patterns=self.vip_patterns))
                 for email in emails:
                     if email.message_id not in started:
                         log.warning("email %s is pending again but has a workflow; left as it is",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from handlers.commands import Command, CommandKind, parse_command
 from handlers.decisions import Answer, DraftOnPhone, decide_command
@@ -150,7 +151,8 @@ async def _decide(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
                     reply_text=sms.reply_text, named=cmd.code is not None)
     effect = decide_command(cmd, sms.text, on_phone, ctx.settings.max_edit_iterations, ctx.clock.now(),
                             written_at=sms.received_at,
-                            clock_skew=timedelta(seconds=ctx.settings.answer_clock_skew), answer=answer)
+                            clock_skew=timedelta(seconds=ctx.settings.answer_clock_skew), answer=answer,
+                            zone=ZoneInfo(ctx.settings.timezone))
     if effect.outcome == "late" and on_phone is not None:
         log.warning("answer %r, received by the gateway at %s, is older than the draft of %s"
                     " (texted from %s): not applied, the person is asked again",
@@ -166,6 +168,9 @@ async def _decide(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
             return None
         if effect.follow_up is not None:
             await tx.publish(effect.follow_up)
+        if effect.frees_the_phone:  # sent later: decided, as far as the phone goes (docs/design.md, "Send later")
+            await scheduling.free_the_phone(tx, wf.message_id)
+        await lessons.learn(ctx, tx, wf, effect.target, effect.fields)  # docs/design.md, "It learns from you"
         sender = sender_name(wf.email_from or "?")
         if effect.tell_what_is_next:
             reply = render_ignored_sms(sender, *await next_up(tx), code=wf.draft_code, from_dashboard=dashboard)

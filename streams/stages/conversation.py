@@ -19,6 +19,7 @@ from handlers.sms_text import (
 from handlers.workflow import DECIDABLE_STATES, READY_STATE, WorkflowState
 from streams.stages.context import StageContext
 from streams.stages.notify import draft_sms
+from streams.stages.scheduling import sends_at
 from streams.storage.protocol import RepositoryTransaction
 from streams.storage.records import Workflow
 
@@ -28,11 +29,13 @@ _STATUS = {S.AWAITING_USER: "on phone", S.SMS_SENDING: "on phone", READY_STATE: 
 
 
 async def list_drafts(ctx: StageContext, tx: RepositoryTransaction) -> str:
-    """One SMS of the open drafts, oldest email first: code, sender, subject, age."""
+    """One SMS of the open drafts, oldest email first: code, sender, subject,
+    age; a reply scheduled for later says when it leaves instead."""
     now = ctx.clock.now()
     drafts = [ListedDraft(d.draft_code or "?", sender_name(d.email_from or "?"), d.email_subject,
                           now - (d.email_received_at or d.created_at or now),
-                          _STATUS.get(d.current_state, "drafting"))
+                          _STATUS.get(d.current_state, "drafting"), vip=d.priority > 0,
+                          sends=sends_at(ctx, d))
               for d in await tx.phone.open_drafts()]
     return render_list_sms(drafts)
 

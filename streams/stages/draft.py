@@ -20,6 +20,7 @@ from handlers.threads import (
     thread_instructions,
 )
 from handlers.workflow import CLOSABLE_STATES, Stage, WorkflowState
+from streams.stages import lessons
 from streams.stages.context import StageContext
 from streams.stages.failures import fail_workflow
 from streams.stages.parking import park_or_fail
@@ -102,7 +103,8 @@ async def generate(ctx: StageContext, wf: Workflow) -> None:
     if is_edit:
         instructions = [h["instructions"] for h in history] + [wf.user_edit_instructions or ""]
         edits = context_instructions(wf.ai_reply_text, instructions)
-    context = joined_context(await _thread_context(ctx, message_id), edits)
+    lesson_ids, taught = await lessons.for_draft(ctx, wf, is_edit=is_edit)  # docs/design.md, "It learns from you"
+    context = joined_context(taught, joined_context(await _thread_context(ctx, message_id), edits))
 
     async def ask() -> GeneratedDraft:
         await ctx.generator_gate.wait()
@@ -136,9 +138,12 @@ async def generate(ctx: StageContext, wf: Workflow) -> None:
             ai_reply_generated_at=ctx.clock.now(),
             edit_history=history,
             error_message=None,
+            lesson_ids=lesson_ids,
             **first,
         ):
             await tx.publish(DraftReady(message_id=message_id, iteration=wf.edit_iteration))
+            if not is_edit:
+                await lessons.applied(tx, lesson_ids)
 
 
 async def _thread_context(ctx: StageContext, message_id: str) -> str | None:

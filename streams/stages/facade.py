@@ -18,7 +18,7 @@ from handlers.messages import (
     SourceRecord,
 )
 from handlers.workflow import Stage, WorkflowState
-from streams.stages import actions, elsewhere, failures, parking
+from streams.stages import actions, elsewhere, failures, parking, scheduling
 from streams.stages import command as commanding
 from streams.stages import deliveries as delivering
 from streams.stages import draft as drafting
@@ -74,6 +74,9 @@ class Stages(StageContext):
 
     async def close_answered_elsewhere(self) -> int:
         return await elsewhere.close_answered_elsewhere(self)
+
+    async def release_due_sends(self) -> int:
+        return await scheduling.release_due_sends(self)
 
     async def resume_parked(self, limit: int = 100) -> int:
         return await parking.resume_parked(self, limit)

@@ -189,6 +189,8 @@ def draft_sms(ctx: StageContext, wf: Workflow, waiting: int) -> str:
             link=draft_url(str(ctx.settings.orchestrator_base_url),
                            ctx.settings.draft_link_key, wf.message_id),
             code=wf.draft_code,
+            vip=wf.priority > 0,
+            lessons=len(wf.lesson_ids or []),
         ),
         ctx.settings.sms_format,
     )

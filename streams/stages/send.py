@@ -100,6 +100,11 @@ async def _claim_send(ctx: StageContext, session: RepositorySession, message_id:
             wf = await tx.get(message_id, for_update=True)
             if wf is None or wf.current_state is not S.USER_APPROVED:
                 return None
+            if wf.send_at is not None and wf.send_at > ctx.clock.now():
+                # Scheduled for later: an early or redelivered message sends nothing; the
+                # sweep queues it again when its time comes (docs/design.md, "Send later").
+                log.info("%s: its reply is scheduled for %s: not sent before", message_id, wf.send_at.isoformat())
+                return None
             if await tx.hold_send(message_id):
                 reply_id = wf.reply_message_id or new_message_id(ctx.settings.email_address)
                 cut_off = not await tx.claim_send(message_id, reply_id)

@@ -23,8 +23,15 @@ from streams.storage.records import Workflow
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 Pool = AsyncConnectionPool[Connection]
 
-#: Oldest email first: the order drafts are generated and go on the phone in.
-READY_FIRST = " ORDER BY email_received_at NULLS LAST, created_at, id"
+#: VIP senders first, then oldest email first: the order drafts are
+#: generated and go on the phone in (schema.sql's workflow_state_ready_idx
+#: serves it for the generation lease; docs/design.md, "Senders who come first").
+READY_FIRST = " ORDER BY priority DESC, email_received_at NULLS LAST, created_at, id"
+
+
+def ready_key(wf: Workflow) -> tuple[int, bool, datetime | None, datetime | None]:
+    """:data:`READY_FIRST` in Python, for rows already read (missing times last)."""
+    return (-wf.priority, wf.email_received_at is None, wf.email_received_at, wf.created_at)
 
 #: An audit row: (message_id, from_state, to_state, reason, error, at).
 AuditRow = tuple[str, str | None, str, str, str | None, datetime]

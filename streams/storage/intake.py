@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from handlers.codes import new_codes
 from handlers.emails import HTML_PREVIEW_CHARS, SUBJECT_CHARS, TEXT_PREVIEW_CHARS
 from handlers.messages import WorkflowEvent
+from handlers.senders import VIP_PRIORITY, vip_pattern
 from handlers.workflow import EmailStatus, WorkflowState
 from streams.storage.base import one
 from streams.storage.outbox import OutboxWrites
@@ -49,31 +50,44 @@ class Intake(OutboxWrites):
         """Start the workflow of ``email`` in ``pending``, audited; False if one exists."""
         return bool(await self.create_workflows([(email, body_preview)], reason=reason))
 
-    async def create_workflows(self, emails: Sequence[tuple[Email, str]], *, reason: str) -> list[str]:
+    async def create_workflows(self, emails: Sequence[tuple[Email, str]], *, reason: str,
+                               vip_patterns: Sequence[str] = ()) -> list[str]:
         """Start a workflow in ``pending`` for each (email, body preview),
-        audited, with the same three statements whatever the number; returns
-        the message_ids started (not those that had one)."""
+        audited, with the same four statements whatever the number; returns
+        the message_ids started (not those that had one). An email from a
+        sender who comes first (``vip_patterns``, i.e. VIP_SENDERS, or a
+        pattern marked on the dashboard) starts with ``priority`` 1, and its
+        audit row names the pattern (docs/design.md, "Senders who come first")."""
         if not emails:
             return []
         now = self.clock.now()
         start = WorkflowState.PENDING
+        patterns = [*vip_patterns, *await self.vip_patterns()]
+        vip = {e.message_id: p for e, _ in emails if (p := vip_pattern(e.from_address, patterns)) is not None}
         cur = await self.conn.execute(
             "INSERT INTO workflow_state (message_id, email_subject, email_from, email_to,"
-            " email_body_preview, email_received_at, current_state, created_at, updated_at)"
+            " email_body_preview, email_received_at, priority, current_state, created_at, updated_at)"
             " SELECT *, %s, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::timestamptz[]) ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            " %s::timestamptz[], %s::smallint[]) ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
             (start.value, now, now, [e.message_id for e, _ in emails], [e.subject for e, _ in emails],
              [e.from_address for e, _ in emails], [", ".join(e.to_addresses or []) for e, _ in emails],
-             [preview for _, preview in emails], [e.received_at for e, _ in emails]),
+             [preview for _, preview in emails], [e.received_at for e, _ in emails],
+             [VIP_PRIORITY if e.message_id in vip else 0 for e, _ in emails]),
         )
         created = {row["message_id"] for row in await cur.fetchall()}
         started = [e.message_id for e, _ in emails if e.message_id in created]
         if started:
             await self.give_codes(started)
-            await self._audit_many([(m, None, start.value, reason, None, now) for m in started])
+            why = {m: reason + (f"; VIP sender ({vip[m]})" if m in vip else "") for m in started}
+            await self._audit_many([(m, None, start.value, why[m], None, now) for m in started])
             await self.publish_many([WorkflowEvent(message_id=m, from_state=None, to_state=start.value,
-                                                   reason=reason, at=now) for m in started])
+                                                   reason=why[m], at=now) for m in started])
         return started
+
+    async def vip_patterns(self) -> list[str]:
+        """The sender patterns marked VIP on the dashboard (``vip_senders``)."""
+        cur = await self.conn.execute("SELECT pattern FROM vip_senders ORDER BY pattern")
+        return [row["pattern"] for row in await cur.fetchall()]
 
     async def give_codes(self, message_ids: Sequence[str]) -> list[str]:
         """Give each of ``message_ids`` that has none a short code no open

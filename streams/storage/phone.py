@@ -8,7 +8,8 @@ from datetime import datetime
 
 from handlers.workflow import QUEUED_FOR_PHONE_STATES, READY_STATE, WorkflowState, names
 
-#: Open, but decided: a reply approved and on its way. ``list`` leaves these out.
+#: Open, but decided: a reply approved and on its way. ``list`` leaves these
+#: out, but for a reply scheduled for later and not yet being sent.
 DECIDED_OPEN_STATES = frozenset({WorkflowState.USER_APPROVED})
 from streams.storage.base import READY_FIRST, TransactionBase, one
 from streams.storage.records import Workflow
@@ -55,7 +56,7 @@ class PhoneSlot:
         return True
 
     async def oldest_ready(self) -> Workflow | None:
-        """The draft that should go on the phone next: ready, oldest email first."""
+        """The draft that should go on the phone next: ready, VIP first, then oldest email first."""
         row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s"
                         " AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
                         + READY_FIRST + " LIMIT 1", (READY_STATE.value, self._tx.clock.now()))
@@ -82,9 +83,12 @@ class PhoneSlot:
 
     async def open_drafts(self) -> list[Workflow]:
         """The open workflows the person may still decide on or will be asked
-        about (being drafted, waiting for the phone, on it), oldest email first."""
+        about (being drafted, waiting for the phone, on it), and the replies
+        scheduled for later that ``cancel`` may still take back
+        (``send_at`` set, no send attempted), oldest email first."""
         cur = await self._tx.conn.execute(
-            "SELECT * FROM workflow_state WHERE draft_code IS NOT NULL AND current_state <> ALL(%s)"
+            "SELECT * FROM workflow_state WHERE draft_code IS NOT NULL AND (current_state <> ALL(%s)"
+            " OR (send_at IS NOT NULL AND send_attempted_at IS NULL))"
             " ORDER BY email_received_at NULLS LAST, created_at, id",
             (names(DECIDED_OPEN_STATES),))
         return [Workflow.from_row(row) for row in await cur.fetchall()]

@@ -67,6 +67,14 @@ class Workflow:
     draft_code: str | None = None
     #: When the draft now held was put on the phone.
     presented_at: datetime | None = None
+    #: 1 (``handlers.senders.VIP_PRIORITY``) for a sender who comes first, else 0: set at intake.
+    priority: int = 0
+    #: The lessons (``lessons.id``) the draft now held was written with (handlers/lessons.py).
+    lesson_ids: list[int] | None = None
+    #: A reply approved for later leaves at this moment (docs/design.md, "Send later").
+    send_at: datetime | None = None
+    #: When the sweep queued that scheduled reply's ``replies.approved`` (once).
+    send_released_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Workflow:

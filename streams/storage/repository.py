@@ -32,13 +32,15 @@ from handlers.clock import Clock
 from handlers.messages import Publishable, WorkflowEvent
 from handlers.workflow import TIMES_OUT_FROM, WorkflowState
 from streams.observability import metrics, tracing
-from streams.storage.base import READY_FIRST, Connection, Pool
+from streams.storage.base import READY_FIRST, Connection, Pool, ready_key
 from streams.storage.deliveries import Deliveries
 from streams.storage.elsewhere import ElsewhereReads
+from streams.storage.lessons import LessonStore
 from streams.storage.parking import Parking, park_reason
 from streams.storage.phone import PhoneSlot, SmsLedger
 from streams.storage.reads import ReadModels
 from streams.storage.records import Email, Workflow
+from streams.storage.scheduled import ScheduledSends
 from streams.storage.sending import PRESENTING_LOCK, REMINDED, Sending, send_claim_reason
 from streams.storage.threads import Threads
 from streams.storage.transitions import SETTABLE_COLUMNS, Transitions
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 
-class Transaction(Transitions, Parking, Sending, Deliveries, Threads):
+class Transaction(Transitions, Parking, Sending, Deliveries, Threads, LessonStore, ScheduledSends):
     """Work inside one database transaction; see :meth:`WorkflowRepository.transaction`."""
 
     def __init__(self, conn: Connection, clock: Clock) -> None:
@@ -181,7 +183,7 @@ class WorkflowRepository(ReadModels, ElsewhereReads):
     # ------------------------------------------------- the generation pool's leases
 
     async def lease_drafts(self, limit: int, lease_seconds: float) -> list[Workflow]:
-        """Lease up to ``limit`` drafts to generate, oldest email first: in
+        """Lease up to ``limit`` drafts to generate, VIP first, then oldest email first: in
         ``ai_generating``, not leased (or the lease lapsed: its worker died)
         and not parked until later. SKIP LOCKED: two pools never take the same."""
         now = self.clock.now()
@@ -196,8 +198,7 @@ class WorkflowRepository(ReadModels, ElsewhereReads):
                 (WorkflowState.AI_GENERATING.value, now, now, limit, now + timedelta(seconds=lease_seconds)))
             rows = await cur.fetchall()
             await conn.commit()
-        return sorted((Workflow.from_row(r) for r in rows),
-                      key=lambda wf: (wf.email_received_at is None, wf.email_received_at, wf.created_at))
+        return sorted((Workflow.from_row(r) for r in rows), key=ready_key)
 
     async def renew_leases(self, message_ids: Collection[str], lease_seconds: float) -> None:
         """Keep the drafts this pool is generating leased for ``lease_seconds`` more."""

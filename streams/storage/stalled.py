@@ -39,13 +39,15 @@ class StalledWorkflows:
         sender died as cut off), so a sender that died after another worker
         stopped waiting for it is not left in ``user_approved``. SKIP LOCKED,
         so two sweeps never take the same one; each is taken at most once per
-        ``grace``."""
+        ``grace``. A reply scheduled for later is left alone until the sweep
+        has released it (docs/design.md, "Send later")."""
         now = self.clock.now()
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 cur = await conn.execute(
                     "WITH due AS (SELECT id FROM workflow_state WHERE current_state = ANY(%s)"
                     "  AND park_peer IS NULL AND updated_at <= %s AND (redriven_at IS NULL OR redriven_at <= %s)"
+                    "  AND (send_at IS NULL OR send_released_at IS NOT NULL)"  # a reply sent later waits for its time
                     "  ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED)"
                     " UPDATE workflow_state w SET redriven_at = %s FROM due WHERE w.id = due.id RETURNING w.*",
                     ([s.value for s in STALLED_STATES], now - grace, now - grace, limit, now))

@@ -51,6 +51,9 @@ SETTABLE_COLUMNS = frozenset(
         "timeout_at",
         "presented_at",
         "draft_code",
+        "lesson_ids",
+        "send_at",
+        "send_released_at",
     }
 )
 

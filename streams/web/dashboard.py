@@ -34,7 +34,10 @@ from handlers.workflow import (
 from streams.stages import NotAllowedNow, UnknownWorkflow
 from streams.storage.records import AuditEntry, Email, Workflow
 from streams.web import actions, charts, pages
+from streams.web.analytics import ROUTES as ANALYTICS_ROUTES
 from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
+from streams.web.lessons import ROUTES as LESSON_ROUTES
+from streams.web.vips import ROUTES as VIP_ROUTES
 from streams.web.guard import (
     GUARD,
     SESSION_COOKIE,
@@ -186,6 +189,9 @@ ROUTES = [
     web.get("/signin", signin_page),
     web.post("/signin", signin),
     web.post("/signout", signout),
+    *LESSON_ROUTES,
+    *ANALYTICS_ROUTES,
+    *VIP_ROUTES,
 ]
 
 

@@ -31,7 +31,7 @@ SESSION_SECONDS = 12 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: The dashboard's own pages (and their forms) under its sign-in rule.
-PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/")
+PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/", "/analytics", "/lessons")
 
 
 #: Where a sign-in may send the browser on: a path of this site, at most this long.

@@ -676,3 +676,71 @@ async def test_an_all_3_confirmation_is_used_once_and_expires(backend: Backend) 
     backend.clock.advance(timedelta(seconds=61))
     async with backend.repo.transaction() as tx:
         assert await tx.phone.take_confirmation(PHONE) == []
+
+
+async def test_lessons_keep_their_evidence_once_and_count_their_use(backend: Backend) -> None:
+    """docs/design.md, "It learns from you": evidence once per email and
+    instruction; lessons per sender, domain and everyone, switched on and
+    off, edited, counted, deleted."""
+    from handlers.lessons import Learnt, Scope, evidence
+
+    given = evidence("<a@x>", "Ann <Ann@One.example>", "Sign as Jack!")
+    again = evidence("<b@x>", "Bob <bob@two.example>", "be casual")
+    assert given is not None and again is not None and given.sender == "ann@one.example"
+    async with backend.repo.transaction() as tx:
+        assert await tx.add_lesson_evidence(given)
+        assert not await tx.add_lesson_evidence(given)  # a redelivered answer: kept once
+        assert await tx.add_lesson_evidence(again, "hand")
+        assert [e.message_id for e in await tx.recent_lesson_evidence(10)] == ["<b@x>", "<a@x>"]  # newest first
+        assert [e.normalised for e in await tx.recent_lesson_evidence(1)] == ["be casual"]
+        mine = await tx.save_lesson(Learnt(Scope.SENDER, "ann@one.example", "sign as Jack"), "learnt")
+        theirs = await tx.save_lesson(Learnt(Scope.SENDER, "bob@two.example", "be casual"), "learnt")
+        domain = await tx.save_lesson(Learnt(Scope.DOMAIN, "one.example", "mention the hours"), "learnt")
+        everyone = await tx.save_lesson(Learnt(Scope.EVERYONE, None, "no emoji"), "remembered")
+    async with backend.repo.transaction() as tx:
+        assert [lesson.id for lesson in await tx.lessons_for("ann@one.example", "one.example")] == [
+            mine, domain, everyone]  # not Bob's
+        assert [lesson.scope for lesson in await tx.all_lessons()] == [Scope.DOMAIN, Scope.EVERYONE,
+                                                                       Scope.SENDER, Scope.SENDER]
+        assert await tx.update_lesson(mine, enabled=False)
+        assert await tx.update_lesson(domain, text="mention the office hours")
+        assert not await tx.update_lesson(999_999, enabled=False)
+        await tx.count_lesson_use([mine, domain, mine], "times_applied")  # once each
+        await tx.count_lesson_use([domain], "times_edited_after")
+        await tx.count_lesson_use([], "times_applied")
+        found = await tx.lessons_by_id([domain, mine, 999_999])
+        assert [(lesson.id, lesson.enabled, lesson.text, lesson.times_applied, lesson.times_edited_after)
+                for lesson in found] == [(mine, False, "sign as Jack", 1, 0),
+                                         (domain, True, "mention the office hours", 1, 1)]
+        assert found[0].source == "learnt" and (await tx.lessons_by_id([everyone]))[0].source == "remembered"
+        assert await tx.lessons_by_id([]) == []
+        assert await tx.delete_lesson(theirs)
+        assert not await tx.delete_lesson(theirs)
+        assert [lesson.id for lesson in await tx.lessons_for("bob@two.example", "two.example")] == [everyone]
+
+
+async def test_a_scheduled_reply_is_listed_and_taken_once_when_due(backend: Backend) -> None:
+    """docs/design.md, "Send later": ``send_at`` keeps an approved reply in
+    ``list`` and away from the sweep until its time; then it is taken once."""
+    from streams.storage.scheduled import SEND_DUE
+
+    for mid in ("<a@x>", "<b@x>"):
+        await backend.start(mid)
+        await walk(backend, mid, TO_AWAITING)
+    at = backend.clock.now() + timedelta(hours=1)
+    for mid in ("<a@x>", "<b@x>"):
+        assert await backend.repo.transition(mid, S.AWAITING_USER, S.USER_APPROVED, "later", send_at=at)
+    async with backend.repo.transaction() as tx:
+        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<a@x>", "<b@x>"]
+        assert await tx.claim_due_sends(10) == []  # not yet
+    assert await backend.repo.transition("<b@x>", S.USER_APPROVED, S.AWAITING_USER, "cancel", send_at=None)
+    backend.clock.advance(timedelta(hours=1))
+    async with backend.repo.transaction() as tx:
+        assert await tx.claim_due_sends(10) == ["<a@x>"]
+        assert await tx.claim_due_sends(10) == []  # taken once
+    a = await workflow(backend, "<a@x>")
+    assert a.send_at == at and a.send_released_at is not None
+    assert (await backend.repo.audit_trail("<a@x>"))[-1].transition_reason == SEND_DUE
+    async with backend.repo.transaction() as tx:
+        assert await tx.claim_send("<a@x>", "<r@x>")
+        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<b@x>"]  # being sent: not listed

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from handlers.clock import Clock
 from handlers.codes import new_codes
@@ -25,6 +25,7 @@ from handlers.deliveries import Delivery, DeliveryReport, audit_reason, moves_fo
 from handlers.errors import PermanentError, TransientError
 from handlers.drafts import GeneratedDraft
 from handlers.elsewhere import SentReply
+from handlers.lessons import Evidence, Learnt, Lesson, Scope
 from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
 from handlers.threads import EARLIER_CHARS, EARLIER_HTML_CHARS, continues
 from handlers.workflow import (
@@ -41,6 +42,7 @@ from handlers.workflow import (
 )
 from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Workflow
 from streams.storage.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
+from streams.storage.scheduled import SEND_DUE
 
 S = WorkflowState
 _UNPARKED: dict[str, Any] = {"park_stage": None, "park_peer": None, "park_reason": None, "parked_since": None,
@@ -71,6 +73,9 @@ class _Data:
     deliveries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: The newer email that closed each superseded workflow (workflow_state.superseded_by).
     superseded_by: dict[str, str] = field(default_factory=dict)
+    #: lesson_evidence rows as (evidence, kind), oldest first; lessons by id.
+    evidence: list[tuple[Evidence, str]] = field(default_factory=list)
+    lessons: dict[int, Lesson] = field(default_factory=dict)
 
 
 class _Part:
@@ -88,7 +93,7 @@ class FakePhoneSlot(_Part):
         now = self.tx.clock.now()
         ready = [wf for wf in self.data.workflows.values() if wf.current_state is READY_STATE
                  and (wf.next_attempt_at is None or wf.next_attempt_at <= now)]
-        ready.sort(key=lambda wf: (wf.email_received_at or datetime.max.replace(tzinfo=UTC),
+        ready.sort(key=lambda wf: (-wf.priority, wf.email_received_at or datetime.max.replace(tzinfo=UTC),
                                    wf.created_at or datetime.max.replace(tzinfo=UTC)))
         return ready[0] if ready else None
 
@@ -116,7 +121,8 @@ class FakePhoneSlot(_Part):
 
     async def open_drafts(self) -> list[Workflow]:
         found = [wf for wf in self.data.workflows.values()
-                 if wf.draft_code is not None and wf.current_state is not S.USER_APPROVED]
+                 if wf.draft_code is not None and (wf.current_state is not S.USER_APPROVED or (
+                     wf.send_at is not None and wf.send_attempted_at is None))]
         found.sort(key=lambda wf: (wf.email_received_at or datetime.max.replace(tzinfo=UTC),
                                    wf.created_at or datetime.max.replace(tzinfo=UTC)))
         return found
@@ -349,6 +355,17 @@ class FakeTransaction:
     async def record_sent_reply(self, message_id: str, body: str) -> None:
         self.data.reply_drafts[message_id] = body
 
+    async def claim_due_sends(self, limit: int) -> list[str]:
+        now = self.clock.now()
+        due = sorted((wf for wf in self.data.workflows.values()
+                      if wf.current_state is S.USER_APPROVED and wf.send_at is not None and wf.send_at <= now
+                      and wf.send_released_at is None and wf.send_attempted_at is None),
+                     key=lambda wf: (wf.send_at or now, wf.message_id))[:limit]
+        for wf in due:
+            self.data.workflows[wf.message_id] = replace(wf, send_released_at=now, updated_at=now)
+            self._audit(wf.message_id, wf.current_state.value, wf.current_state.value, SEND_DUE, None)
+        return [wf.message_id for wf in due]
+
     async def create_workflow(self, email: Email, *, body_preview: str, reason: str) -> bool:
         if email.message_id in self.data.workflows:
             return False
@@ -406,6 +423,51 @@ class FakeTransaction:
         return [replace(e, body_text=e.body_text and e.body_text[:EARLIER_CHARS + 1],
                         body_html=e.body_html and e.body_html[:EARLIER_HTML_CHARS])  # read bounded
                 for e in (found[-limit:] if limit > 0 else [])]
+
+    async def add_lesson_evidence(self, evidence: Evidence, kind: Literal["edit", "hand"] = "edit") -> bool:
+        if any(e.message_id == evidence.message_id and e.normalised == evidence.normalised
+               for e, _ in self.data.evidence):
+            return False
+        self.data.evidence.append((evidence, kind))
+        return True
+
+    async def recent_lesson_evidence(self, limit: int) -> list[Evidence]:
+        return [e for e, _ in reversed(self.data.evidence)][:limit]
+
+    async def lessons_for(self, sender: str, domain: str) -> list[Lesson]:
+        return [lesson for _, lesson in sorted(self.data.lessons.items())
+                if lesson.scope is Scope.EVERYONE or (lesson.scope is Scope.SENDER and lesson.key == sender)
+                or (lesson.scope is Scope.DOMAIN and lesson.key == domain)]
+
+    async def all_lessons(self) -> list[Lesson]:
+        return sorted(self.data.lessons.values(), key=lambda lesson: (lesson.scope.value, lesson.key is not None,
+                                                                     lesson.key or "", lesson.id))
+
+    async def lessons_by_id(self, ids: Collection[int]) -> list[Lesson]:
+        return [self.data.lessons[i] for i in sorted(set(ids)) if i in self.data.lessons]
+
+    async def save_lesson(self, learnt: Learnt, source: Literal["learnt", "remembered"]) -> int:
+        lesson_id = max(self.data.lessons, default=0) + 1
+        self.data.lessons[lesson_id] = Lesson(lesson_id, learnt.scope, learnt.key, learnt.text, source=source)
+        return lesson_id
+
+    async def update_lesson(self, lesson_id: int, *, text: str | None = None, enabled: bool | None = None) -> bool:
+        lesson = self.data.lessons.get(lesson_id)
+        if lesson is None:
+            return False
+        self.data.lessons[lesson_id] = replace(lesson, text=lesson.text if text is None else text,
+                                               enabled=lesson.enabled if enabled is None else enabled)
+        return True
+
+    async def delete_lesson(self, lesson_id: int) -> bool:
+        return self.data.lessons.pop(lesson_id, None) is not None
+
+    async def count_lesson_use(self, lesson_ids: Collection[int],
+                               counter: Literal["times_applied", "times_edited_after"]) -> None:
+        for i in set(lesson_ids):
+            if i in self.data.lessons:
+                lesson = self.data.lessons[i]
+                self.data.lessons[i] = replace(lesson, **{counter: getattr(lesson, counter) + 1})
 
     async def publish(self, message: Publishable) -> None:
         self.data.outbox.append(message)

@@ -126,7 +126,8 @@ def test_a_decidable_page_offers_the_four_answers_on_the_draft_it_shows() -> Non
     shown = page(dataclasses.replace(workflow(iteration=4), ai_reply_text=f"\nHi {HOSTILE}"))
     for action in ("send", "ignore", "edit", "write"):
         assert f'action="/actions/{action}"' in shown
-    assert shown.count('name="seen_iteration" value="4"') == 4 and shown.count('name="csrf" value="') == 4
+    # Five forms carry the CSRF token: the four answers and "Mark this sender VIP".
+    assert shown.count('name="seen_iteration" value="4"') == 4 and shown.count('name="csrf" value="') == 5
     assert shown.count('name="message_id" value="&lt;a&#34;b/c@x&gt;"') == 4
     # The textarea holds the draft as text; its first line break survives the parser's dropping one.
     assert 'name="reply_text" rows="10" cols="80" maxlength="20000" required>\n\nHi &lt;script&gt;' in shown

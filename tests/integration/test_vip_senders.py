@@ -1,0 +1,112 @@
+"""Senders who come first, on real PostgreSQL: the poller starts their
+emails with priority 1 (VIP_SENDERS and the patterns marked on the
+dashboard), the generation lease and the phone take them first, marking and
+unmarking move the open ones, and the lease still reads an index."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from handlers.workflow import WorkflowState
+from streams.pipeline.poller import EmailPoller
+from streams.storage import vips
+from streams.storage.base import READY_FIRST
+from streams.storage.repository import Pool, WorkflowRepository
+from tests.support.factories import insert_email
+
+S = WorkflowState
+T0 = datetime.now(UTC) - timedelta(hours=1)
+
+
+async def _priorities(pool: Pool, ids: list[str]) -> list[int]:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT message_id, priority FROM workflow_state WHERE message_id = ANY(%s)", (ids,))
+        found = {r["message_id"]: r["priority"] for r in await cur.fetchall()}
+    return [found[m] for m in ids]
+
+
+async def _emails(pool: Pool, *senders: str) -> list[str]:
+    async with pool.connection() as conn:
+        return [await insert_email(conn, from_address=s, received_at=T0 + timedelta(minutes=n))
+                for n, s in enumerate(senders)]
+
+
+async def test_the_poller_starts_vip_emails_first_in_line_and_says_why(
+        repo: WorkflowRepository, pool: Pool, database: str) -> None:
+    async with repo.transaction() as tx:
+        assert await vips.mark(tx, "partner.example") == []
+    ids = await _emails(pool, "Ann <ann@one.example>", "The Boss <boss@boss.example>",
+                        "Pat <pat@mail.partner.example>", "Bob <bob@two.example>")
+    await EmailPoller(repo, database, interval=60, vip_patterns=["*@boss.example"]).poll_once()
+    assert await _priorities(pool, ids) == [0, 1, 1, 0]
+    reasons = [(await repo.audit_trail(m))[0].transition_reason for m in ids]
+    assert reasons == ["picked up by the poller", "picked up by the poller; VIP sender (*@boss.example)",
+                       "picked up by the poller; VIP sender (partner.example)", "picked up by the poller"]
+
+    for mid in ids:  # all four asked for: the lease takes the VIP ones first, then the oldest
+        assert await repo.transition(mid, S.PENDING, S.AI_GENERATING, "draft requested")
+    leased = [wf.message_id for wf in await repo.lease_drafts(2, 60)]
+    assert leased == [ids[1], ids[2]]
+    assert [wf.message_id for wf in await repo.lease_drafts(10, 60)] == [ids[0], ids[3]]
+
+    for mid in ids:  # and the phone takes them in the same order
+        assert await repo.transition(mid, S.AI_GENERATING, S.AI_GENERATED, "draft generated",
+                                     ai_reply_text="Sure.")
+    async with repo.transaction() as tx:
+        ready = await tx.phone.oldest_ready()
+    assert ready is not None and ready.message_id == ids[1] and ready.priority == 1
+
+
+async def test_marking_moves_the_open_emails_up_and_unmarking_moves_them_down(
+        repo: WorkflowRepository, pool: Pool, database: str) -> None:
+    ids = await _emails(pool, "Ann <ann@one.example>", "Ann again <ANN@one.example>", "Bob <bob@two.example>")
+    await EmailPoller(repo, database, interval=60, vip_patterns=["bob@two.example"]).poll_once()
+    assert await repo.transition(ids[1], S.PENDING, S.FILTERED, "no draft: test")  # closed: left alone
+    async with repo.transaction() as tx:
+        assert await vips.mark(tx, "ann@one.example") == [ids[0]]
+        assert await vips.mark(tx, "ann@one.example") is None  # marked already
+        assert [v.pattern for v in await vips.marked(tx)] == ["ann@one.example"]
+    assert await _priorities(pool, ids) == [1, 0, 1]
+    trail = await repo.audit_trail(ids[0])
+    assert (trail[-1].from_state, trail[-1].to_state, trail[-1].transition_reason) == (
+        "pending", "pending", "sender marked VIP on the dashboard (ann@one.example)")
+
+    async with repo.transaction() as tx:  # Bob stays VIP: VIP_SENDERS still names him
+        assert await vips.unmark(tx, "ann@one.example", kept=["bob@two.example"]) == [ids[0]]
+        assert await vips.unmark(tx, "ann@one.example", kept=[]) is None
+        assert await vips.marked(tx) == []
+    assert await _priorities(pool, ids) == [0, 0, 1]
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
+
+
+async def test_the_lease_reads_the_ready_index_on_a_large_table(pool: Pool) -> None:
+    """200,000 workflows, 2,000 of them waiting to be generated (a tenth
+    VIP): the lease walks workflow_state_ready_idx in order, without sorting."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO processed_emails (message_id, from_address, received_at, status)"
+            " SELECT 'm' || n, 'a@b.example', now() - n * interval '1 second', 'sent'"
+            " FROM generate_series(1, 200000) AS n")
+        await conn.execute(
+            "INSERT INTO workflow_state (message_id, current_state, email_received_at, created_at, updated_at,"
+            " priority) SELECT 'm' || n, CASE WHEN mod(n, 100) = 0 THEN 'ai_generating' ELSE 'reply_sent' END,"
+            " now() - n * interval '1 second', now(), now(), CASE WHEN mod(n, 1000) = 0 THEN 1 ELSE 0 END"
+            " FROM generate_series(1, 200000) AS n")
+        await conn.execute("ANALYZE workflow_state")
+        now = datetime.now(UTC)
+        cur = await conn.execute(
+            "EXPLAIN (FORMAT JSON) SELECT id FROM workflow_state WHERE current_state = 'ai_generating'"
+            " AND (lease_until IS NULL OR lease_until < %s) AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+            + READY_FIRST + " LIMIT 8 FOR UPDATE SKIP LOCKED", (now, now))
+        row = await cur.fetchone()
+        assert row is not None
+        plan = row["QUERY PLAN"]
+        nodes = _nodes((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
+        kinds = [(n["Node Type"], n.get("Index Name")) for n in nodes]
+        assert ("Index Scan", "workflow_state_ready_idx") in kinds, kinds
+        assert "Sort" not in [k for k, _ in kinds], kinds
