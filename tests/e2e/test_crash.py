@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,7 @@ PATHS = {
 #: something only on a machine no other test shares.
 pytestmark = pytest.mark.serial
 
+DRAFT_LINE = re.compile(r"\nDraft(?: \(\d+ lessons?\))?: ")
 FOOTER = "1=Send 2=Edit 3=Ignore"  # after the draft's code: "\nK7: 1=Send ..."
 
 
@@ -69,7 +71,8 @@ def draft_sms_per_email(texts: list[str], by_heading: dict[str, str]) -> Counter
     for text in texts:
         if FOOTER not in text or text.startswith("Reminder: "):
             continue
-        heading, _, rest = text.partition("\nDraft: ")
+        # "\nDraft: …", or "\nDraft (2 lessons): …" once the edits taught something.
+        heading, rest = DRAFT_LINE.split(text, maxsplit=1)
         found[(by_heading[heading], "revised" if rest.startswith("Revised draft") else "first")] += 1
     return found
 
