@@ -4,53 +4,22 @@ with real peers on loopback and an injected clock (no sleeps)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-from aiosmtpd.controller import Controller
-
 from handlers.clock import OffsetClock
 from handlers.messages import InboundSms
 from handlers.workflow import WorkflowState
-from standins import AiGeneratorStub, Inbox, SmsGatewayStub, free_port
-from streams.peers.smtp import SmtpSender
 from streams.storage.repository import Pool, WorkflowRepository
 
 from tests.support.factories import draft_request, start_workflow
+from tests.support.inprocess import Peers, peers, stages_for  # noqa: F401 (peers: a fixture)
 
 S = WorkflowState
 PHONE = "+15551234567"
 BERLIN = ZoneInfo("Europe/Berlin")
 
-
-class Peers:
-    def __init__(self) -> None:
-        self.ai, self.sms, self.inbox = AiGeneratorStub(), SmsGatewayStub(), Inbox()
-        self.smtp_port = free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
-
-
-@pytest.fixture
-async def peers() -> AsyncIterator[Peers]:
-    p = Peers()
-    await p.ai.start()
-    await p.sms.start()
-    p.controller.start()
-    try:
-        yield p
-    finally:
-        p.controller.stop()
-        await p.ai.stop()
-        await p.sms.stop()
-
-
-def stages_for(make_stages: Any, peers: Peers, **settings: Any) -> Any:
-    return make_stages(smtp=SmtpSender("127.0.0.1", peers.smtp_port, "plain", "", ""),
-                       ai_reply_generator_url=peers.ai.url, sms_gateway_url=peers.sms.url,
-                       retry_backoff_base=0.01, **settings)
 
 
 async def draft(stages: Any, repo: WorkflowRepository, mid: str) -> None:

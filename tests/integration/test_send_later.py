@@ -4,24 +4,20 @@ time, once; ``cancel`` takes it back; ``list`` shows when it leaves."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-from aiosmtpd.controller import Controller
-
 from handlers.clock import OffsetClock
 from handlers.messages import InboundSms
 from handlers.workflow import WorkflowState
-from standins import AiGeneratorStub, Inbox, SmsGatewayStub, free_port
-from streams.peers.smtp import SmtpSender
 from streams.pipeline.housekeeping import Housekeeping
 from streams.storage.records import Workflow
 from streams.storage.repository import Pool, WorkflowRepository
 
 from tests.support.factories import draft_request, start_workflow
+from tests.support.inprocess import Peers, peers  # noqa: F401 (a fixture)
+from tests.support.inprocess import stages_for as in_process
 
 S = WorkflowState
 PHONE = "+15551234567"
@@ -30,31 +26,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 MORNING = datetime(2026, 11, 25, 8, 0, tzinfo=BERLIN)
 
 
-class Peers:
-    def __init__(self) -> None:
-        self.ai, self.sms, self.inbox = AiGeneratorStub(), SmsGatewayStub(), Inbox()
-        self.smtp_port = free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
-
-
-@pytest.fixture
-async def peers() -> AsyncIterator[Peers]:
-    p = Peers()
-    await p.ai.start()
-    await p.sms.start()
-    p.controller.start()
-    try:
-        yield p
-    finally:
-        p.controller.stop()
-        await p.ai.stop()
-        await p.sms.stop()
-
-
 def stages_for(make_stages: Any, peers: Peers, **settings: Any) -> Any:
-    return make_stages(smtp=SmtpSender("127.0.0.1", peers.smtp_port, "plain", "", ""),
-                       ai_reply_generator_url=peers.ai.url, sms_gateway_url=peers.sms.url,
-                       retry_backoff_base=0.01, timezone="Europe/Berlin", **settings)
+    return in_process(make_stages, peers, **({"timezone": "Europe/Berlin"} | settings))
 
 
 async def on_the_phone(stages: Any, repo: WorkflowRepository, pool: Pool, *, texted: bool = True,
