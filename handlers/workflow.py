@@ -101,7 +101,9 @@ TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
     ) | _CLOSED_FROM_OUTSIDE,
     S.USER_EDIT_REQUESTED: frozenset({S.AI_GENERATING, S.FAILED}) | _CLOSED_FROM_OUTSIDE,
     # A reply scheduled for later (send_at) and not yet sent may be taken back: `cancel`.
-    S.USER_APPROVED: frozenset({S.REPLY_SENT, S.FAILED, S.AWAITING_USER}),
+    # A reply scheduled for later that has not begun to leave may be taken back
+    # (cancel) or found answered from the mail client (guarded by the stages).
+    S.USER_APPROVED: frozenset({S.REPLY_SENT, S.FAILED, S.AWAITING_USER, S.ANSWERED_ELSEWHERE}),
     S.USER_IGNORED: frozenset(),
     S.REPLY_SENT: frozenset(),
     S.FILTERED: frozenset(),

@@ -26,6 +26,7 @@ from handlers.errors import PeerError
 from handlers.sms_text import draft_label
 from handlers.workflow import CLOSABLE_STATES, WorkflowState
 from streams.stages.context import StageContext
+from streams.stages.scheduling import is_scheduled
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,11 @@ async def _close(ctx: StageContext, message_id: str, reply_id: str) -> bool:
             return False
         # Read before the transition: a decided draft gives its code up.
         label = draft_label(wf.draft_code, sender_name(wf.email_from or "?"), wf.email_subject)
-        if not await tx.transition(message_id, CLOSABLE_STATES, WorkflowState.ANSWERED_ELSEWHERE,
-                                   f"answered from your mail client: {reply_id}"):
+        closable = set(CLOSABLE_STATES)
+        if is_scheduled(wf) and wf.send_released_at is None and wf.send_attempted_at is None:
+            closable.add(WorkflowState.USER_APPROVED)  # a reply for later that has not begun to leave: not sent
+        if not await tx.transition(message_id, closable, WorkflowState.ANSWERED_ELSEWHERE,
+                                   f"answered from your mail client: {reply_id}", send_at=None):
             return False
     log.info("%s was answered from the mail client (%s): closed", message_id, reply_id)
     await ctx.tell_person(f"{label} was answered from your mail; closed.")

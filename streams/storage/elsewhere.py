@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from handlers.workflow import CLOSABLE_STATES, names
+from handlers.workflow import CLOSABLE_STATES, WorkflowState, names
 from streams.storage.base import Pool
 
 
@@ -22,13 +22,16 @@ class ElsewhereReads:
     pool: Pool
 
     async def closable_emails(self) -> list[tuple[str, datetime]]:
-        """Every workflow a reply from elsewhere may close (CLOSABLE_STATES):
+        """Every workflow a reply from elsewhere may close (CLOSABLE_STATES,
+        and a reply scheduled for later that has not begun to leave):
         its email's Message-ID and when the email arrived (the workflow's
         creation when that is unknown), oldest first."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT message_id, COALESCE(email_received_at, created_at) AS received FROM workflow_state"
-                " WHERE current_state = ANY(%s) ORDER BY received, id", (names(CLOSABLE_STATES),))
+                " WHERE current_state = ANY(%s) OR (current_state = %s AND send_at IS NOT NULL"
+                "  AND send_released_at IS NULL AND send_attempted_at IS NULL)"
+                " ORDER BY received, id", (names(CLOSABLE_STATES), WorkflowState.USER_APPROVED.value))
             return [(row["message_id"], row["received"]) for row in await cur.fetchall()]
 
     async def own_replies(self, message_ids: Collection[str]) -> set[str]:

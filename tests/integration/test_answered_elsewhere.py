@@ -10,7 +10,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -215,3 +215,25 @@ async def test_no_imap_connection_when_nothing_is_open_or_the_check_is_off(
     off.sent_folder = None  # IMAP_SERVER=off
     off.settings = off.settings.model_copy(update={"answered_elsewhere_check": True})
     assert await off.close_answered_elsewhere() == 0
+
+
+async def test_a_reply_scheduled_for_later_is_never_sent_once_answered_from_the_mail_client(
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, sent: str,
+    peers: tuple[AiGeneratorStub, SmsGatewayStub], clock: OffsetClock
+) -> None:
+    from handlers.messages import InboundSms
+
+    stages = stages_for(make_stages, peers, folder(account, sent), timezone="UTC")
+    clock.jump_to(datetime(2026, 11, 25, 8, 0, tzinfo=UTC))
+    [mid] = await drafted(stages, repo, pool, 1)
+    await stages.command(InboundSms(sms_id="s1", phone_number="+15551234567", text="1 at 9:00"))
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.USER_APPROVED and wf.send_at is not None
+    file_in_sent(account, sent, f"<{uuid.uuid4().hex}@elsewhere.example>", in_reply_to=mid)
+    await Housekeeping(stages, interval=30).sweep()
+    assert await state(repo, mid) is S.ANSWERED_ELSEWHERE  # taken back before it left
+    clock.jump_to(datetime(2026, 11, 25, 9, 1, tzinfo=UTC))
+    await Housekeeping(stages, interval=30).sweep()
+    await stages.send(mid)  # even a stray replies.approved sends nothing
+    wf = await repo.get(mid)
+    assert wf is not None and wf.current_state is S.ANSWERED_ELSEWHERE and wf.reply_message_id is None
