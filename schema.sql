@@ -332,6 +332,9 @@ CREATE INDEX IF NOT EXISTS workflow_state_sms_message_id ON workflow_state (sms_
 -- `yes` confirms it (docs/contracts.md §5).
 ALTER TABLE phone_conversation ADD COLUMN IF NOT EXISTS confirm_ids TEXT[];
 ALTER TABLE phone_conversation ADD COLUMN IF NOT EXISTS confirm_until TIMESTAMPTZ;
+-- When it was asked: a `yes` or `no` a while later still answers the question
+-- (it never acts on a draft), even once the minute is over.
+ALTER TABLE phone_conversation ADD COLUMN IF NOT EXISTS confirm_asked_at TIMESTAMPTZ;
 
 -- A newer email of a thread supersedes the open draft of an older one
 -- (docs/design.md, "A newer email supersedes"): the older workflow names the
@@ -406,3 +409,7 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS send_at TIMESTAMPTZ;
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS send_released_at TIMESTAMPTZ;
 CREATE INDEX IF NOT EXISTS workflow_state_send_at_idx ON workflow_state (send_at)
     WHERE send_at IS NOT NULL AND send_released_at IS NULL;
+
+-- How many older drafts of its thread a newer email closed: only its
+-- generations read the earlier emails (docs/design.md, "A newer email supersedes").
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS supersedes INTEGER NOT NULL DEFAULT 0;

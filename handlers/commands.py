@@ -47,6 +47,8 @@ class Command:
     code: str | None = None
     #: The answer is a plain ``yes``: it confirms a pending ``all 3``.
     confirms: bool = field(default=False, compare=False)
+    #: The answer is a plain ``no``: it declines a pending ``all 3``.
+    declines: bool = field(default=False, compare=False)
     #: When to send, as written after the approval (``1 at 9:00`` → ``at 9:00``);
     #: read in the person's time zone by the stage.
     when: str | None = None
@@ -64,6 +66,7 @@ _EDIT = re.compile(r"^(?:2|edit)(?:[:,]\s*|\s+)(?P<instructions>\S.*)$", re.IGNO
 _TRAILING = re.compile(r"[\s.!?]+$")
 LIST_WORDS = frozenset({"list", "?"})
 CONFIRM_WORDS = frozenset({"yes", "y"})
+DECLINE_WORDS = frozenset({"no", "n"})
 # "1 at 9:00", "send tomorrow 8am", "1 mon 9": an approval with a time after it.
 _WEEKDAYS = "mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 _SCHEDULED = re.compile(rf"^(?:1|send|approve|ok)\s+(?P<when>(?:(?:at|on|today|tonight|tomorrow|tmrw|{_WEEKDAYS})\b|\d{{1,2}}(?::\d\d\b|\s*[ap]\.?m\b)).*)$",
@@ -91,7 +94,7 @@ def parse_command(text: str) -> Command:
         inner = _parse_plain(rest)
         if inner.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE, CommandKind.REMEMBER,
                           CommandKind.FORGET, CommandKind.CANCEL):
-            return replace(inner, code=code, confirms=False)
+            return replace(inner, code=code, confirms=False, declines=False)
         return Command(CommandKind.UNKNOWN, code=code)
     return _parse_plain(stripped)
 
@@ -111,10 +114,12 @@ def _parse_plain(stripped: str) -> Command:
         return Command(CommandKind.APPROVE, when=_TRAILING.sub("", scheduled.group("when")).strip())
     if word in APPROVE_WORDS:
         return Command(CommandKind.APPROVE, confirms=word in CONFIRM_WORDS)
+    if word in IGNORE_WORDS:
+        return Command(CommandKind.IGNORE, declines=word in DECLINE_WORDS)
     if word in CONFIRM_WORDS:
         return Command(CommandKind.UNKNOWN, confirms=True)
-    if word in IGNORE_WORDS:
-        return Command(CommandKind.IGNORE)
+    if word in DECLINE_WORDS:
+        return Command(CommandKind.UNKNOWN, declines=True)
     match = _EDIT.match(stripped)
     if match:
         return Command(CommandKind.EDIT, match.group("instructions").strip())

@@ -139,11 +139,11 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
         approved = CommandEffect("approved", WorkflowState.USER_APPROVED, f"written by hand and approved {via}",
                                  {**answered, "ai_reply_text": answer.reply_text, "edit_history": history},
                                  follow_up=ReplyApproved(message_id=on_phone.message_id))
-        return _later(approved, command.when, on_phone, now, zone)
+        return _later(approved, command.when, on_phone, now, zone, _written(answer, now))
     if command.kind is CommandKind.APPROVE:
         approved = CommandEffect("approved", WorkflowState.USER_APPROVED, f"approved {via}", answered,
                                  follow_up=ReplyApproved(message_id=on_phone.message_id))
-        return _later(approved, command.when, on_phone, now, zone)
+        return _later(approved, command.when, on_phone, now, zone, _written(answer, now))
     if command.kind is CommandKind.IGNORE:
         return CommandEffect("ignored", WorkflowState.USER_IGNORED, f"ignored {via}", answered,
                              tell_what_is_next=True)
@@ -163,15 +163,32 @@ def decide_command(command: Command, text: str, on_phone: DraftOnPhone | None, m
     )
 
 
+#: How far back the time an SMS was written may be used to read its ``1 at …``:
+#: a gateway that forwards late still means the time as the person wrote it;
+#: a clock that is far off is not believed.
+WRITTEN_AT_TRUSTED = timedelta(hours=1)
+
+
+def _written(answer: Answer, now: datetime) -> datetime:
+    """When the answer was written, as far as the time it names is read from:
+    the gateway's ``receivedAt`` when it is a little before now, else now."""
+    written = answer.written_at
+    if written is None or written.tzinfo is None or not now - WRITTEN_AT_TRUSTED <= written <= now:
+        return now
+    return written
+
+
 def _later(approved: CommandEffect, when: str | None, on_phone: DraftOnPhone, now: datetime,
-           zone: ZoneInfo | None) -> CommandEffect:
+           zone: ZoneInfo | None, written: datetime | None = None) -> CommandEffect:
     """An approval with a time (``1 at 9:00``): approved now, sent at that
     time, so no ``replies.approved`` yet (the sweep queues it when it is due);
-    a time not understood, or past, approves nothing."""
+    a time not understood, or past, approves nothing. The time is read as of
+    when the SMS was ``written``: ``1 at 9:00`` written at 08:59:50 and acted
+    on at 09:00:05 means today's 9:00 (sent at once), not tomorrow's."""
     if when is None:
         return approved
     zone = zone or ZoneInfo("UTC")
-    at = send_time(when, now, zone)
+    at = send_time(when, written or now, zone)
     if at is None:
         return CommandEffect("bad_time", reply_sms=render_bad_time_sms(when, ACCEPTED_FORMS))
     said = format_send_time(at, now, zone)

@@ -5,26 +5,45 @@ A reply in the account's Sent folder names the email it answers: its
 the last id of its ``References`` (the parent, by the same RFC). Only the
 parent counts: a reply to a later email of a thread lists the older emails in
 ``References`` too, and must not close their drafts (a newer email of the
-thread is item 5's business, "superseded"). Pure: the IMAP adapter reads the
-headers, the sweep's stage closes what matches (docs/design.md, "Answered
-elsewhere").
+thread is item 5's business, "superseded"). And it answers the email only
+when the email's sender is among its recipients (``To`` or ``Cc``): a client
+may thread a forward to a colleague the same way, and the sender got nothing.
+Pure: the IMAP adapter reads the headers, the sweep's stage closes what
+matches (docs/design.md, "Answered elsewhere").
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from email.utils import getaddresses
 
-from handlers.headers import message_ids
+from handlers.emails import sender_address
+from handlers.headers import clean_header, message_ids
+
+
+def recipient_addresses(*headers: str | None) -> tuple[str, ...]:
+    """The bare addresses of ``To``/``Cc`` values (``Name <addr>, ...``),
+    in order; names, groups and unparsable parts give none."""
+    values = [clean_header(h) for h in headers if h]
+    return tuple(address.strip() for _, address in getaddresses(values) if "@" in address)
 
 
 @dataclass(frozen=True)
 class SentReply:
-    """The threading headers of one message in the Sent folder, as written."""
+    """The threading headers of one message in the Sent folder, as written,
+    and the addresses it went to (its ``To`` and ``Cc``)."""
 
     message_id: str | None
     in_reply_to: str | None = None
     references: str | None = None
+    recipients: tuple[str, ...] = ()
+
+    def sent_to(self, from_address: str) -> bool:
+        """Whether the first mailbox of ``from_address`` (an email's sender)
+        is among the recipients, the address compared case-insensitively."""
+        sender = sender_address(from_address).casefold()
+        return bool(sender) and any(r.casefold() == sender for r in self.recipients)
 
     @property
     def parent(self) -> str | None:
@@ -41,14 +60,16 @@ def _key(message_id: str) -> str:
     return message_id.strip().strip("<>").strip()
 
 
-def answered_elsewhere(replies: Iterable[SentReply], open_message_ids: Collection[str],
+def answered_elsewhere(replies: Iterable[SentReply], open_emails: Mapping[str, str | None],
                        ours: Collection[str] = ()) -> Mapping[str, str]:
     """The open emails answered by one of ``replies``: each email's Message-ID
-    (as given in ``open_message_ids``) to the Message-ID of the first reply
-    that answers it. A message whose Message-ID is in ``ours`` is a reply the
+    (a key of ``open_emails``, whose value is the email's ``From``) to the
+    Message-ID of the first reply that names it as its parent AND went to its
+    sender (``To`` or ``Cc``); an email whose sender is unknown is never
+    answered here. A message whose Message-ID is in ``ours`` is a reply the
     orchestrator sent itself, never the person's; a message without a
     Message-ID cannot be named in the audit and is passed over."""
-    wanted = {_key(m): m for m in open_message_ids}
+    wanted = {_key(m): (m, sender) for m, sender in open_emails.items()}
     own = {_key(m) for m in ours}
     found: dict[str, str] = {}
     for reply in replies:
@@ -56,7 +77,7 @@ def answered_elsewhere(replies: Iterable[SentReply], open_message_ids: Collectio
         parent = reply.parent
         if not reply_ids or parent is None or _key(reply_ids[0]) in own:
             continue
-        email = wanted.get(_key(parent))
-        if email is not None and email not in found:
+        email, sender = wanted.get(_key(parent), (None, None))
+        if email is not None and sender and email not in found and reply.sent_to(sender):
             found[email] = reply_ids[0]
     return found

@@ -55,11 +55,17 @@ def send_time(when: str, now: datetime, tz: ZoneInfo) -> datetime | None:
     if match is None:
         return None
     day = match.group("day")
-    wall = _wall_time(match.group("hour"), match.group("minute"), match.group("half"), evening=day == "tonight")
+    today = now.astimezone(tz).date()
+    if day == "tonight":
+        late = _tonight(match.group("hour"), match.group("minute"), match.group("half"))
+        if late is None:
+            return None
+        tonight, after_midnight = late
+        return _first_after(today + timedelta(days=1 if after_midnight else 0), tonight, tz, now)
+    wall = _wall_time(match.group("hour"), match.group("minute"), match.group("half"), evening=False)
     if wall is None:
         return None
-    today = now.astimezone(tz).date()
-    if day in ("today", "tonight"):
+    if day == "today":
         return _first_after(today, wall, tz, now)
     if day in ("tomorrow", "tmrw"):
         return _first_after(today + timedelta(days=1), wall, tz, now)
@@ -68,6 +74,29 @@ def send_time(when: str, now: datetime, tz: ZoneInfo) -> datetime | None:
         return (_first_after(today + timedelta(days=ahead), wall, tz, now)
                 or _first_after(today + timedelta(days=ahead + 7), wall, tz, now))
     return _first_after(today, wall, tz, now) or _first_after(today + timedelta(days=1), wall, tz, now)
+
+
+#: ``tonight`` at these hours (0-4, and 12 without am/pm, or 12am) is after midnight.
+AFTER_MIDNIGHT = 5
+
+
+def _tonight(hour_text: str, minute_text: str | None, half: str | None) -> tuple[time, bool] | None:
+    """``tonight`` + a time: the clock time and whether it is after midnight.
+    An hour 1-11 without am/pm is in the evening; ``12`` and ``12am`` are
+    midnight; 0-4 (or 1-4am) are after midnight; 5-11am is no time tonight."""
+    hour, minute = int(hour_text), int(minute_text or 0)
+    if minute > 59 or hour > 23:
+        return None
+    if half is not None and half.startswith("a"):
+        if hour == 12 or 1 <= hour < AFTER_MIDNIGHT:
+            return time(hour % 12, minute), True
+        return None
+    if half is None and (hour == 12 or hour < AFTER_MIDNIGHT):
+        return time(hour % 12, minute), True
+    if half is not None and hour == 12:
+        return None  # 12pm is noon: not tonight
+    wall = _wall_time(hour_text, minute_text, half, evening=True)
+    return (wall, False) if wall is not None else None
 
 
 def _wall_time(hour_text: str, minute_text: str | None, half: str | None, *, evening: bool) -> time | None:

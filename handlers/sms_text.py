@@ -248,12 +248,19 @@ def render_edit_from_dashboard_sms(label: str, instructions: str) -> str:
 
 
 def render_confirm_all_sms(count: int) -> str:
-    return f"Ignore all {count} open draft{'s' if count != 1 else ''}? Reply yes within a minute to confirm."
+    return (f"Ignore all {count} draft{'s' if count != 1 else ''} on your phone? "
+            "Reply yes within a minute to confirm.")
 
 
-def render_ignored_all_sms(count: int) -> str:
-    return f"Ignored {count} email{'s' if count != 1 else ''}. Nothing else waits." if count else (
-        "Nothing was ignored: the confirmation had expired or the drafts were answered meanwhile.")
+def render_ignored_all_sms(count: int, next_sender: str | None = None, waiting: int = 0, awaiting: int = 0) -> str:
+    if not count:
+        return "Nothing was ignored: those drafts were answered meanwhile."
+    return f"Ignored {count} email{'s' if count != 1 else ''}.{_next_line(next_sender, waiting, awaiting)}"
+
+
+NOT_IGNORED_SMS = "Not ignored: nothing changed."
+QUESTION_LAPSED_SMS = ("That yes came too late for all 3 (a minute, with no other answer between): nothing was "
+                       "ignored or sent. Reply all 3 again to ignore your drafts.")
 
 
 @dataclass(frozen=True)

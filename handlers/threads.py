@@ -1,7 +1,7 @@
-"""A newer email of a thread supersedes the open draft of an older one
-(docs/design.md, "A newer email supersedes"): which emails continue which,
-what the generator is told of the earlier emails, and the SMS that says a
-draft was closed.
+"""A newer email of a thread supersedes the open draft of an older one from
+the same sender (docs/design.md, "A newer email supersedes"): which emails
+continue which, which come from one sender, what the generator is told of
+the earlier emails, and the SMS that says a draft was closed.
 
 Pure: the storage finds the emails, the draft stage closes the drafts.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from handlers.emails import body_preview, bounded, sender_name
+from handlers.emails import body_preview, bounded, sender_address, sender_name
 from handlers.sms_text import draft_label
 
 #: Earlier emails of the thread the generator is shown at most (the most recent ones).
@@ -30,6 +30,18 @@ def continues(newer_thread_id: str | None, newer_in_reply_to: str | None,
     if newer_thread_id is not None and newer_thread_id == older_thread_id:
         return True
     return newer_in_reply_to is not None and newer_in_reply_to.strip() == older_message_id
+
+
+def same_sender(newer_from: str | None, older_from: str | None) -> bool:
+    """Whether both emails come from one sender: the addresses of their
+    ``From`` (``Name <addr>``, the first mailbox), case-insensitive. Only
+    such a newer email supersedes an older one: a reply-all from someone
+    else is drafted on its own, so the first sender still gets an answer and
+    nobody closes, or reads, another sender's draft by naming its Message-ID."""
+    if not newer_from or not older_from:
+        return False
+    newer, older = sender_address(newer_from).casefold(), sender_address(older_from).casefold()
+    return bool(newer) and newer == older
 
 
 def superseded_reason(newer_message_id: str) -> str:

@@ -22,13 +22,14 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
 
-from handlers.elsewhere import SentReply
+from handlers.elsewhere import SentReply, recipient_addresses
 from handlers.errors import PermanentError, TransientError
 from streams.peers.smtp import tls_context
 
 PEER = "IMAP"
-#: The headers :meth:`SentFolder.replies_since` reads of each message.
-THREADING_HEADERS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES)]"
+#: The headers :meth:`SentFolder.replies_since` reads of each message: what
+#: it answers, and to whom it went (a forward is threaded the same way).
+THREADING_HEADERS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES TO CC)]"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -62,7 +63,8 @@ def _headers(raw: bytes) -> SentReply:
         found = parsed.get(name)
         return str(found) if found is not None else None
 
-    return SentReply(value("Message-ID"), value("In-Reply-To"), value("References"))
+    recipients = recipient_addresses(*(str(v) for v in parsed.get_all("To", []) + parsed.get_all("Cc", [])))
+    return SentReply(value("Message-ID"), value("In-Reply-To"), value("References"), recipients)
 
 
 class SentFolder:
@@ -84,9 +86,10 @@ class SentFolder:
         return await asyncio.to_thread(self._search, message_id)
 
     async def replies_since(self, since: date, limit: int) -> list[SentReply]:
-        """The threading headers of the messages filed in the folder on or
-        after ``since`` (IMAP ``SINCE``: the day the message was filed, in the
-        server's time zone; callers give a day early), the ``limit`` newest
+        """The threading headers and recipients (To, Cc) of the messages
+        filed in the folder on or after ``since`` (IMAP ``SINCE``: the day the
+        message was filed, in the server's time zone; callers give a day
+        early), the ``limit`` newest
         (highest UIDs) at most, oldest first. One connection, one ``UID
         SEARCH`` and at most one ``UID FETCH``, however many drafts are open."""
         return await asyncio.to_thread(self._replies_since, since, limit)

@@ -35,6 +35,7 @@ class Sweepable(Protocol):
     async def close_answered_elsewhere(self) -> int: ...
     async def send_reminders(self) -> int: ...
     async def release_due_sends(self) -> int: ...
+    async def give_missing_codes(self) -> int: ...
 
 
 class Housekeeping:
@@ -59,6 +60,9 @@ class Housekeeping:
         released = await self._stages.release_due_sends()
         if released:
             log.info("%d reply(ies) scheduled for later are due: sending them", released)
+        coded = await self._stages.give_missing_codes()
+        if coded:
+            log.info("gave a code to %d open workflow(s) without one (from before codes, or retried)", coded)
         await self._stages.notify()
         reminded = await self._stages.send_reminders()
         if reminded:

@@ -12,12 +12,15 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from handlers.commands import Command, CommandKind, parse_command
-from handlers.decisions import Answer, DraftOnPhone, decide_command
+from handlers.decisions import Answer, DraftOnPhone, decide_command, is_late
 from handlers.emails import sender_name
 from handlers.messages import InboundSms
 from handlers.sms_text import (
+    NOT_IGNORED_SMS,
+    QUESTION_LAPSED_SMS,
     draft_label,
     render_edit_from_dashboard_sms,
+    render_late_answer_sms,
     render_ignored_sms,
     render_unknown_code_sms,
     render_which_draft_sms,
@@ -73,13 +76,18 @@ async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation:
             await tx.sms.settle(sms.sms_id, "foreign_number", None)
             return None
         latest = await tx.phone.lock(ctx.phone)  # serialises answers and presentations
+        if latest is not None and latest.current_state is S.SMS_SENDING:
+            # Every answer waits for the draft being texted: it may become what the answer means.
+            if await tx.presenter_gone(latest.message_id):
+                await settle_cut_off_presentation(ctx, tx, latest, tell=False)  # it reached them
+                latest = await tx.get(latest.message_id)
+            elif wait_for_presentation:
+                raise _BeingTexted(latest.message_id)
         cmd = parse_command(sms.text)
         if sms.source == "sms" and cmd.kind is not CommandKind.IGNORE_ALL:
-            # Any answer uses a pending `all 3` up: only a `yes` straight after it confirms.
-            confirmed = await tx.phone.take_confirmation(ctx.phone)
-            if confirmed and cmd.confirms:
-                await tx.sms.settle(sms.sms_id, "ignored_all", None)
-                return await ignore_all(ctx, tx, confirmed)
+            said = await _answer_to_question(ctx, tx, sms, cmd)
+            if said is not None:
+                return said
         if cmd.kind is CommandKind.LIST:
             await tx.sms.settle(sms.sms_id, "listed", None)
             return await list_drafts(ctx, tx)
@@ -101,6 +109,10 @@ async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation:
             await tx.sms.settle(sms.sms_id, outcome_if_none[0], None)
             return outcome_if_none[1]
         if cmd.kind in (CommandKind.REMEMBER, CommandKind.FORGET):
+            late = await _late(ctx, tx, sms, wf, bare=cmd.code is None)
+            if late is not None:
+                await tx.sms.settle(sms.sms_id, "late", wf.message_id if wf else None)
+                return late
             outcome, said = await lessons.answer(ctx, tx, cmd, wf)
             await tx.sms.settle(sms.sms_id, outcome, wf.message_id if wf else None)
             return said
@@ -126,14 +138,66 @@ async def _target(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
         if wf is None:
             log.info("answer %r names %s, which no open draft has", sms.sms_id, cmd.code)
         return wf, ("unknown_code", render_unknown_code_sms(cmd.code))
-    if cmd.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE) and (
-            latest is None or is_terminal(latest.current_state)):
+    if cmd.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE):
         waiting = [d.draft_code for d in await tx.phone.open_drafts()
                    if d.current_state is S.AWAITING_USER and d.draft_code]
-        if waiting:  # no draft is the latest, several wait: the answer must name one
+        no_latest = latest is None or is_terminal(latest.current_state)
+        if waiting and (no_latest or len(waiting) > 1 and await _just_changed(ctx, tx, sms)):
+            # No draft is the latest, or it changed as the answer was written
+            # while others wait: the answer must name its draft.
             await tx.sms.settle(sms.sms_id, "which_draft", None)
             return render_which_draft_sms(waiting)
     return latest, None
+
+
+#: With PHONE_MODE=each, drafts reach the phone on their own: a bare answer
+#: written this close to the latest one being texted (beyond the clock skew)
+#: may have been meant for the one before, and is not guessed.
+EACH_MODE_GRACE = timedelta(seconds=10)
+#: How long a `yes` or `no` is read as the answer to an `all 3`, even once
+#: the minute to confirm it is over (it then confirms nothing).
+QUESTION_MEMORY = timedelta(minutes=10)
+
+
+async def _just_changed(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms) -> bool:
+    """PHONE_MODE=each: whether the latest draft was texted so close to when
+    the answer was written that the answer may mean the one before."""
+    presented = await tx.phone.presented_at(ctx.phone)
+    written = sms.received_at
+    if ctx.settings.phone_mode != "each" or presented is None or written is None or written.tzinfo is None:
+        return False
+    return written < presented + timedelta(seconds=ctx.settings.answer_clock_skew) + EACH_MODE_GRACE
+
+
+async def _late(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms, wf: Workflow | None, *,
+                bare: bool) -> str | None:
+    """The SMS that says an answer came before the draft it would act on was
+    texted (and so is not applied), or None when it is in time."""
+    if wf is None:
+        return None
+    presented = (await tx.phone.presented_at(ctx.phone) if bare else None) or wf.presented_at
+    if not is_late(sms.received_at, presented, timedelta(seconds=ctx.settings.answer_clock_skew)):
+        return None
+    return render_late_answer_sms(sms.text.strip(), sender_name(wf.email_from or "?"))
+
+
+async def _answer_to_question(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
+                              cmd: Command) -> str | None:
+    """Any answer uses a pending ``all 3`` up; a plain ``yes`` straight after
+    it, within the minute, confirms it. A ``yes`` or ``no`` that comes later,
+    or after another answer, still answers the question (for
+    :data:`QUESTION_MEMORY`) and acts on no draft. Returns the SMS to text
+    when the answer was about the question, else None."""
+    question = await tx.phone.take_confirmation(ctx.phone)
+    now = ctx.clock.now()
+    if question is None or not (cmd.confirms or cmd.declines) or now - question.asked_at > QUESTION_MEMORY:
+        return None
+    await tx.phone.end_question(ctx.phone)
+    if cmd.confirms and question.ids and now <= question.until:
+        await tx.sms.settle(sms.sms_id, "ignored_all", None)
+        return await ignore_all(ctx, tx, question.ids)
+    await tx.sms.settle(sms.sms_id, "question_declined" if cmd.declines else "question_lapsed", None)
+    return NOT_IGNORED_SMS if cmd.declines else QUESTION_LAPSED_SMS
 
 
 async def _decide(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms, cmd: Command,

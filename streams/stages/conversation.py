@@ -16,9 +16,9 @@ from handlers.sms_text import (
     render_ignored_all_sms,
     render_list_sms,
 )
-from handlers.workflow import DECIDABLE_STATES, READY_STATE, WorkflowState
+from handlers.workflow import READY_STATE, WorkflowState
 from streams.stages.context import StageContext
-from streams.stages.notify import draft_sms
+from streams.stages.notify import draft_sms, next_up
 from streams.stages.scheduling import sends_at
 from streams.storage.protocol import RepositoryTransaction
 from streams.storage.records import Workflow
@@ -56,20 +56,22 @@ async def show(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow) -> tu
 
 
 async def confirm_ignore_all(ctx: StageContext, tx: RepositoryTransaction) -> str:
-    """``all 3``: remember which drafts it would ignore and ask for a ``yes``.
-    Only those are ignored: a draft that comes after the question is not."""
-    ids = [d.message_id for d in await tx.phone.open_drafts() if d.current_state in DECIDABLE_STATES]
+    """``all 3``: remember which drafts it would ignore (those texted to the
+    phone and awaiting an answer: the person has read them) and ask for a
+    ``yes``. Only those are ignored: a draft that comes after the question,
+    or one not yet texted, is not."""
+    ids = [d.message_id for d in await tx.phone.open_drafts() if d.current_state is S.AWAITING_USER]
     if not ids:
-        return "No open drafts to ignore."
+        return "No drafts on your phone to ignore."
     await tx.phone.ask_confirmation(ctx.phone, ids,
                                     ctx.clock.now() + timedelta(seconds=ctx.settings.confirm_window))
     return render_confirm_all_sms(len(ids))
 
 
 async def ignore_all(ctx: StageContext, tx: RepositoryTransaction, message_ids: list[str]) -> str:
-    """The ``yes`` to ``all 3``: ignore those drafts still open (one answered
-    meanwhile is left as it is)."""
-    moved = await tx.transition_many(message_ids, DECIDABLE_STATES, S.USER_IGNORED,
+    """The ``yes`` to ``all 3``: ignore those drafts still awaiting an answer
+    (one answered meanwhile is left as it is); says what comes next."""
+    moved = await tx.transition_many(message_ids, S.AWAITING_USER, S.USER_IGNORED,
                                      "ignored by SMS (all 3, confirmed)",
                                      user_command="all 3", user_responded_at=ctx.clock.now())
-    return render_ignored_all_sms(len(moved))
+    return render_ignored_all_sms(len(moved), *await next_up(tx))

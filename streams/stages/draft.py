@@ -59,7 +59,9 @@ async def draft(ctx: StageContext, messages: Sequence[EmailPending | EditRequest
 
 async def supersede_older(tx: RepositoryTransaction, newer: Sequence[str]) -> list[str]:
     """Close as ``superseded`` every open draft of an older email of the
-    threads of ``newer`` (just started drafting), compare-and-set from
+    threads of ``newer`` (just started drafting) from the same sender (the
+    storage compares them: an email of the thread from anyone else keeps its
+    own draft), compare-and-set from
     :data:`~handlers.workflow.CLOSABLE_STATES`: a draft being texted, or a
     reply approved or being sent, is left alone. Returns the SMS to send
     once this commits, one per newer email, naming the closed drafts the
@@ -104,7 +106,8 @@ async def generate(ctx: StageContext, wf: Workflow) -> None:
         instructions = [h["instructions"] for h in history] + [wf.user_edit_instructions or ""]
         edits = context_instructions(wf.ai_reply_text, instructions)
     lesson_ids, taught = await lessons.for_draft(ctx, wf, is_edit=is_edit)  # docs/design.md, "It learns from you"
-    context = joined_context(taught, joined_context(await _thread_context(ctx, message_id), edits))
+    thread = await _thread_context(ctx, message_id) if wf.supersedes else None
+    context = joined_context(taught, joined_context(thread, edits))
 
     async def ask() -> GeneratedDraft:
         await ctx.generator_gate.wait()

@@ -2,10 +2,12 @@
 their own mail client leaves the phone (docs/design.md, "Answered elsewhere").
 
 A step of the housekeeping sweep. The person's reply is filed in the
-account's Sent folder naming the email in ``In-Reply-To``; one sweep looks
-for every open draft at once: one read of the open workflows, then ONE IMAP
-connection with one ``UID SEARCH SINCE`` (the day before the oldest open
-email arrived) and one ``UID FETCH`` of the threading headers of at most
+account's Sent folder naming the email in ``In-Reply-To`` and addressed to
+its sender (``To`` or ``Cc``: a forward to a colleague does not count); one
+sweep looks for every open draft at once: one read of the open workflows (and
+their senders), then ONE IMAP connection with one ``UID SEARCH SINCE`` (the
+day before the oldest open email arrived) and one ``UID FETCH`` of the
+threading headers and recipients of at most
 :data:`SCAN_LIMIT` of the newest hits, matched in Python
 (:func:`handlers.elsewhere.answered_elsewhere`). No transaction is open while
 IMAP is asked. Each match is then closed with a compare-and-set from
@@ -51,7 +53,7 @@ async def close_answered_elsewhere(ctx: StageContext) -> int:
     open_emails = await ctx.repo.closable_emails()
     if not open_emails:
         return 0
-    since = (min(received for _, received in open_emails) - SINCE_MARGIN).date()
+    since = (min(received for _, received, _ in open_emails) - SINCE_MARGIN).date()
     try:
         replies = await ctx.sent_folder.replies_since(since, SCAN_LIMIT)
     except PeerError as exc:
@@ -59,13 +61,13 @@ async def close_answered_elsewhere(ctx: StageContext) -> int:
                     exc)
         return 0
     ctx.elsewhere_checked_at = now  # a failed look is not counted: the next sweep tries again
-    open_ids = [message_id for message_id, _ in open_emails]
-    found = answered_elsewhere(replies, open_ids)
+    senders = {message_id: sender for message_id, _, sender in open_emails}  # a reply went to the sender
+    found = answered_elsewhere(replies, senders)
     if found:
         # Our own sends answer emails too; a Message-ID we gave is never the person's.
         ours = await ctx.repo.own_replies(set(found.values()))
         if ours:
-            found = answered_elsewhere(replies, open_ids, ours)
+            found = answered_elsewhere(replies, senders, ours)
     closed = 0
     for message_id, reply_id in found.items():
         if await _close(ctx, message_id, reply_id):

@@ -28,6 +28,10 @@ from streams.stages.context import StageContext
 from streams.storage.records import Workflow
 
 
+#: How many code-less open workflows one sweep gives codes to.
+MISSING_CODES_BATCH = 500
+
+
 class Stages(StageContext):
     """The work each agent does, one method per :class:`~handlers.workflow.Stage`.
 
@@ -77,6 +81,13 @@ class Stages(StageContext):
 
     async def release_due_sends(self) -> int:
         return await scheduling.release_due_sends(self)
+
+    async def give_missing_codes(self) -> int:
+        """Codes for open workflows that have none (from before codes, or
+        retried after a decision gave theirs up), so ``list``, ``all 3`` and
+        an answer by code reach them too."""
+        async with self.repo.transaction() as tx:
+            return await tx.give_missing_codes(MISSING_CODES_BATCH)
 
     async def resume_parked(self, limit: int = 100) -> int:
         return await parking.resume_parked(self, limit)

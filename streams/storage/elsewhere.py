@@ -1,6 +1,6 @@
 """The reads of the "answered elsewhere" sweep (docs/design.md, "Answered
 elsewhere"): which open workflows a reply from the person's own mail client
-may close, and which Message-IDs are replies the orchestrator sent itself.
+may close (and to whom that reply must have gone), and which Message-IDs are replies the orchestrator sent itself.
 
 Plain reads, each on a connection of its own and in no transaction left open:
 the sweep calls IMAP between them and closes each match with a
@@ -21,18 +21,21 @@ class ElsewhereReads:
 
     pool: Pool
 
-    async def closable_emails(self) -> list[tuple[str, datetime]]:
+    async def closable_emails(self) -> list[tuple[str, datetime, str]]:
         """Every workflow a reply from elsewhere may close (CLOSABLE_STATES,
         and a reply scheduled for later that has not begun to leave):
-        its email's Message-ID and when the email arrived (the workflow's
-        creation when that is unknown), oldest first."""
+        its email's Message-ID, when the email arrived (the workflow's
+        creation when that is unknown) and its sender (the ``From``: a reply
+        must have gone to it), oldest first."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT message_id, COALESCE(email_received_at, created_at) AS received FROM workflow_state"
-                " WHERE current_state = ANY(%s) OR (current_state = %s AND send_at IS NOT NULL"
-                "  AND send_released_at IS NULL AND send_attempted_at IS NULL)"
-                " ORDER BY received, id", (names(CLOSABLE_STATES), WorkflowState.USER_APPROVED.value))
-            return [(row["message_id"], row["received"]) for row in await cur.fetchall()]
+                "SELECT w.message_id, COALESCE(w.email_received_at, w.created_at) AS received,"
+                " COALESCE(w.email_from, p.from_address) AS sender"
+                " FROM workflow_state w JOIN processed_emails p ON p.message_id = w.message_id"
+                " WHERE w.current_state = ANY(%s) OR (w.current_state = %s AND w.send_at IS NOT NULL"
+                "  AND w.send_released_at IS NULL AND w.send_attempted_at IS NULL)"
+                " ORDER BY received, w.id", (names(CLOSABLE_STATES), WorkflowState.USER_APPROVED.value))
+            return [(row["message_id"], row["received"], row["sender"]) for row in await cur.fetchall()]
 
     async def own_replies(self, message_ids: Collection[str]) -> set[str]:
         """Those of ``message_ids`` that are the Message-ID of a reply the

@@ -9,7 +9,7 @@ from handlers.codes import new_codes
 from handlers.emails import HTML_PREVIEW_CHARS, SUBJECT_CHARS, TEXT_PREVIEW_CHARS
 from handlers.messages import WorkflowEvent
 from handlers.senders import VIP_PRIORITY, vip_pattern
-from handlers.workflow import EmailStatus, WorkflowState
+from handlers.workflow import OPEN_STATES, EmailStatus, WorkflowState, names
 from streams.storage.base import one
 from streams.storage.outbox import OutboxWrites
 from streams.storage.records import Email
@@ -105,6 +105,15 @@ class Intake(OutboxWrites):
             " WHERE w.message_id = c.id AND w.draft_code IS NULL",
             (list(message_ids), codes))
         return codes
+
+    async def give_missing_codes(self, limit: int) -> int:
+        """Give codes to up to ``limit`` open workflows that have none; how many."""
+        cur = await self.conn.execute(
+            "SELECT message_id FROM workflow_state WHERE draft_code IS NULL AND current_state = ANY(%s)"
+            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (names(OPEN_STATES), limit))
+        ids = [row["message_id"] for row in await cur.fetchall()]
+        await self.give_codes(ids)
+        return len(ids)
 
     async def email(self, message_id: str) -> Email | None:
         """The Email Monitor's row for ``message_id``."""

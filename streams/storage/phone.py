@@ -12,7 +12,7 @@ from handlers.workflow import QUEUED_FOR_PHONE_STATES, READY_STATE, WorkflowStat
 #: out, but for a reply scheduled for later and not yet being sent.
 DECIDED_OPEN_STATES = frozenset({WorkflowState.USER_APPROVED})
 from streams.storage.base import READY_FIRST, TransactionBase, one
-from streams.storage.records import Workflow
+from streams.storage.records import Question, Workflow
 
 
 class PhoneSlot:
@@ -109,23 +109,32 @@ class PhoneSlot:
         return row is not None
 
     async def ask_confirmation(self, phone: str, message_ids: Sequence[str], until: datetime) -> None:
-        """Remember the drafts an ``all 3`` would ignore, until ``until``."""
+        """Remember the drafts an ``all 3`` would ignore, until ``until``, and when it was asked."""
         await self._tx.conn.execute(
-            "UPDATE phone_conversation SET confirm_ids = %s, confirm_until = %s WHERE phone_number = %s",
-            (list(message_ids), until, phone))
+            "UPDATE phone_conversation SET confirm_ids = %s, confirm_until = %s, confirm_asked_at = %s"
+            " WHERE phone_number = %s", (list(message_ids), until, self._tx.clock.now(), phone))
 
-    async def take_confirmation(self, phone: str) -> list[str]:
-        """The drafts a pending ``all 3`` would ignore, if it has not expired;
-        the request is used up either way."""
+    async def take_confirmation(self, phone: str) -> Question | None:
+        """The ``all 3`` asked on ``phone``, if one was; its drafts are used up
+        (a ``yes`` after any other answer confirms nothing), the question is
+        remembered until :meth:`end_question`, so a late ``yes`` or ``no`` is
+        still read as an answer to it."""
         row = await one(self._tx.conn,
-                        "WITH old AS (SELECT confirm_ids, confirm_until FROM phone_conversation"
+                        "WITH old AS (SELECT confirm_ids, confirm_until, confirm_asked_at FROM phone_conversation"
                         " WHERE phone_number = %s FOR UPDATE)"
-                        " UPDATE phone_conversation p SET confirm_ids = NULL, confirm_until = NULL FROM old"
-                        " WHERE p.phone_number = %s RETURNING old.confirm_ids, old.confirm_until",
+                        " UPDATE phone_conversation p SET confirm_ids = NULL FROM old"
+                        " WHERE p.phone_number = %s"
+                        " RETURNING old.confirm_ids, old.confirm_until, old.confirm_asked_at",
                         (phone, phone))
-        if not row or not row["confirm_ids"] or row["confirm_until"] is None:
-            return []
-        return list(row["confirm_ids"]) if row["confirm_until"] > self._tx.clock.now() else []
+        if not row or row["confirm_asked_at"] is None or row["confirm_until"] is None:
+            return None
+        return Question(list(row["confirm_ids"] or []), row["confirm_until"], row["confirm_asked_at"])
+
+    async def end_question(self, phone: str) -> None:
+        """The ``all 3`` on ``phone`` was answered: forget it."""
+        await self._tx.conn.execute(
+            "UPDATE phone_conversation SET confirm_ids = NULL, confirm_until = NULL, confirm_asked_at = NULL"
+            " WHERE phone_number = %s", (phone,))
 
     async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
         """Free the phones ``message_ids`` hold; return (phone, message_id) of each freed."""

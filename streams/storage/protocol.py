@@ -24,7 +24,7 @@ from handlers.deliveries import DeliveryReport
 from handlers.lessons import Evidence, Learnt, Lesson
 from handlers.messages import Publishable
 from handlers.workflow import EmailStatus, WorkflowState
-from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Workflow
+from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Question, Workflow
 
 
 class PhoneSlotPart(Protocol):
@@ -54,7 +54,9 @@ class PhoneSlotPart(Protocol):
 
     async def ask_confirmation(self, phone: str, message_ids: Sequence[str], until: datetime) -> None: ...
 
-    async def take_confirmation(self, phone: str) -> list[str]: ...
+    async def take_confirmation(self, phone: str) -> Question | None: ...
+
+    async def end_question(self, phone: str) -> None: ...
 
 
 class SmsLedgerPart(Protocol):
@@ -124,6 +126,8 @@ class RepositoryTransaction(Protocol):
 
     async def give_codes(self, message_ids: Sequence[str]) -> list[str]: ...
 
+    async def give_missing_codes(self, limit: int) -> int: ...
+
     async def email(self, message_id: str) -> Email | None: ...
 
     async def set_email_status(self, message_ids: Collection[str], status: EmailStatus, *,
@@ -190,6 +194,6 @@ class Repository(Protocol):
 
     async def due_reminders(self, presented_before: datetime) -> list[str]: ...
 
-    async def closable_emails(self) -> list[tuple[str, datetime]]: ...
+    async def closable_emails(self) -> list[tuple[str, datetime, str]]: ...
 
     async def own_replies(self, message_ids: Collection[str]) -> set[str]: ...

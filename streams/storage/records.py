@@ -67,6 +67,9 @@ class Workflow:
     draft_code: str | None = None
     #: When the draft now held was put on the phone.
     presented_at: datetime | None = None
+    #: How many older drafts of its thread this email's arrival closed
+    #: (``superseded``): only then are the earlier emails read for its drafts.
+    supersedes: int = 0
     #: 1 (``handlers.senders.VIP_PRIORITY``) for a sender who comes first, else 0: set at intake.
     priority: int = 0
     #: The lessons (``lessons.id``) the draft now held was written with (handlers/lessons.py).
@@ -119,6 +122,17 @@ class AuditEntry:
     transition_reason: str | None
     error_details: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Question:
+    """An ``all 3`` asked of the person (``phone_conversation.confirm_*``):
+    the drafts a ``yes`` would ignore (empty once another answer came), until
+    when, and when it was asked."""
+
+    ids: list[str]
+    until: datetime
+    asked_at: datetime
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ thread supersedes, and the earlier emails its draft is written with in view
 
 An email continues another when both carry the same ``thread_id``, or its
 ``In-Reply-To`` names the other's Message-ID (the Email Monitor writes both
-columns, docs/contracts.md §1). ``workflow_state.superseded_by`` records which
-newer email closed a draft; each generation reads the earlier emails again
-through it, so edits of the newer draft keep them in view.
+columns, docs/contracts.md §1); it supersedes the other only when both come
+from the same sender (:func:`handlers.threads.same_sender`, on their From).
+``workflow_state.superseded_by`` records which newer email closed a draft;
+each generation reads the earlier emails again through it, so edits of the
+newer draft keep them in view.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from handlers.emails import SUBJECT_CHARS
-from handlers.threads import EARLIER_CHARS, EARLIER_HTML_CHARS
+from handlers.threads import EARLIER_CHARS, EARLIER_HTML_CHARS, same_sender
 from handlers.workflow import WorkflowState
 from streams.storage.base import TransactionBase
 from streams.storage.records import Email, Workflow
 
-#: Older open workflows one newer email closes at most in one go (a bound, not a rule).
+#: Older open workflows of the thread read for one call at most (a bound, not a rule).
 MAX_SUPERSEDED = 100
 #: How far back a chain of superseded drafts is followed (A closed by B, B by C, ...).
 MAX_CHAIN = 10
@@ -31,30 +33,39 @@ class Threads(TransactionBase):
     async def open_earlier_in_thread(self, message_ids: Collection[str],
                                      states: Collection[WorkflowState]) -> list[tuple[str, Workflow]]:
         """(newer message_id, older workflow) for every workflow in ``states``
-        whose email came before one of ``message_ids`` in the same thread;
-        newer emails oldest first, and each one's older emails oldest first."""
+        whose email came before one of ``message_ids`` in the same thread
+        from the same sender; newer emails oldest first, and each one's older
+        emails oldest first. An older email of another sender is never
+        returned: its draft stays its own (docs/design.md)."""
         if not message_ids:
             return []
         cur = await self.conn.execute(
-            "SELECT n.message_id AS newer_message_id, w.* FROM processed_emails n"
+            "SELECT n.message_id AS newer_message_id, n.from_address AS newer_from,"
+            " o.from_address AS older_from, w.* FROM processed_emails n"
             " JOIN LATERAL ("
-            "  SELECT o.message_id, o.received_at, o.id FROM processed_emails o"
+            "  SELECT o.message_id, o.received_at, o.id, o.from_address FROM processed_emails o"
             "   WHERE n.thread_id IS NOT NULL AND o.thread_id = n.thread_id"
             "  UNION"
-            "  SELECT o.message_id, o.received_at, o.id FROM processed_emails o"
+            "  SELECT o.message_id, o.received_at, o.id, o.from_address FROM processed_emails o"
             "   WHERE o.message_id = btrim(n.in_reply_to)"
             " ) o ON o.message_id <> n.message_id AND (o.received_at, o.id) < (n.received_at, n.id)"
             " JOIN workflow_state w ON w.message_id = o.message_id AND w.current_state = ANY(%s)"
             " WHERE n.message_id = ANY(%s)"
             " ORDER BY n.received_at, n.id, o.received_at, o.id LIMIT %s",
             ([s.value for s in states], list(message_ids), MAX_SUPERSEDED))
-        return [(row["newer_message_id"], Workflow.from_row(row)) for row in await cur.fetchall()]
+        # The sender is compared here, not in SQL: a From is ``Name <addr>``, parsed as the reply parses it.
+        return [(row["newer_message_id"], Workflow.from_row(row)) for row in await cur.fetchall()
+                if same_sender(row["newer_from"], row["older_from"])]
 
     async def record_superseded(self, message_ids: Collection[str], newer: str) -> None:
-        """Note on each of ``message_ids`` that the email ``newer`` closed it."""
+        """Note on each of ``message_ids`` that the email ``newer`` closed it,
+        and on ``newer`` that it closed some (so only its generations read the
+        earlier emails: :meth:`earlier_emails`)."""
         if message_ids:
             await self.conn.execute("UPDATE workflow_state SET superseded_by = %s WHERE message_id = ANY(%s)",
                                     (newer, list(message_ids)))
+            await self.conn.execute("UPDATE workflow_state SET supersedes = supersedes + %s WHERE message_id = %s",
+                                    (len(message_ids), newer))
 
     async def earlier_emails(self, message_id: str, limit: int) -> list[Email]:
         """The emails whose drafts ``message_id`` closed, and those these had

@@ -31,7 +31,7 @@ SESSION_SECONDS = 12 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: The dashboard's own pages (and their forms) under its sign-in rule.
-PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/", "/analytics", "/lessons")
+PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/", "/analytics", "/lessons", "/vips")
 
 
 #: Where a sign-in may send the browser on: a path of this site, at most this long.

@@ -127,7 +127,7 @@ async def test_one_at_a_time_list_a_code_alone_late_and_unknown_codes_and_all_3(
     texts = await p.sms_count(7)  # "Sent to Bob Two"
     assert texts[6].startswith("Sent to Bob Two")
     await p.reply_sms("all 3")
-    assert (await p.sms_count(8))[7] == "Ignore all 1 open draft? Reply yes within a minute to confirm."
+    assert (await p.sms_count(8))[7] == "Ignore all 1 draft on your phone? Reply yes within a minute to confirm."
     assert await p.state(a) == "awaiting_user"  # nothing before the yes
     await p.reply_sms("yes")
     await p.reaches(a, "user_ignored")

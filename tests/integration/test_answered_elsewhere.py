@@ -53,11 +53,13 @@ def sent(account: ImapAccount) -> Iterator[str]:
 
 
 def file_in_sent(account: ImapAccount, folder: str, message_id: str, *, in_reply_to: str | None = None,
-                 references: str | None = None) -> None:
-    """What the person's mail client (Gmail) files when they answer an email."""
+                 references: str | None = None, to: str = "John <john@example.com>",
+                 cc: str | None = None) -> None:
+    """What the person's mail client (Gmail) files when they answer an email
+    (or, given another ``to``, forward it)."""
     threading = (f"In-Reply-To: {in_reply_to}\r\n" if in_reply_to else "") + (
-        f"References: {references}\r\n" if references else "")
-    raw = (f"From: me@example.com\r\nTo: John <john@example.com>\r\nSubject: Re: Meeting\r\n"
+        f"References: {references}\r\n" if references else "") + (f"Cc: {cc}\r\n" if cc else "")
+    raw = (f"From: me@example.com\r\nTo: {to}\r\nSubject: Re: Meeting\r\n"
            f"Message-ID: {message_id}\r\n{threading}\r\nSee you there.\r\n").encode()
     with _imap(account) as imap:
         assert imap.append(f'"{folder}"', None, None, raw)[0] == "OK"
@@ -176,6 +178,32 @@ async def test_a_draft_not_yet_texted_closes_too_and_a_reply_naming_it_only_in_r
         S.AWAITING_USER, S.AI_GENERATED, S.ANSWERED_ELSEWHERE]
     trail = await repo.audit_trail(third)
     assert trail[-1].transition_reason == f"answered from your mail client: {only_references}"
+
+
+async def test_a_forward_to_a_colleague_threaded_on_the_email_closes_nothing_the_reply_to_its_sender_does(
+    repo: WorkflowRepository, pool: Pool, make_stages: Any, account: ImapAccount, sent: str,
+    peers: tuple[AiGeneratorStub, SmsGatewayStub], clock: OffsetClock
+) -> None:
+    stages = stages_for(make_stages, peers, folder(account, sent))
+    first, second = await drafted(stages, repo, pool, 2)
+    wf = await repo.get(first)
+    assert wf is not None and wf.email_from == "John Smith <john@example.com>"
+    # A client that threads forwards: In-Reply-To and References name the email, John is not a recipient.
+    file_in_sent(account, sent, f"<{uuid.uuid4().hex}@elsewhere.example>", in_reply_to=first, references=first,
+                 to="Colleague <colleague@example.com>", cc="Boss <boss@example.com>")
+    assert await stages.close_answered_elsewhere() == 0
+    assert [await state(repo, m) for m in (first, second)] == [S.AWAITING_USER, S.AI_GENERATED]
+    email = await repo.email(first)
+    assert email is not None and email.status != "sent"
+
+    reply_id = f"<{uuid.uuid4().hex}@elsewhere.example>"  # the reply: John on Cc, his address in capitals
+    file_in_sent(account, sent, reply_id, in_reply_to=first, to="colleague@example.com",
+                 cc="\"Smith, John\" <JOHN@Example.com>")
+    clock.advance(timedelta(seconds=301))  # past ANSWERED_ELSEWHERE_INTERVAL: the sweep looks again
+    assert await stages.close_answered_elsewhere() == 1
+    assert await state(repo, first) is S.ANSWERED_ELSEWHERE
+    trail = await repo.audit_trail(first)
+    assert trail[-1].transition_reason == f"answered from your mail client: {reply_id}"
 
 
 async def test_imap_trouble_is_one_warning_and_changes_nothing(

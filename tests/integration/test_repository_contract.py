@@ -583,15 +583,18 @@ async def test_the_answered_elsewhere_sweep_reads_the_closable_emails_and_our_ow
         assert await tx.claim_send("<c@x>", "<ours@x>")
     await walk(backend, "<d@x>", [(S.PENDING, S.FAILED)])  # decided: not
     closable = await backend.repo.closable_emails()
-    assert [mid for mid, _ in closable] == ["<a@x>", "<b@x>"]
-    assert all(isinstance(at, datetime) and at.tzinfo is not None for _, at in closable)
+    assert [mid for mid, _, _ in closable] == ["<a@x>", "<b@x>"]
+    assert all(isinstance(at, datetime) and at.tzinfo is not None for _, at, _ in closable)
     assert closable[0][1] <= closable[1][1]
+    wf = await workflow(backend, "<a@x>")
+    assert wf.email_from and [sender for _, _, sender in closable] == [wf.email_from] * 2  # a reply goes to it
     assert await backend.repo.own_replies({"<ours@x>", "<theirs@x>"}) == {"<ours@x>"}
     assert await backend.repo.own_replies(set()) == set()
 
 
 async def _in_thread(b: Backend, database: str | None, mid: str, minutes: int, *, thread_id: str | None = None,
-                     in_reply_to: str | None = None, body_text: str | None = None) -> None:
+                     in_reply_to: str | None = None, body_text: str | None = None,
+                     from_address: str = "Ann Lee <ann@example.com>") -> None:
     """Start ``mid`` as an email of a thread, received ``minutes`` after a fixed moment."""
     import psycopg
 
@@ -600,12 +603,13 @@ async def _in_thread(b: Backend, database: str | None, mid: str, minutes: int, *
     if isinstance(b.repo, FakeRepository):
         email = b.repo.data.emails[mid]
         b.repo.data.emails[mid] = replace(email, thread_id=thread_id, in_reply_to=in_reply_to, received_at=at,
-                                          body_text=body_text)
+                                          body_text=body_text, from_address=from_address)
         return
     assert database is not None
     async with await psycopg.AsyncConnection.connect(database) as conn:
         await conn.execute("UPDATE processed_emails SET thread_id = %s, in_reply_to = %s, received_at = %s,"
-                           " body_text = %s WHERE message_id = %s", (thread_id, in_reply_to, at, body_text, mid))
+                           " body_text = %s, from_address = %s WHERE message_id = %s",
+                           (thread_id, in_reply_to, at, body_text, from_address, mid))
 
 
 async def test_a_thread_finds_the_open_older_emails_and_reads_back_what_a_newer_one_superseded(
@@ -637,6 +641,20 @@ async def test_a_thread_finds_the_open_older_emails_and_reads_back_what_a_newer_
         assert await tx.earlier_emails("<a@x>", 3) == []
 
 
+async def test_a_thread_supersedes_only_the_older_emails_of_the_same_sender(
+        backend: Backend, database_or_none: str | None) -> None:
+    t = database_or_none
+    await _in_thread(backend, t, "<ann1@x>", 1, thread_id="T", from_address="Ann Lee <ann@x>")
+    await _in_thread(backend, t, "<bob@x>", 2, thread_id="T", in_reply_to="<ann1@x>", from_address="Bob <bob@x>")
+    await _in_thread(backend, t, "<mal@y>", 3, in_reply_to="<ann1@x>", from_address="Ann Lee <mallory@y>")
+    await _in_thread(backend, t, "<ann2@x>", 4, thread_id="T", from_address="ANN <Ann@X>")
+    open_states = {S.PENDING}
+    async with backend.repo.transaction() as tx:
+        found = await tx.open_earlier_in_thread(["<bob@x>", "<mal@y>", "<ann2@x>"], open_states)
+        # A reply-all from Bob, or anyone naming Ann's Message-ID, finds nothing; Ann again finds hers.
+        assert [(newer, wf.message_id) for newer, wf in found] == [("<ann2@x>", "<ann1@x>")]
+
+
 async def test_codes_name_the_open_drafts_and_a_decision_gives_its_code_up(backend: Backend) -> None:
     for mid in ("<a@x>", "<b@x>"):
         await backend.start(mid)
@@ -665,17 +683,19 @@ async def test_codes_name_the_open_drafts_and_a_decision_gives_its_code_up(backe
         assert await tx.phone.requested() is None  # any move answers the request
 
 
-async def test_an_all_3_confirmation_is_used_once_and_expires(backend: Backend) -> None:
+async def test_an_all_3_question_is_used_up_by_any_answer_and_remembered_until_ended(backend: Backend) -> None:
     async with backend.repo.transaction() as tx:
         await tx.phone.lock(PHONE)
-        await tx.phone.ask_confirmation(PHONE, ["<a@x>", "<b@x>"], backend.clock.now() + timedelta(seconds=60))
+        assert await tx.phone.take_confirmation(PHONE) is None  # nothing asked
+        until = backend.clock.now() + timedelta(seconds=60)
+        await tx.phone.ask_confirmation(PHONE, ["<a@x>", "<b@x>"], until)
     async with backend.repo.transaction() as tx:
-        assert await tx.phone.take_confirmation(PHONE) == ["<a@x>", "<b@x>"]
-        assert await tx.phone.take_confirmation(PHONE) == []
-        await tx.phone.ask_confirmation(PHONE, ["<a@x>"], backend.clock.now() + timedelta(seconds=60))
-    backend.clock.advance(timedelta(seconds=61))
-    async with backend.repo.transaction() as tx:
-        assert await tx.phone.take_confirmation(PHONE) == []
+        question = await tx.phone.take_confirmation(PHONE)
+        assert question is not None and question.ids == ["<a@x>", "<b@x>"] and question.until == until
+        again = await tx.phone.take_confirmation(PHONE)
+        assert again is not None and again.ids == [] and again.asked_at == question.asked_at  # used up, remembered
+        await tx.phone.end_question(PHONE)
+        assert await tx.phone.take_confirmation(PHONE) is None
 
 
 async def test_lessons_keep_their_evidence_once_and_count_their_use(backend: Backend) -> None:
@@ -744,3 +764,17 @@ async def test_a_scheduled_reply_is_listed_and_taken_once_when_due(backend: Back
     async with backend.repo.transaction() as tx:
         assert await tx.claim_send("<a@x>", "<r@x>")
         assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<b@x>"]  # being sent: not listed
+
+
+async def test_open_workflows_without_a_code_are_given_one(backend: Backend) -> None:
+    """A workflow from before codes, or retried after a decision gave its code up."""
+    for mid in ("<a@x>", "<b@x>", "<c@x>"):
+        await backend.start(mid)
+    await walk(backend, "<a@x>", [(S.PENDING, S.FAILED), (S.FAILED, S.PENDING)])  # retried: its code was given up
+    await walk(backend, "<c@x>", [(S.PENDING, S.FAILED)])  # decided: gets none
+    async with backend.repo.transaction() as tx:
+        assert await tx.give_missing_codes(100) == 1
+        assert await tx.give_missing_codes(100) == 0
+    a, b, c = [await backend.repo.get(m) for m in ("<a@x>", "<b@x>", "<c@x>")]
+    assert a is not None and b is not None and c is not None
+    assert a.draft_code and b.draft_code and a.draft_code != b.draft_code and c.draft_code is None

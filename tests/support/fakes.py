@@ -27,7 +27,7 @@ from handlers.drafts import GeneratedDraft
 from handlers.elsewhere import SentReply
 from handlers.lessons import Evidence, Learnt, Lesson, Scope
 from handlers.messages import PhoneFreed, Publishable, WorkflowEvent
-from handlers.threads import EARLIER_CHARS, EARLIER_HTML_CHARS, continues
+from handlers.threads import EARLIER_CHARS, EARLIER_HTML_CHARS, continues, same_sender
 from handlers.workflow import (
     CLOSABLE_STATES,
     QUEUED_FOR_PHONE_STATES,
@@ -40,7 +40,7 @@ from handlers.workflow import (
     frees_the_phone,
     is_terminal,
 )
-from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Workflow
+from streams.storage.records import AuditEntry, DeliveryRecorded, Email, Question, Workflow
 from streams.storage.repository import REMINDED, SETTABLE_COLUMNS, park_reason, send_claim_reason
 from streams.storage.scheduled import SEND_DUE
 
@@ -68,7 +68,7 @@ class _Data:
     #: Drafts the person asked for by code (workflow_state.present_requested_at).
     requested: dict[str, datetime] = field(default_factory=dict)
     #: A pending ``all 3`` per phone: the drafts it would ignore, and until when.
-    confirmations: dict[str, tuple[list[str], datetime]] = field(default_factory=dict)
+    confirmations: dict[str, Question] = field(default_factory=dict)
     #: Delivery reports by (the gateway's SMS id, status), in the order recorded.
     deliveries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: The newer email that closed each superseded workflow (workflow_state.superseded_by).
@@ -140,11 +140,16 @@ class FakePhoneSlot(_Part):
         return True
 
     async def ask_confirmation(self, phone: str, message_ids: Sequence[str], until: datetime) -> None:
-        self.data.confirmations[phone] = (list(message_ids), until)
+        self.data.confirmations[phone] = Question(list(message_ids), until, self.tx.clock.now())
 
-    async def take_confirmation(self, phone: str) -> list[str]:
-        ids, until = self.data.confirmations.pop(phone, ([], self.tx.clock.now()))
-        return ids if until > self.tx.clock.now() else []
+    async def take_confirmation(self, phone: str) -> Question | None:
+        question = self.data.confirmations.get(phone)
+        if question is not None:
+            self.data.confirmations[phone] = replace(question, ids=[])
+        return question
+
+    async def end_question(self, phone: str) -> None:
+        self.data.confirmations.pop(phone, None)
 
     async def release(self, message_ids: Collection[str]) -> list[tuple[str, str]]:
         freed = [(phone, held) for phone, held in self.data.phones.items()
@@ -393,6 +398,12 @@ class FakeTransaction:
                 self.data.workflows[message_id] = replace(wf, draft_code=code)
         return codes
 
+    async def give_missing_codes(self, limit: int) -> int:
+        ids = [m for m, wf in self.data.workflows.items()
+               if wf.draft_code is None and not is_terminal(wf.current_state)][:limit]
+        await self.give_codes(ids)
+        return len(ids)
+
     async def email(self, message_id: str) -> Email | None:
         return self.data.emails.get(message_id)
 
@@ -408,10 +419,14 @@ class FakeTransaction:
         return [(n.message_id, self.data.workflows[o.message_id]) for n in newer for o in emails
                 if o.received_at < n.received_at and o.message_id in self.data.workflows
                 and self.data.workflows[o.message_id].current_state in states
-                and continues(n.thread_id, n.in_reply_to, o.message_id, o.thread_id)]
+                and continues(n.thread_id, n.in_reply_to, o.message_id, o.thread_id)
+                and same_sender(n.from_address, o.from_address)]
 
     async def record_superseded(self, message_ids: Collection[str], newer: str) -> None:
         self.data.superseded_by.update({m: newer for m in message_ids})
+        if message_ids:
+            wf = self.data.workflows[newer]
+            self.data.workflows[newer] = replace(wf, supersedes=wf.supersedes + len(message_ids))
 
     async def earlier_emails(self, message_id: str, limit: int) -> list[Email]:
         chain: set[str] = set()
@@ -543,8 +558,9 @@ class FakeRepository:
                and wf.sms_sent_at is not None and wf.sms_sent_at <= presented_before]
         return [wf.message_id for wf in sorted(due, key=lambda wf: wf.sms_sent_at or presented_before)]
 
-    async def closable_emails(self) -> list[tuple[str, datetime]]:
-        found = [(wf.message_id, wf.email_received_at or wf.created_at or self.clock.now())
+    async def closable_emails(self) -> list[tuple[str, datetime, str]]:
+        found = [(wf.message_id, wf.email_received_at or wf.created_at or self.clock.now(),
+                  wf.email_from or self.data.emails[wf.message_id].from_address)
                  for wf in self.data.workflows.values() if wf.current_state in CLOSABLE_STATES]
         return sorted(found, key=lambda pair: pair[1])
 

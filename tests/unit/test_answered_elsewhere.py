@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from handlers.clock import OffsetClock
-from handlers.elsewhere import SentReply, answered_elsewhere
+from handlers.elsewhere import SentReply, answered_elsewhere, recipient_addresses
 from handlers.errors import PermanentError, TransientError
 from handlers.workflow import WorkflowState
 from streams.peers.imap import imap_date, uid_set
@@ -29,33 +29,56 @@ from tests.support.fakes import (
 )
 
 S = WorkflowState
-OPEN = ["<a@x>", "<b@x>", "<c@x>"]
+ANN = "Ann Lee <ann@example.com>"
+OPEN = {"<a@x>": ANN, "<b@x>": ANN, "<c@x>": ANN}
+TO_ANN = ("ann@example.com",)
+
+
+def reply(message_id: str | None, in_reply_to: str | None = None, references: str | None = None) -> SentReply:
+    """A message of the Sent folder addressed to Ann, the sender of every open email."""
+    return SentReply(message_id, in_reply_to, references, TO_ANN)
 
 
 def test_in_reply_to_names_the_email_answered() -> None:
-    replies = [SentReply("<r1@me>", "<b@x>", "<a@x> <b@x>")]
+    replies = [reply("<r1@me>", "<b@x>", "<a@x> <b@x>")]
     assert answered_elsewhere(replies, OPEN) == {"<b@x>": "<r1@me>"}
 
 
 def test_without_in_reply_to_the_last_reference_is_the_parent() -> None:
-    assert answered_elsewhere([SentReply("<r1@me>", None, "<a@x>\r\n <c@x>")], OPEN) == {"<c@x>": "<r1@me>"}
+    assert answered_elsewhere([reply("<r1@me>", None, "<a@x>\r\n <c@x>")], OPEN) == {"<c@x>": "<r1@me>"}
 
 
 def test_an_email_only_mentioned_in_references_is_not_answered() -> None:
-    replies = [SentReply("<r1@me>", "<other@x>", "<a@x> <other@x>")]
+    replies = [reply("<r1@me>", "<other@x>", "<a@x> <other@x>")]
     assert answered_elsewhere(replies, OPEN) == {}
 
 
 def test_our_own_replies_and_messages_without_an_id_or_a_parent_count_for_nothing() -> None:
-    replies = [SentReply("<ours@me>", "<a@x>"), SentReply(None, "<b@x>"), SentReply("<new@me>"),
-               SentReply("<r2@me>", "<a@x>")]
+    replies = [reply("<ours@me>", "<a@x>"), reply(None, "<b@x>"), reply("<new@me>"),
+               reply("<r2@me>", "<a@x>")]
     assert answered_elsewhere(replies, OPEN, ours={"<ours@me>"}) == {"<a@x>": "<r2@me>"}
 
 
 def test_the_first_reply_is_named_and_bare_or_commented_ids_match() -> None:
-    replies = [SentReply("<r1@me>", "b@x"), SentReply("<r2@me>", "<b@x>"),
-               SentReply("<r3@me> (a comment)", "<c@x> (Ann's message)")]
-    assert answered_elsewhere(replies, ["b@x", "<c@x>"]) == {"b@x": "<r1@me>", "<c@x>": "<r3@me>"}
+    replies = [reply("<r1@me>", "b@x"), reply("<r2@me>", "<b@x>"),
+               reply("<r3@me> (a comment)", "<c@x> (Ann's message)")]
+    assert answered_elsewhere(replies, {"b@x": ANN, "<c@x>": ANN}) == {"b@x": "<r1@me>", "<c@x>": "<r3@me>"}
+
+
+def test_only_a_message_to_the_sender_answers_the_email() -> None:
+    forward = SentReply("<f1@me>", "<a@x>", "<a@x>", ("colleague@example.com", "boss@example.com"))
+    assert answered_elsewhere([forward], OPEN) == {}  # threaded like a reply, but Ann got nothing
+    assert answered_elsewhere([SentReply("<r0@me>", "<a@x>")], OPEN) == {}  # no recipients known
+    cc = SentReply("<r1@me>", "<a@x>", None, ("colleague@example.com", "ANN@Example.COM"))
+    assert answered_elsewhere([forward, cc], OPEN) == {"<a@x>": "<r1@me>"}  # on Cc, any case
+    assert answered_elsewhere([cc], {"<a@x>": None}) == {}  # a sender not known is never answered here
+    assert answered_elsewhere([cc], {"<a@x>": "Ann <ann@other.example>"}) == {}  # the address, not the name
+
+
+def test_the_recipients_are_the_bare_addresses_of_to_and_cc() -> None:
+    assert recipient_addresses("Ann Lee <ann@x>, \"Smith, Bob\" <bob@y>", None, "c@z") == ("ann@x", "bob@y", "c@z")
+    assert recipient_addresses("undisclosed-recipients:;", "") == ()
+    assert reply("<r@me>").sent_to("Ann <ANN@example.com>") and not reply("<r@me>").sent_to("bob@example.com")
 
 
 def test_imap_dates_and_uid_sets_are_written_as_rfc_3501_wants() -> None:
@@ -93,7 +116,7 @@ async def test_one_search_for_every_open_draft_from_the_day_before_the_oldest() 
     await world.drafted("<b@x>", "<c@x>")
     codes = {m: world.repo.data.workflows[m].draft_code for m in ("<a@x>", "<c@x>")}
     assert all(codes.values())
-    world.sent.replies = [SentReply("<r1@me>", "<c@x>"), SentReply("<r2@me>", "<a@x>")]
+    world.sent.replies = [reply("<r1@me>", "<c@x>"), reply("<r2@me>", "<a@x>")]
     await Housekeeping(world.stages, interval=30).sweep()
     assert world.sent.searches == [((monday - timedelta(days=1)).date(), SCAN_LIMIT)]
     assert [world.state(m) for m in ("<a@x>", "<b@x>", "<c@x>")] == [
@@ -104,13 +127,22 @@ async def test_one_search_for_every_open_draft_from_the_day_before_the_oldest() 
     assert world.repo.data.workflows["<a@x>"].draft_code is None
 
 
+async def test_a_forward_threaded_on_the_email_leaves_the_draft_on_the_phone() -> None:
+    world = World()
+    await world.drafted("<a@x>")
+    world.sent.replies = [SentReply("<f1@me>", "<a@x>", "<a@x>", ("colleague@example.com",))]
+    assert await world.stages.close_answered_elsewhere() == 0
+    assert world.state("<a@x>") is S.AWAITING_USER and world.repo.data.emails["<a@x>"].status != "sent"
+    assert not [t for t in world.sms.texts if "answered from your mail" in t]
+
+
 async def test_a_draft_approved_meanwhile_and_our_own_sends_are_left_alone() -> None:
     world = World()
     await world.drafted("<a@x>", "<b@x>")
     assert await world.repo.transition("<a@x>", S.AWAITING_USER, S.USER_APPROVED, "1")
     async with world.repo.transaction() as tx:
         assert await tx.claim_send("<a@x>", "<ours@me>")
-    world.sent.replies = [SentReply("<ours@me>", "<b@x>"), SentReply("<r1@me>", "<a@x>")]
+    world.sent.replies = [reply("<ours@me>", "<b@x>"), reply("<r1@me>", "<a@x>")]
     assert await world.stages.close_answered_elsewhere() == 0
     assert world.state("<a@x>") is S.USER_APPROVED and world.state("<b@x>") is S.AI_GENERATED
 
@@ -119,7 +151,7 @@ async def test_a_draft_approved_meanwhile_and_our_own_sends_are_left_alone() -> 
 async def test_imap_trouble_changes_nothing(error: Exception, caplog: pytest.LogCaptureFixture) -> None:
     world = World()
     await world.drafted("<a@x>")
-    world.sent.replies = [SentReply("<r1@me>", "<a@x>")]
+    world.sent.replies = [reply("<r1@me>", "<a@x>")]
     world.sent.fail_with = error
     assert await world.stages.close_answered_elsewhere() == 0
     assert world.state("<a@x>") is S.AWAITING_USER
@@ -131,7 +163,7 @@ async def test_nothing_open_imap_off_or_the_check_off_asks_imap_nothing() -> Non
     assert await world.stages.close_answered_elsewhere() == 0 and world.sent.searches == []
     off = World(answered_elsewhere_check=False)
     await off.drafted("<a@x>")
-    off.sent.replies = [SentReply("<r1@me>", "<a@x>")]
+    off.sent.replies = [reply("<r1@me>", "<a@x>")]
     assert await off.stages.close_answered_elsewhere() == 0 and off.sent.searches == []
     no_imap = World()
     await no_imap.drafted("<a@x>")

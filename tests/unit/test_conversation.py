@@ -24,18 +24,20 @@ async def two_on_the_phone(w: World) -> tuple[str, str]:
     return a.draft_code, b.draft_code
 
 
-async def test_an_answer_between_all_3_and_yes_cancels_the_question() -> None:
+async def test_an_answer_between_all_3_and_yes_cancels_the_question_and_the_yes_acts_on_nothing() -> None:
     w = World(phone_mode="each")
     await two_on_the_phone(w)
     await w.answer("all 3")
-    assert w.sms.texts[-1] == "Ignore all 2 open drafts? Reply yes within a minute to confirm."
+    assert w.sms.texts[-1] == "Ignore all 2 drafts on your phone? Reply yes within a minute to confirm."
     await w.answer("list")
-    await w.answer("yes")  # not straight after the question: a plain yes, which approves the latest
-    assert w.state("<a@x>") is S.AWAITING_USER
+    await w.answer("yes")  # meant for the question: it must not send the latest draft instead
+    assert (w.state("<a@x>"), w.state("<b@x>")) == (S.AWAITING_USER, S.AWAITING_USER)
+    assert w.sms.texts[-1].startswith("That yes came too late for all 3")
+    await w.answer("yes")  # the question was answered: a yes now is a plain yes again
     assert w.state("<b@x>") is S.USER_APPROVED
 
 
-async def test_a_yes_after_the_minute_ignores_nothing() -> None:
+async def test_a_yes_after_the_minute_ignores_nothing_and_sends_nothing() -> None:
     from datetime import timedelta
 
     w = World(phone_mode="each")
@@ -43,8 +45,32 @@ async def test_a_yes_after_the_minute_ignores_nothing() -> None:
     await w.answer("all 3")
     w.clock.advance(timedelta(seconds=61))
     await w.answer("yes")
-    assert w.state("<a@x>") is S.AWAITING_USER  # the latest (b) was approved as a plain yes
-    assert w.state("<b@x>") is S.USER_APPROVED
+    assert (w.state("<a@x>"), w.state("<b@x>")) == (S.AWAITING_USER, S.AWAITING_USER)
+    assert w.sms.texts[-1].startswith("That yes came too late for all 3")
+
+
+async def test_a_no_to_all_3_ignores_nothing() -> None:
+    w = World(phone_mode="each")
+    await two_on_the_phone(w)
+    await w.answer("all 3")
+    await w.answer("no")  # "no" alone would ignore the latest draft: here it answers the question
+    assert (w.state("<a@x>"), w.state("<b@x>")) == (S.AWAITING_USER, S.AWAITING_USER)
+    assert w.sms.texts[-1] == "Not ignored: nothing changed."
+
+
+async def test_all_3_ignores_only_the_drafts_texted_to_the_phone() -> None:
+    w = World()  # one at a time: a is texted, b waits unread
+    await w.repo.start("<a@x>", from_address="Ann <ann@x>")
+    await w.repo.start("<b@x>", from_address="Bob <bob@x>")
+    await w.draft("<a@x>")
+    await w.draft("<b@x>")
+    await w.stages.notify()
+    await w.answer("all 3")
+    assert w.sms.texts[-1] == "Ignore all 1 draft on your phone? Reply yes within a minute to confirm."
+    await w.answer("yes")
+    assert w.state("<a@x>") is S.USER_IGNORED
+    assert w.state("<b@x>") is not S.USER_IGNORED  # never seen: not ignored, and texted next
+    assert w.sms.texts[-1] == "Ignored 1 email. Next: Bob."
 
 
 async def test_a_bare_answer_is_not_guessed_when_the_latest_draft_is_decided_and_others_wait() -> None:
@@ -87,3 +113,30 @@ async def test_a_decision_says_which_drafts_are_still_on_the_phone_to_answer() -
     _, code_b = await two_on_the_phone(w)
     await w.answer(f"{code_b} 3")
     assert w.sms.texts[-1] == "Ignored the email from Bob. 1 other draft on your phone to answer (list shows them)."
+
+
+async def test_each_mode_does_not_guess_a_bare_answer_written_as_the_next_draft_arrived() -> None:
+    from datetime import timedelta
+
+    w = World(phone_mode="each")
+    await two_on_the_phone(w)  # b was texted last, a moment ago
+    written = w.clock.now() - timedelta(seconds=2)  # while reading a, as b was on its way
+    await w.stages.command(InboundSms(sms_id="r1", phone_number=PHONE, text="1", received_at=written))
+    assert (w.state("<a@x>"), w.state("<b@x>")) == (S.AWAITING_USER, S.AWAITING_USER)
+    assert w.sms.texts[-1].startswith("Which draft?")
+    w.clock.advance(timedelta(minutes=1))
+    await w.stages.command(InboundSms(sms_id="r2", phone_number=PHONE, text="1", received_at=w.clock.now()))
+    assert w.state("<b@x>") is S.USER_APPROVED  # well after b arrived: b, as always
+
+
+async def test_remember_written_before_the_latest_draft_was_texted_teaches_nothing() -> None:
+    from datetime import timedelta
+
+    w = World(phone_mode="each")
+    await two_on_the_phone(w)
+    written = w.clock.now() - timedelta(minutes=1)  # for a, before b (the latest) was texted
+    await w.stages.command(InboundSms(sms_id="r1", phone_number=PHONE, text="remember always cc Carol",
+                                      received_at=written))
+    assert "was written before the draft reply to Bob was texted" in w.sms.texts[-1]
+    async with w.repo.transaction() as tx:
+        assert await tx.lessons_for("bob@x", "x") == []

@@ -127,3 +127,20 @@ def test_a_reply_written_by_hand_is_approved_as_typed_and_kept_in_the_history() 
     assert effect.fields["edit_history"][0] == {"instructions": "shorter", "draft": "Short."}
     assert effect.fields["edit_history"][1]["draft"] == typed and effect.fields["edit_history"][1]["by"] == "hand"
     assert effect.follow_up == ReplyApproved(message_id="<a@x>")
+
+
+def test_a_time_is_read_as_of_when_the_sms_was_written() -> None:
+    """`1 at 9:00` written at 08:59:50 and acted on at 09:00:05 means today's
+    9:00 (due at once), not tomorrow's."""
+    from zoneinfo import ZoneInfo
+
+    on_phone = DraftOnPhone("<a@x>", S.AWAITING_USER, 0, code="K7", sender="Ann")
+    acted = datetime(2026, 11, 25, 9, 0, 5, tzinfo=UTC)
+    written = Answer(written_at=datetime(2026, 11, 25, 8, 59, 50, tzinfo=UTC))
+    effect = decide_command(parse_command("1 at 9:00"), "1 at 9:00", on_phone, 10, acted,
+                            answer=written, zone=ZoneInfo("UTC"))
+    assert effect.fields["send_at"] == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    far_off = Answer(written_at=acted - timedelta(days=2))  # a clock far off is not believed
+    effect = decide_command(parse_command("1 at 9:00"), "1 at 9:00", on_phone, 10, acted,
+                            answer=far_off, zone=ZoneInfo("UTC"))
+    assert effect.fields["send_at"] == datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -95,3 +95,14 @@ def test_comparisons_never_raise() -> None:
 def test_the_cookie_is_secure_when_the_browser_came_over_tls(headers: dict[str, str], mode: CookieSecure,
                                                              secure: bool) -> None:
     assert cookie_secure(_request(**headers), mode) is secure
+
+
+def test_every_route_of_the_dashboard_is_under_its_sign_in_rule() -> None:
+    """A page or form added to the dashboard is signed-in like the others: a
+    route left out of PAGE_PREFIXES would answer anyone (as /vips once did)."""
+    from streams.web.dashboard import ROUTES
+    from streams.web.guard import is_page
+
+    paths = {route.path for route in ROUTES if isinstance(route, web.RouteDef)}
+    assert {"/vips", "/vips/add", "/lessons", "/analytics"} <= paths
+    assert [path for path in sorted(paths) if not is_page(path)] == []

@@ -107,3 +107,23 @@ def test_how_the_time_is_said() -> None:
     assert format_send_time(local(30, 9), NOW, BERLIN) == "Mon 09:00"
     assert format_send_time(local(2, 8, month=12), NOW, BERLIN) == "Wed 2 Dec 08:00"
     assert format_send_time(local(25, 9).astimezone(UTC), NOW, BERLIN) == "Wed 09:00"
+
+
+@pytest.mark.parametrize(("when", "expected"), [
+    ("tonight 12", datetime(2026, 11, 26, 0, 0)),
+    ("tonight 12am", datetime(2026, 11, 26, 0, 0)),
+    ("tonight 0:30", datetime(2026, 11, 26, 0, 30)),
+    ("tonight 2am", datetime(2026, 11, 26, 2, 0)),
+    ("tonight 9", datetime(2026, 11, 25, 21, 0)),
+    ("tonight 11:30 pm", datetime(2026, 11, 25, 23, 30)),
+])
+def test_tonight_runs_past_midnight(when: str, expected: datetime) -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    morning = datetime(2026, 11, 25, 10, 0, tzinfo=zone)
+    assert send_time(when, morning, zone) == expected.replace(tzinfo=zone)
+
+
+@pytest.mark.parametrize("when", ["tonight 12pm", "tonight 9am"])
+def test_tonight_is_no_morning_or_noon(when: str) -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    assert send_time(when, datetime(2026, 11, 25, 10, 0, tzinfo=zone), zone) is None

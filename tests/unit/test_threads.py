@@ -17,6 +17,7 @@ from handlers.threads import (
     continues,
     joined_context,
     render_superseded_sms,
+    same_sender,
     superseded_reason,
     thread_instructions,
 )
@@ -41,6 +42,14 @@ def test_an_email_continues_the_thread_it_shares_or_the_email_it_answers() -> No
     assert not continues("t1", None, "<a@x>", "t2")
     assert not continues(None, None, "<a@x>", None)  # no thread id is no thread
     assert not continues(None, "<b@x>", "<a@x>", None)
+
+
+def test_the_sender_is_the_address_of_the_first_mailbox_whatever_its_case_or_name() -> None:
+    assert same_sender("John Smith <John@X.example>", "john@x.example")
+    assert same_sender("j <john@x>, Ann <ann@x>", "Johnny <JOHN@x>")
+    assert not same_sender("Bob <bob@x>", "John Smith <john@x>")
+    assert not same_sender("John Smith <bob@x>", "John Smith <john@x>")  # a name proves nothing
+    assert not same_sender("", "") and not same_sender(None, "john@x")
 
 
 def test_the_sms_names_each_closed_draft_by_code_sender_and_subject() -> None:
@@ -179,3 +188,35 @@ async def test_three_emails_of_a_thread_leave_the_newest_with_both_earlier_ones_
     context = w.ai.calls[-1]["context_instructions"]
     assert context.index("Part 0") < context.index("Part 1")
     assert "Part 2" not in context  # the generator reads the newest email itself
+
+
+async def test_a_reply_all_from_another_sender_leaves_the_first_draft_and_is_drafted_on_its_own() -> None:
+    w = World()
+    await w.arrive("<a@x>", from_address="Ann Lee <ann@x>", subject="Budget?", body_text="Can we spend 5k?",
+                   thread_id="T")
+    await w.on_phone("<a@x>")
+    await w.arrive("<b@x>", from_address="Bob <bob@x>", subject="Re: Budget?", body_text="+1", thread_id="T",
+                   in_reply_to="<a@x>")
+    assert w.state("<a@x>") is S.AWAITING_USER  # Ann still gets her answer
+    assert w.repo.data.emails["<a@x>"].status != "ignored"
+    assert w.repo.data.superseded_by == {} and w.sms.texts == []
+    await w.generate("<b@x>")
+    assert w.ai.calls[-1]["context_instructions"] is None  # Ann's text is not in Bob's draft
+    # The same sender again, with another case and name: that one still supersedes.
+    await w.arrive("<c@x>", from_address="ANN <Ann@X>", subject="Re: Budget?", body_text="Or 6k?",
+                   in_reply_to="<a@x>")
+    assert w.state("<a@x>") is S.SUPERSEDED and w.state("<b@x>") is S.AI_GENERATED
+    assert w.repo.data.superseded_by == {"<a@x>": "<c@x>"}
+    await w.generate("<c@x>")
+    context = w.ai.calls[-1]["context_instructions"]
+    assert context is not None and "Can we spend 5k?" in context and "+1" not in context
+
+
+async def test_naming_another_senders_message_id_closes_and_reads_nothing() -> None:
+    w = World()
+    await w.arrive("<a@x>", from_address="Ann Lee <ann@x>", body_text="My secret plan")
+    await w.on_phone("<a@x>")
+    await w.arrive("<evil@y>", from_address="Mallory <m@y>", body_text="Hi", in_reply_to="<a@x>")
+    await w.generate("<evil@y>")
+    assert w.state("<a@x>") is S.AWAITING_USER
+    assert w.ai.calls[-1]["context_instructions"] is None
