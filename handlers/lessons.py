@@ -7,9 +7,14 @@ becomes a *lesson* only when it is repeated across emails: for one sender
 (``LESSON_SENDER_MIN`` emails), for one domain (``LESSON_DOMAIN_MIN`` emails
 from two senders or more of it), or for everyone (``LESSON_EVERYONE_MIN``
 senders). "The same instruction" is equal once case, blanks and punctuation
-are set aside, or close to it (:data:`SAME_RATIO`, difflib). So an
-instruction that only makes sense for one email ("say yes to Tuesday") is
-never generalised: it is not repeated. ``remember …`` makes a lesson at once.
+are set aside, or close to it (:data:`SAME_RATIO`, difflib) when the words
+that differ are harmless: a differing word that holds a digit, names a day
+or month, turns yes into no (:data:`_POLARITY`) or is a name (capitalised
+inside a sentence) makes two different instructions, so "say yes to
+Tuesday" and "say no to Tuesday" (or "pay 500" and "pay 5000") never add up
+to a lesson; differing only by softeners ("a bit", "please") is the same.
+So an instruction that only makes sense for one email is never generalised:
+it is not repeated. ``remember …`` makes a lesson at once.
 """
 
 from __future__ import annotations
@@ -58,15 +63,85 @@ def normalise(text: str) -> str:
 
 
 def same_instruction(a: str, b: str) -> bool:
-    """Whether two *normalised* instructions are the same one: equal, or at
-    least :data:`SAME_RATIO` alike (``sign as jack`` and ``sign it as jack``)."""
-    if a == b:
+    """Whether two instructions (as given, or normalised) are the same one:
+    equal once normalised; else none of the words that differ tells a
+    detail (:func:`_telling`), and they differ only by softeners
+    (``be a bit more casual``) or are at least :data:`SAME_RATIO` alike
+    (``sign as jack`` and ``sign it as jack``)."""
+    na, nb = normalise(a), normalise(b)
+    if na == nb:
         return True
-    if not a or not b:
+    if not na or not nb:
         return False
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    differing = _differing(na.split(), nb.split())
+    names = _names(a) | _names(b)
+    if any(_telling(word, names) for word in differing) or _negated(differing):
+        return False
+    if all(word in _SOFTENERS for word in differing):
+        return True
+    matcher = difflib.SequenceMatcher(None, na, nb, autojunk=False)
     return (matcher.real_quick_ratio() >= SAME_RATIO and matcher.quick_ratio() >= SAME_RATIO
             and matcher.ratio() >= SAME_RATIO)
+
+
+#: Words that carry an instruction's decision: yes or no, more or less.
+_POLARITY = frozenset("""
+    yes yeah yep ok okay sure no nope not never none nothing without t cannot cant dont
+    don doesn didn won wont isn aren wasn weren shouldn wouldn couldn haven hasn hadn
+    accept accepts accepted accepting decline declines declined declining agree agrees agreed
+    disagree refuse refuses refused reject rejects rejected confirm confirms confirmed cancel
+    cancels cancelled canceled deny denies denied approve approves approved allow allows allowed
+    more less fewer longer shorter earlier later before after higher lower
+""".split())
+#: Days, months and the like: the when of one email.
+_WHEN = frozenset("""
+    monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thur thurs fri
+    sat sun january february march april may june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec today tomorrow tonight yesterday weekend
+    morning afternoon evening noon midnight am pm
+""".split())
+#: Number words: an amount or a count, like a digit.
+_NUMBERS = frozenset("""
+    zero one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty
+    forty fifty hundred thousand million half twice
+""".split())
+#: Words that soften an instruction without changing it.
+_SOFTENERS = frozenset("a an the it please bit little just slightly somewhat kindly also too very really".split())
+#: Prefixes that turn a word into its opposite (``formal`` / ``informal``).
+_NEGATING = ("un", "in", "im", "ir", "il", "dis", "non")
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def _differing(a: list[str], b: list[str]) -> list[str]:
+    """The words of either side that the other does not have where it has them."""
+    found: list[str] = []
+    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op != "equal":
+            found += a[a1:a2] + b[b1:b2]
+    return found
+
+
+def _names(text: str) -> set[str]:
+    """The words of ``text`` capitalised inside a sentence (not its first word), case set aside."""
+    names: set[str] = set()
+    end = 0
+    for m in _TOKEN.finditer(text):
+        gap, first, end = text[end:m.start()].strip(), end == 0, m.end()
+        if m.group()[:1].isupper() and not first and gap[-1:] not in (".", "!", "?"):
+            names.add(m.group().casefold())
+    return names
+
+
+def _telling(word: str, names: set[str]) -> bool:
+    """Whether a differing word is a detail that makes another instruction."""
+    return (any(c.isdigit() for c in word) or word in _POLARITY or word in _WHEN or word in _NUMBERS
+            or word in names)
+
+
+def _negated(words: list[str]) -> bool:
+    """Whether one differing word is another's opposite by its prefix (``informal`` / ``formal``)."""
+    present = set(words)
+    return any(word.startswith(p) and word[len(p):] in present for word in present for p in _NEGATING)
 
 
 def sender_and_domain(email_from: str) -> tuple[str, str]:
@@ -137,7 +212,7 @@ def learnt_from(new: Evidence, known: Sequence[Evidence], thresholds: Thresholds
     (which may hold ``new`` itself), or None while it is not repeated enough.
     Counted in different emails (and senders): the same instruction given
     twice for one email is one email's evidence."""
-    same = [e for e in known if same_instruction(e.normalised, new.normalised)]
+    same = [e for e in known if same_instruction(e.text, new.text)]
     if new not in same:
         same.append(new)
     senders = {e.sender for e in same}
@@ -183,16 +258,15 @@ def applicable(lessons: Sequence[Lesson], sender: str, domain: str) -> list[Less
                      key=lambda lesson: (SPECIFICITY.index(lesson.scope), lesson.id))
     chosen: list[Lesson] = []
     for lesson in ordered:
-        if not any(same_instruction(lesson.normalised, c.normalised) for c in chosen):
+        if not any(same_instruction(lesson.text, c.text) for c in chosen):
             chosen.append(lesson)
     return chosen[:MAX_LESSONS]
 
 
 def known_lesson(lessons: Sequence[Lesson], learnt: Learnt) -> Lesson | None:
     """A lesson already kept (switched on or off) that says what ``learnt`` says, for the same people."""
-    wanted = normalise(learnt.text)
     return next((lesson for lesson in lessons if lesson.scope is learnt.scope and lesson.key == learnt.key
-                 and same_instruction(lesson.normalised, wanted)), None)
+                 and same_instruction(lesson.text, learnt.text)), None)
 
 
 #: How the generator's request begins when a draft carries lessons.
@@ -226,10 +300,16 @@ def render_forgot_sms(texts: Sequence[str]) -> str:
     return f"Forgot: {'; '.join(t.rstrip(' .;') for t in texts)}. They will not be used again."[:320]
 
 
-def render_remembered_sms(text: str, who: str | None) -> str:
-    """The answer to ``remember …``: for whom it will be used."""
+def render_remembered_sms(text: str, who: str | None, *, cut: bool = False) -> str:
+    """The answer to ``remember …``: for whom it will be used, and whether
+    only its first :data:`LESSON_CHARS` characters were kept (the lesson's
+    words are shortened to fit 320 characters, never that note)."""
     whom = "every sender" if who is None else who
-    return f"Remembered for {whom}: {text.rstrip(' .;')}. Used from the next email on; reply forget on a draft to undo."[:320]
+    kept = f" (kept the first {LESSON_CHARS} characters)" if cut else ""
+    tail = f"{kept}. Used from the next email on; reply forget on a draft to undo."
+    head = f"Remembered for {whom}: {text.rstrip(' .;')}"
+    room = 320 - len(tail)
+    return (head if len(head) <= room else head[:room - 3].rstrip() + "...") + tail
 
 
 NO_DRAFT_TO_REMEMBER_SMS = ("No draft to take the sender from. Reply K7 remember <what> for a draft's sender, "

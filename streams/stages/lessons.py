@@ -17,6 +17,7 @@ from typing import Any
 from handlers.commands import Command, CommandKind
 from handlers.emails import sender_name
 from handlers.lessons import (
+    LESSON_CHARS,
     NO_DRAFT_TO_REMEMBER_SMS,
     Learnt,
     Lesson,
@@ -134,8 +135,12 @@ async def _forget(tx: RepositoryTransaction, wf: Workflow | None) -> tuple[str, 
 
 
 async def _remember(tx: RepositoryTransaction, text: str, wf: Workflow | None) -> tuple[str, str | None]:
-    """A lesson at once: for ``wf``'s sender, or for everyone when ``wf`` is None."""
+    """A lesson at once: for ``wf``'s sender, or for everyone when ``wf`` is None;
+    its blanks normalised and cut to :data:`LESSON_CHARS`, like any lesson
+    (it is sent in every request for its sender), and the SMS says so if cut."""
     text = " ".join(text.split())
+    cut = len(text) > LESSON_CHARS
+    text = text[:LESSON_CHARS].rstrip()
     if wf is None or wf.email_from is None:
         learnt, who, known = Learnt(Scope.EVERYONE, None, text), None, await tx.lessons_for("", "")
     else:
@@ -147,4 +152,4 @@ async def _remember(tx: RepositoryTransaction, text: str, wf: Workflow | None) -
         await tx.update_lesson(same.id, text=text, enabled=True)
     else:
         await tx.save_lesson(learnt, "remembered")
-    return "remembered", render_remembered_sms(text, who)
+    return "remembered", render_remembered_sms(text, who, cut=cut)

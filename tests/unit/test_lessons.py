@@ -6,6 +6,7 @@ draft carrying it, ``remember`` and ``forget``."""
 from __future__ import annotations
 
 from handlers.lessons import (
+    LESSON_CHARS,
     LESSONS_HEADING,
     Evidence,
     Learnt,
@@ -54,6 +55,29 @@ def test_the_same_instruction_is_equal_once_case_blanks_and_punctuation_are_set_
     assert not same_instruction("", "x") and evidence("<a@x>", "a@x", "!!! ...") is None
 
 
+#: Instructions that differ only in the detail that matters: never the same one.
+DIFFERENT = [("say yes to Tuesday", "say no to Tuesday"),
+             ("accept the meeting on tuesday", "accept the meeting on thursday"),
+             ("say I can do 3pm", "say I can do 2pm"), ("pay 500", "pay 5000"),
+             ("agree to the price of 1200 dollars", "agree to the price of 1500 dollars"),
+             ("agree to the price of 1200 dollars", "refuse the price of 1200 dollars"),
+             ("Meet on Mon", "meet on Tue"), ("cc Anna on it", "cc Hanna on it"),
+             ("be more formal", "be more informal"), ("make it two paragraphs", "make it three paragraphs")]
+#: Rewordings of one instruction: still the same.
+SAME = [("make it shorter", "make it shorter please"), ("sign as Jack", "sign as jack."),
+        ("be more casual", "be a bit more casual"), ("Sign it as Jack", "sign as Jack"),
+        ("Please keep it short", "keep it short"), ("mention the office hours", "mention our office hours")]
+
+
+def test_instructions_that_differ_in_a_detail_that_matters_are_different_ones() -> None:
+    """A differing word with a digit, a day or month, a yes or no, a name, a
+    number or an opposite makes another instruction; softeners do not."""
+    for a, b in DIFFERENT:
+        assert not same_instruction(a, b) and not same_instruction(b, a), (a, b)
+    for a, b in SAME:
+        assert same_instruction(a, b) and same_instruction(b, a), (a, b)
+
+
 def test_an_instruction_for_one_sender_applies_from_its_second_email() -> None:
     first = ev("<1@x>", "Ann <ann@one.example>", "sign as Jack")
     assert learnt_from(first, [first], T) is None  # once: not a lesson
@@ -81,12 +105,20 @@ def test_a_habit_of_three_senders_is_for_everyone() -> None:
 
 
 def test_a_one_off_instruction_is_never_generalised() -> None:
-    """Given once for one email, among many repeated ones: never a lesson."""
+    """Given for one email, among many repeated ones, or given again for the
+    sender's next email with another detail (another day, amount, answer):
+    never a lesson."""
     known = [ev(f"<{n}@x>", "Ann <ann@one.example>", "sign as Jack") for n in range(10)]
     known += [ev(f"<b{n}@x>", f"B{n} <b{n}@b{n}.example>", "be more casual") for n in range(10)]
     one_off = ev("<z@x>", "Ann <ann@one.example>", "say yes to Tuesday")
     assert learnt_from(one_off, [*known, one_off], T) is None
     assert learnt_from(one_off, [*known, one_off], Thresholds(sender=1)) is not None  # only as repeated as asked
+    for a, b in DIFFERENT:
+        first, second = ev("<y1@x>", "Ann <ann@one.example>", a), ev("<y2@x>", "Ann <ann@one.example>", b)
+        assert learnt_from(second, [*known, first, second], T) is None, (a, b)
+    again = ev("<y3@x>", "Ann <ann@one.example>", "Say yes to Tuesday.")  # the very same, repeated: learnt
+    assert learnt_from(again, [*known, one_off, again], T) == Learnt(Scope.SENDER, "ann@one.example",
+                                                                      "Say yes to Tuesday.")
 
 
 def test_the_lessons_that_apply_most_specific_first_one_of_each() -> None:
@@ -215,3 +247,34 @@ async def test_replies_written_by_hand_are_evidence_and_teach_their_sign_off() -
     assert [(e.text, kind) for e, kind in w.repo.data.evidence] == [('end the reply with "Cheers, Jack"', "hand")] * 2
     [lesson] = w.repo.data.lessons.values()
     assert (lesson.scope, lesson.key) == (Scope.SENDER, "ann@one.example")
+
+
+async def test_one_offs_with_another_detail_on_two_emails_teach_nothing() -> None:
+    """``say yes to Tuesday`` then ``say no to Tuesday`` for Ann's next email:
+    two one-offs, not a lesson; her third email's draft carries none."""
+    w = World()
+    ann = "Ann <ann@one.example>"
+    await cycle(w, "<1@x>", ann, "2 say yes to Tuesday", "1")
+    await cycle(w, "<2@x>", ann, "2 say no to Tuesday", "1")
+    assert len(w.repo.data.evidence) == 2 and w.repo.data.lessons == {}
+    sms = await cycle(w, "<3@x>", ann)
+    assert w.ai.calls[-1]["context_instructions"] is None
+    assert w.repo.data.workflows["<3@x>"].lesson_ids in (None, []) and "lesson" not in sms
+
+
+async def test_remember_keeps_at_most_the_lesson_length_and_says_so() -> None:
+    w = World()
+    await cycle(w, "<1@x>", "Ann <ann@one.example>", "remember " + "keep   it\tshort " * 290)  # 4,930 characters
+    [lesson] = w.repo.data.lessons.values()
+    assert len(lesson.text) <= LESSON_CHARS and lesson.text.startswith("keep it short keep it short")
+    assert "  " not in lesson.text and "\t" not in lesson.text
+    sms = w.sms.texts[-1]
+    assert sms.startswith("Remembered for Ann: keep it short") and len(sms) <= 320
+    assert sms.endswith(f"(kept the first {LESSON_CHARS} characters). Used from the next email on; "
+                        "reply forget on a draft to undo.")
+    await w.answer("remember all be brief")  # short: kept whole, nothing said about it
+    assert "kept the first" not in w.sms.texts[-1]
+    await w.answer("1")
+    await w.stages.send("<1@x>")
+    await cycle(w, "<2@x>", "Ann <ann@one.example>")
+    assert len(w.ai.calls[-1]["context_instructions"]) < LESSON_CHARS + 200  # not 4,900 in every request
