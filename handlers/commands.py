@@ -69,7 +69,7 @@ CONFIRM_WORDS = frozenset({"yes", "y"})
 DECLINE_WORDS = frozenset({"no", "n"})
 # "1 at 9:00", "send tomorrow 8am", "1 mon 9": an approval with a time after it.
 _WEEKDAYS = "mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-_SCHEDULED = re.compile(rf"^(?:1|send|approve|ok)\s+(?P<when>(?:(?:at|on|today|tonight|tomorrow|tmrw|{_WEEKDAYS})\b|\d{{1,2}}(?::\d\d\b|\s*[ap]\.?m\b)).*)$",
+_SCHEDULED = re.compile(rf"^(?:1|send|approve|ok)\s+(?P<when>(?:(?:at|on|today|tonight|tomorrow|tmrw|{_WEEKDAYS})\b|\d{{1,2}}(?:[:.]\d\d)?\s*[ap]\.?m\b|\d{{1,2}}[:.]\d\d\b).*)$",
                         re.IGNORECASE | re.DOTALL)
 _REMEMBER = re.compile(r"^remember(?:[:,]\s*|\s+)(?:(?P<all>all|everyone)(?:[:,]\s*|\s+))?(?P<lesson>\S.*)$",
                        re.IGNORECASE | re.DOTALL)

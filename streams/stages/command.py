@@ -25,7 +25,7 @@ from handlers.sms_text import (
     render_unknown_code_sms,
     render_which_draft_sms,
 )
-from handlers.workflow import DECIDABLE_STATES, WorkflowState, is_terminal
+from handlers.workflow import DECIDABLE_STATES, WorkflowState
 from streams.stages import lessons, scheduling
 from streams.stages.context import StageContext
 from streams.stages.conversation import confirm_ignore_all, ignore_all, list_drafts, show
@@ -141,7 +141,7 @@ async def _target(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
     if cmd.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE):
         waiting = [d.draft_code for d in await tx.phone.open_drafts()
                    if d.current_state is S.AWAITING_USER and d.draft_code]
-        no_latest = latest is None or is_terminal(latest.current_state)
+        no_latest = latest is None or latest.current_state is not S.AWAITING_USER  # decided, or being redrafted
         if waiting and (no_latest or len(waiting) > 1 and await _just_changed(ctx, tx, sms)):
             # No draft is the latest, or it changed as the answer was written
             # while others wait: the answer must name its draft.

@@ -140,3 +140,12 @@ async def test_remember_written_before_the_latest_draft_was_texted_teaches_nothi
     assert "was written before the draft reply to Bob was texted" in w.sms.texts[-1]
     async with w.repo.transaction() as tx:
         assert await tx.lessons_for("bob@x", "x") == []
+
+
+async def test_a_bare_answer_while_the_latest_draft_is_redrafted_names_the_others_that_wait() -> None:
+    w = World(phone_mode="each")
+    code_a, code_b = await two_on_the_phone(w)
+    await w.answer(f"{code_b} 2 make it shorter")  # b, the latest, is being redrafted
+    await w.answer("1")
+    assert w.state("<a@x>") is S.AWAITING_USER
+    assert w.sms.texts[-1].startswith(f"Which draft? Put its code first, e.g. {code_a} 1")
