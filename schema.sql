@@ -413,3 +413,8 @@ CREATE INDEX IF NOT EXISTS workflow_state_send_at_idx ON workflow_state (send_at
 -- How many older drafts of its thread a newer email closed: only its
 -- generations read the earlier emails (docs/design.md, "A newer email supersedes").
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS supersedes INTEGER NOT NULL DEFAULT 0;
+
+-- The notify stage looks for a draft the person asked for by code at every
+-- presentation: rare rows in a large table, so a partial index of their own.
+CREATE INDEX IF NOT EXISTS workflow_state_present_requested_idx
+    ON workflow_state (present_requested_at) WHERE present_requested_at IS NOT NULL;

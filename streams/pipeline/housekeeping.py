@@ -45,6 +45,7 @@ class Housekeeping:
         self._interval = interval
         self._stalled = stalled
         self._grace = timedelta(seconds=grace)
+        self._coded = False
 
     async def sweep(self) -> None:
         """One pass; each step logs what it did."""
@@ -60,9 +61,11 @@ class Housekeeping:
         released = await self._stages.release_due_sends()
         if released:
             log.info("%d reply(ies) scheduled for later are due: sending them", released)
-        coded = await self._stages.give_missing_codes()
-        if coded:
-            log.info("gave a code to %d open workflow(s) without one (from before codes, or retried)", coded)
+        if not self._coded:  # once per start: workflows open from before codes get theirs
+            coded = await self._stages.give_missing_codes()
+            self._coded = True
+            if coded:
+                log.info("gave a code to %d open workflow(s) from before draft codes", coded)
         await self._stages.notify()
         reminded = await self._stages.send_reminders()
         if reminded:

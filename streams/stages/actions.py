@@ -50,5 +50,6 @@ async def retry(ctx: StageContext, message_id: str, reason: str) -> WorkflowStat
                                 f"{wf.current_state.value}")
         await tx.transition(message_id, wf.current_state, restart.state, reason,
                             error_message=None, send_attempted_at=None)
+        await tx.give_codes([message_id])  # its decision gave its code up: open again, it gets one
         await tx.publish(restart_message(restart.stage, wf))
     return restart.state

@@ -83,9 +83,9 @@ class Stages(StageContext):
         return await scheduling.release_due_sends(self)
 
     async def give_missing_codes(self) -> int:
-        """Codes for open workflows that have none (from before codes, or
-        retried after a decision gave theirs up), so ``list``, ``all 3`` and
-        an answer by code reach them too."""
+        """Codes for open workflows that have none (from before codes), so
+        ``list``, ``all 3`` and an answer by code reach them too; the sweep
+        asks once per start. A retried workflow gets its code as it reopens."""
         async with self.repo.transaction() as tx:
             return await tx.give_missing_codes(MISSING_CODES_BATCH)
 

@@ -149,3 +149,13 @@ async def test_a_bare_answer_while_the_latest_draft_is_redrafted_names_the_other
     await w.answer("1")
     assert w.state("<a@x>") is S.AWAITING_USER
     assert w.sms.texts[-1].startswith(f"Which draft? Put its code first, e.g. {code_a} 1")
+
+
+async def test_a_retried_workflow_gets_a_code_again() -> None:
+    w = World()
+    await w.repo.start("<a@x>")
+    async with w.repo.transaction() as tx:
+        assert await tx.transition("<a@x>", S.PENDING, S.FAILED, "test")
+    assert w.repo.data.workflows["<a@x>"].draft_code is None  # a decision gave it up
+    await w.stages.retry("<a@x>", "retried from the dashboard")
+    assert w.repo.data.workflows["<a@x>"].draft_code is not None
