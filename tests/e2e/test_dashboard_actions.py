@@ -89,7 +89,9 @@ async def test_send_one_draft_and_ignore_another_in_any_order(pipeline: Pipeline
         await b.wait_for_text("Sent to the orchestrator: ignore this email.", 20)
         await p.reaches(second, "user_ignored")
         assert await p.email_status(second) == "ignored"
-        await b.wait_for_text("user_ignored", 20, reload=True)
+        # A page loaded now (the answer forms sit outside the part that refreshes itself):
+        await b.open(page_of(second))
+        await b.wait_for_text("user_ignored", 20)
         assert "Answer this draft" not in await b.text()  # nothing left to answer
         await b.shot("dashboard-answer-ignored")
         await p.emails(1)  # the ignored email got no reply
