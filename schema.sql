@@ -106,8 +106,9 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS trace_id CHAR(32)
     DEFAULT replace(gen_random_uuid()::text, '-', '');
 
 -- The draft's short code on the phone (docs/design.md, "Every answer names
--- its draft"): set when the workflow starts, unique among open workflows,
--- cleared when it reaches a decision (so the code can be given again).
+-- its draft"): set when the workflow starts, unique among the person's open
+-- workflows (the index is below, with person_id), cleared when it reaches a
+-- decision (so the code can be given again).
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS draft_code VARCHAR(8);
 -- When the draft now held was put on the phone (its presentation began): an
 -- answer written before it was meant for something else and is not applied.
@@ -115,8 +116,6 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS presented_at TIMESTAMPTZ;
 -- The person asked (by its code) to see this draft, which waits for the phone:
 -- it is texted next, even while another draft is on the phone.
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS present_requested_at TIMESTAMPTZ;
-CREATE UNIQUE INDEX IF NOT EXISTS workflow_state_draft_code_idx
-    ON workflow_state (draft_code) WHERE draft_code IS NOT NULL;
 
 -- The deployed service may have used timestamps without time zone; they held
 -- UTC. Convert in place so every timestamp is absolute.
@@ -418,3 +417,75 @@ ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS supersedes INTEGER NOT NULL 
 -- presentation: rare rows in a large table, so a partial index of their own.
 CREATE INDEX IF NOT EXISTS workflow_state_present_requested_idx
     ON workflow_state (present_requested_at) WHERE present_requested_at IS NOT NULL;
+
+-- ---------------------------------------------------------------------------
+-- Many people on one deployment (docs/design.md, "Many people"). A person has
+-- a phone (E.164, unique) and the mailbox addresses they answer from (unique
+-- across people, in person_addresses); every other field left NULL is the
+-- worker's setting. Passwords are Fernet tokens under PEOPLE_KEYS, never clear.
+-- workflow_state.person_id: whose email it is; 0 is the default person (the
+-- worker's single-person settings: YOUR_PHONE_NUMBER, EMAIL_ADDRESS, ...),
+-- NULL an email that belongs to nobody (state 'unrouted').
+-- processed_emails.mailbox: set by a monitor serving several mailboxes, the
+-- address of the mailbox that received the email (docs/contracts.md §1).
+-- ---------------------------------------------------------------------------
+ALTER TABLE processed_emails ADD COLUMN IF NOT EXISTS mailbox VARCHAR(320);
+CREATE TABLE IF NOT EXISTS people (
+    id                  SERIAL PRIMARY KEY,
+    name                VARCHAR(200) NOT NULL,
+    phone               VARCHAR(32) NOT NULL UNIQUE,
+    smtp_server         VARCHAR(255),
+    smtp_port           INTEGER CHECK (smtp_port BETWEEN 1 AND 65535),
+    smtp_security       VARCHAR(10) CHECK (smtp_security IN ('ssl', 'starttls', 'plain')),
+    smtp_login          VARCHAR(320),
+    smtp_password       TEXT,
+    imap_server         VARCHAR(255),
+    imap_port           INTEGER CHECK (imap_port BETWEEN 1 AND 65535),
+    imap_login          VARCHAR(320),
+    imap_password       TEXT,
+    imap_sent_folder    VARCHAR(255),
+    timezone            VARCHAR(64),
+    quiet_hours         VARCHAR(40),
+    reminder_after      DOUBLE PRECISION CHECK (reminder_after >= 0),
+    skip_senders        TEXT,
+    tone                VARCHAR(20),
+    max_length          INTEGER CHECK (max_length > 0),
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS person_addresses (
+    address     VARCHAR(320) PRIMARY KEY,  -- lower case
+    person_id   INTEGER NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    position    SMALLINT NOT NULL DEFAULT 0  -- 0: the address replies are sent from
+);
+CREATE INDEX IF NOT EXISTS person_addresses_person_idx ON person_addresses (person_id, position);
+ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS person_id INTEGER DEFAULT 0;
+CREATE INDEX IF NOT EXISTS workflow_state_person_idx ON workflow_state (person_id, current_state);
+-- Codes are each person's own: unique among one person's open drafts, so they
+-- stay short however many people share the deployment. (Until many people,
+-- they were unique across the deployment: that index is dropped.)
+DROP INDEX IF EXISTS workflow_state_draft_code_idx;
+CREATE UNIQUE INDEX IF NOT EXISTS workflow_state_person_code_idx
+    ON workflow_state (person_id, draft_code) WHERE draft_code IS NOT NULL;
+-- The lessons a person's drafts learnt from are theirs alone.
+ALTER TABLE lesson_evidence ADD COLUMN IF NOT EXISTS person_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE lessons ADD COLUMN IF NOT EXISTS person_id INTEGER NOT NULL DEFAULT 0;
+-- An outage texts each person it holds work of once (peer_outage stays the
+-- outage itself; this is who was told).
+CREATE TABLE IF NOT EXISTS peer_outage_told (
+    peer        VARCHAR(50) NOT NULL,
+    person_id   INTEGER NOT NULL,
+    PRIMARY KEY (peer, person_id)
+);
+-- Dashboard sign-in by a code texted to the person's phone: single use,
+-- short-lived (the code is kept only as a hash), rate limited per phone.
+CREATE TABLE IF NOT EXISTS sign_in_codes (
+    id          BIGSERIAL PRIMARY KEY,
+    person_id   INTEGER NOT NULL,
+    code_hash   CHAR(64) NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at  TIMESTAMPTZ NOT NULL,
+    used_at     TIMESTAMPTZ,
+    attempts    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sign_in_codes_person_idx ON sign_in_codes (person_id, created_at DESC);

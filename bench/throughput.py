@@ -238,11 +238,14 @@ async def main() -> None:
     rule = "|---|---|" + ("---|" if before else "")
     baseline_note = (f" Baseline: the worker of `{BASELINE}` (commit {_commit(BASELINE)}) in the same run "
                      f"(slow-generator scenarios with {BASELINE_SLOW_EMAILS} emails)." if BASELINE else "")
+    # The sections after this benchmark's (## People benchmark, ...) are other benchmarks': kept.
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    others = text[text.find("\n## "):] if "\n## " in text else ""
     RESULTS.write_text(
         f"# Throughput benchmark\n\n`python -m bench.throughput`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}; "
         f"real Kafka and PostgreSQL on this machine, stub peers on loopback, {SLOW_EMAILS} emails in the "
-        f"slow-generator scenarios.{baseline_note}\n\n{columns}\n{rule}\n" + "\n".join(lines) + "\n",
+        f"slow-generator scenarios.{baseline_note}\n\n{columns}\n{rule}\n" + "\n".join(lines) + "\n" + others,
         encoding="utf-8")
     print(f"\nwritten to {RESULTS}")
 

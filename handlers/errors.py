@@ -34,5 +34,10 @@ class PermanentError(PeerError):
     """A failure retrying cannot fix."""
 
 
+class LoginRefusedError(PermanentError):
+    """The mail server refused the login (a wrong or changed password): no
+    retry fixes it, a person fixing the password does."""
+
+
 class OutcomeUnknownError(PeerError):
     """The side effect may have happened; do not repeat it automatically."""

@@ -94,6 +94,9 @@ class EmailPending(TopicMessage):
     from_address: OptionalBoundedText = None
     subject: OptionalBoundedText = None
     received_at: datetime | None = None
+    #: Whose email it is (``workflow_state.person_id``; 0, the default person,
+    #: when a message from before people leaves it out).
+    person_id: int = Field(default=0, ge=0)
 
 
 class EditRequested(TopicMessage):

@@ -208,8 +208,15 @@ def render_cut_off_sms(sender: str, subject: str | None, link: str) -> str:
             f"Read it at {link} and reply 1 to send it, 2 <changes> to edit it, 3 to ignore the email.")
 
 
+#: The peer a person's own mail login is parked on while the server refuses it.
+LOGIN_PEER = "your mail login"
+
+
 def render_outage_sms(peer: str) -> str:
     """Said once per outage, however many emails it holds up."""
+    if peer == LOGIN_PEER:
+        return ("Your mail server refused your login (a wrong or changed password?). Your replies wait and "
+                "go out on their own once it is fixed: ask your admin to set your SMTP password.")
     return (f"{peer} is not answering. Your emails wait and go ahead on their own when it is back; "
             "nothing to do.")
 

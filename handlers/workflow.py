@@ -40,6 +40,9 @@ class WorkflowState(StrEnum):
     #: Added by this service: a newer email of the same thread took over; its
     #: draft answers both.
     SUPERSEDED = "superseded"
+    #: Added by this service: the email belongs to no person of the
+    #: deployment (its mailbox is nobody's, and there is no default person).
+    UNROUTED = "unrouted"
 
 
 S = WorkflowState
@@ -57,7 +60,8 @@ class Stage(StrEnum):
 #: States in which a workflow has reached a decision. ``failed`` and ``timeout``
 #: are terminal until a person asks for a retry.
 TERMINAL_STATES: frozenset[WorkflowState] = frozenset(
-    {S.REPLY_SENT, S.USER_IGNORED, S.FAILED, S.TIMEOUT, S.FILTERED, S.ANSWERED_ELSEWHERE, S.SUPERSEDED}
+    {S.REPLY_SENT, S.USER_IGNORED, S.FAILED, S.TIMEOUT, S.FILTERED, S.ANSWERED_ELSEWHERE, S.SUPERSEDED,
+     S.UNROUTED}
 )
 #: Decisions that ended the workflow as meant (everything terminal but ``failed``).
 COMPLETED_STATES: frozenset[WorkflowState] = TERMINAL_STATES - {S.FAILED}
@@ -88,7 +92,7 @@ _CLOSED_FROM_OUTSIDE = frozenset({S.ANSWERED_ELSEWHERE, S.SUPERSEDED})
 #: Every move the orchestrator may make, and no other. Any non-terminal state
 #: may fail; retries leave ``failed``/``timeout`` for the stage to redo.
 TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
-    S.PENDING: frozenset({S.AI_GENERATING, S.FILTERED, S.FAILED}) | _CLOSED_FROM_OUTSIDE,
+    S.PENDING: frozenset({S.AI_GENERATING, S.FILTERED, S.FAILED, S.UNROUTED}) | _CLOSED_FROM_OUTSIDE,
     S.AI_GENERATING: frozenset({S.AI_GENERATED, S.FAILED}) | _CLOSED_FROM_OUTSIDE,
     # A drafted email may be decided before it is texted (the dashboard, a code from `list`).
     S.AI_GENERATED: frozenset({S.SMS_SENDING, S.FAILED, S.USER_APPROVED, S.USER_EDIT_REQUESTED,
@@ -109,6 +113,7 @@ TRANSITIONS: Mapping[WorkflowState, frozenset[WorkflowState]] = {
     S.FILTERED: frozenset(),
     S.ANSWERED_ELSEWHERE: frozenset(),
     S.SUPERSEDED: frozenset(),
+    S.UNROUTED: frozenset(),
     # Retry restarts at the stage that failed: drafting, presenting or sending.
     S.FAILED: frozenset({S.PENDING, S.AI_GENERATED, S.USER_APPROVED}),
     # A timed-out draft can be put back on the phone.
@@ -127,6 +132,8 @@ class EmailStatus(StrEnum):
     #: Added by this service: a newer email of the same thread took over; its
     #: draft answers both.
     SUPERSEDED = "superseded"
+    #: Added by this service: no person of the deployment has the mailbox it came to.
+    UNROUTED = "unrouted"
     ORCHESTRATING = "orchestrating"
     SENT = "sent"
     IGNORED = "ignored"
@@ -149,6 +156,7 @@ EMAIL_STATUS_ON_ENTRY: Mapping[WorkflowState, EmailStatus] = {
     S.ANSWERED_ELSEWHERE: EmailStatus.SENT,
     # The email gets no reply of its own: the newer one's reply answers it.
     S.SUPERSEDED: EmailStatus.IGNORED,
+    S.UNROUTED: EmailStatus.UNROUTED,
 }
 
 

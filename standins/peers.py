@@ -15,7 +15,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -128,6 +128,8 @@ class AiGeneratorStub(_HttpStub):
         #: (loop time, status) of every answer, in order; loop time of every request's arrival.
         self.answered: list[tuple[float, int]] = []
         self.arrived: list[float] = []
+        #: (loop time, calls in flight with this one) at every request's arrival.
+        self.started: list[tuple[float, int]] = []
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/generate-reply", self.generate)]
@@ -138,6 +140,7 @@ class AiGeneratorStub(_HttpStub):
         self.requests.append(body)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.started.append((asyncio.get_running_loop().time(), self.in_flight))
         try:
             response = await self._answer(body)
         finally:
@@ -283,6 +286,8 @@ class Inbox:
     attempts: int = 0
     #: When each of ``messages`` arrived (``time.time()``).
     arrived: list[float] = field(default_factory=list)
+    #: The login each of ``messages`` was handed over through (None: the session had not logged in).
+    logins: list[str | None] = field(default_factory=list)
     #: When set, awaited with each message's bytes before it is accepted (the demo keeps
     #: them in its database); if it fails, the message is not accepted.
     keep: Callable[[bytes], Awaitable[None]] | None = None
@@ -299,6 +304,8 @@ class Inbox:
             self.messages.append(msg)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.arrived.append(time.time())
+            login = getattr(session, "auth_data", None)
+            self.logins.append(login if isinstance(login, str) else None)
         return "250 OK"
 
 
@@ -314,9 +321,14 @@ logging.getLogger("mail.log").addFilter(_WithoutLegacyLoginWarning())
 
 
 class SmtpServer:
-    """A real SMTP server with implicit TLS (a throwaway CA) and AUTH."""
+    """A real SMTP server with implicit TLS (a throwaway CA) and AUTH.
 
-    def __init__(self, directory: Path, username: str, password: str) -> None:
+    It accepts ``username`` and, besides it, every login of ``accounts``
+    (login -> password; may be added to while it runs): one server for many
+    people's mailboxes. ``inbox.logins`` says which login handed over each message."""
+
+    def __init__(self, directory: Path, username: str, password: str,
+                 accounts: Mapping[str, str] | None = None) -> None:
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         self.ca_file = directory / "smtp-ca.pem"
@@ -327,13 +339,15 @@ class SmtpServer:
         self.port = free_port()
         self.logins: list[str] = []
         self.username, self.password = username, password
+        self.accounts: dict[str, str] = dict(accounts or {})
 
         def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-            ok = isinstance(data, LoginPassword) and data.login.decode() == username \
-                and data.password.decode() == password
-            if ok:
-                self.logins.append(username)
-                return AuthResult(success=True)
+            login = data.login.decode() if isinstance(data, LoginPassword) else None
+            expected = password if login == username else self.accounts.get(login or "")
+            if login is not None and expected is not None and data.password.decode() == expected:
+                self.logins.append(login)
+                # Kept on the session (session.auth_data): the inbox records it with each message.
+                return AuthResult(success=True, auth_data=login)
             # handled=False with a message: aiosmtpd answers at once (a bare failure stalls the client).
             return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
 

@@ -65,7 +65,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Orchestrat
     app.runtime = runtime
     agents.register(app, runtime.stages, runtime.repo, runtime.progress, settings.kafka_topic_prefix)
     web.attach(app.web.web_app,  # type: ignore[attr-defined]
-               settings, runtime.repo, runtime.stages, runtime.reporter)
+               settings, runtime.repo, runtime.stages, runtime.reporter, runtime.people_store, runtime.people)
     return app
 
 

@@ -14,6 +14,7 @@ from streams.peers.http import PeerHttp
 from streams.peers.imap import SentFolder
 from streams.peers.sms import SmsGateway
 from streams.peers.smtp import SmtpSender
+from streams.people.directory import Directory
 from streams.pipeline.generation import GenerationPool
 from streams.pipeline.housekeeping import Housekeeping
 from streams.pipeline.poller import EmailPoller
@@ -22,6 +23,7 @@ from streams.pipeline.relay import OutboxRelay, new_producer
 from streams.settings import Settings
 from streams.stages import Stages
 from streams.storage.database import apply_schema, create_pool
+from streams.storage.people import PeopleStore
 from streams.storage.repository import WorkflowRepository
 from streams.storage.stalled import StalledWorkflows
 from streams.web.health import HealthReporter
@@ -35,6 +37,9 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.pool = create_pool(settings.conninfo, settings.db_pool_max_size)
         self.repo = WorkflowRepository(self.pool, self.clock)
+        self.people_store = PeopleStore(self.pool, self.clock)
+        #: Every person of the deployment (docs/design.md, "Many people").
+        self.people = Directory(self.people_store, settings)
         self.http = PeerHttp(settings.http_timeout, connect_timeout=5.0, retry_after_max=settings.retry_after_max)
         self.stages = Stages(
             settings=settings,
@@ -52,12 +57,13 @@ class Runtime:
                 settings.email_password.get_secret_value(), settings.imap_sent_folder,
                 settings.imap_ca_file, settings.smtp_timeout,
             ) if settings.imap_host else None,
+            people=self.people,
         )
         self.generation = GenerationPool(self.stages, self.repo, settings.conninfo,
                                          settings.generation_concurrency, settings.generation_lease)
         self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval,
                                   on_notify=settings.poll_on_notify, limit=settings.poll_limit,
-                                  vip_patterns=parse_patterns(settings.vip_senders))
+                                  vip_patterns=parse_patterns(settings.vip_senders), router=self.people.route)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings),
                                  settings.kafka_topic_prefix)
         self.housekeeping = Housekeeping(self.stages, settings.timeout_check_interval,

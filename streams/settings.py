@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,8 +25,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings
 
+from handlers.people import DEFAULT_PERSON, MailLogin, Person
 from handlers.phones import check_region, region_of
 from handlers.quiet import QuietHours
+from handlers.people_keys import PeopleKeys
 from streams.connection_settings import DatabaseSettings, KafkaSettings, SaslMechanism, SecurityProtocol
 
 __all__ = ["ConfigError", "DatabaseSettings", "KafkaSettings", "SaslMechanism", "SecurityProtocol",
@@ -42,6 +45,15 @@ _S = TypeVar("_S", bound=BaseSettings)
 
 class ConfigError(Exception):
     """The configuration is missing or malformed; the message names the variables."""
+
+
+def checked_people_keys(value: SecretStr | None) -> SecretStr | None:
+    """PEOPLE_KEYS as given, None when blank; a ValueError naming what is wrong
+    when a key is not a Fernet key (the worker and ``orchestrator people`` share it)."""
+    if value is None or not value.get_secret_value().strip():
+        return None
+    PeopleKeys(value.get_secret_value())  # raises naming what is wrong
+    return value
 
 
 class Settings(DatabaseSettings, KafkaSettings):
@@ -140,6 +152,15 @@ class Settings(DatabaseSettings, KafkaSettings):
     quiet_hours: str | None = None
     timezone: str = "UTC"
 
+    # Many people (docs/design.md, "Many people"): the Fernet keys people's
+    # mail passwords are kept under, newest first (comma separated); how often
+    # a worker reads the people table again (seconds); the dashboard's SMS
+    # sign-in code: how long it lives, and how many a phone may ask for per hour.
+    people_keys: SecretStr | None = None
+    people_refresh: float = Field(default=5.0, gt=0)
+    sign_in_code_ttl: float = Field(default=600.0, ge=30)
+    sign_in_codes_per_hour: int = Field(default=5, ge=1)
+
     # Web
     orchestrator_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8003")
     host: str = "0.0.0.0"
@@ -201,6 +222,11 @@ class Settings(DatabaseSettings, KafkaSettings):
             return value.strip()
         return None
 
+    @field_validator("people_keys")
+    @classmethod
+    def _keys(cls, value: SecretStr | None) -> SecretStr | None:
+        return checked_people_keys(value)
+
     @field_validator("smtp_ca_file", "imap_ca_file")
     @classmethod
     def _ca_file(cls, value: Path | None) -> Path | None:
@@ -250,6 +276,20 @@ class Settings(DatabaseSettings, KafkaSettings):
     def quiet(self) -> QuietHours | None:
         """QUIET_HOURS in TIMEZONE, or None when there are none."""
         return QuietHours.parse(self.quiet_hours, self.timezone) if self.quiet_hours else None
+
+    @cached_property
+    def default_person(self) -> Person:
+        """The person these settings describe (YOUR_PHONE_NUMBER, EMAIL_ADDRESS,
+        ...): everyone's when there are no people rows, and what each person
+        leaves unset (handlers/people.py)."""
+        return Person(
+            id=DEFAULT_PERSON, name="default", phone=self.your_phone_number,
+            addresses=(self.email_address.lower(),), timezone=self.timezone, quiet_hours=self.quiet_hours,
+            reminder_after=self.reminder_after, skip_senders=self.skip_senders, tone=self.ai_reply_tone,
+            max_length=self.ai_reply_max_length,
+            smtp=MailLogin(self.gmail_smtp_server, self.gmail_smtp_port, self.email_address,
+                           self.email_password.get_secret_value(), self.smtp_security_mode),
+            imap=None, own_mail=True)
 
     @property
     def draft_link_key(self) -> bytes:

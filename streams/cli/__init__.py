@@ -1,4 +1,4 @@
-"""The operator command line: `orchestrator worker|demo|db|doctor|topics|tail|dlq` (see main)."""
+"""The operator command line: `orchestrator worker|demo|db|doctor|topics|tail|dlq|people` (see main)."""
 
 from streams.cli.main import main
 

@@ -3,8 +3,8 @@
 Checks what the worker needs, the way the worker reaches it, without changing
 anything: the configuration, PostgreSQL and the schema, the Kafka login, the
 topics and what the worker's principal may do with them, the AI generator and
-the SMS gateway (their ``/health``), and the SMTP login (EHLO and AUTH, then
-QUIT: nothing is sent). A part of the configuration that is wrong does not
+the SMS gateway (their ``/health``), the SMTP login (EHLO and AUTH, then
+QUIT: nothing is sent), and the people (PEOPLE_KEYS opens every stored password). A part of the configuration that is wrong does not
 stop the checks that do not need it.
 """
 
@@ -20,14 +20,17 @@ from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]
 from pydantic import BaseModel
 
+from handlers.clock import SystemClock
 from handlers.errors import PeerError
+from handlers.people_keys import KeysError, PeopleKeys
 from streams.kafka.access import KafkaUnavailable, probe, uses_sasl
 from streams.kafka.topics import missing_topics, topic_names
 from streams.observability.logs import redact_url
 from streams.peers.http import UNREACHABLE, PeerHttp
 from streams.peers.smtp import SmtpSender
 from streams.settings import ConfigError, DatabaseSettings, KafkaSettings, Settings, load_settings
-from streams.storage.database import missing_schema
+from streams.storage.database import create_pool, missing_schema
+from streams.storage.people import PeopleStore
 
 #: What the worker does with every topic: read it (the agents), write it (the outbox relay).
 NEEDED_ON_TOPICS = (AclOperation.DESCRIBE, AclOperation.READ, AclOperation.WRITE)
@@ -71,7 +74,46 @@ async def run_checks() -> list[Check]:
         finally:
             await http.close()
         checks.append(await asyncio.to_thread(_smtp, settings))
+        reached = any(c.name == "PostgreSQL" and c.ok for c in checks)
+        people = await _people(settings) if reached else None  # a database we cannot reach is said once
+        if people is not None:
+            checks.append(people)
     return checks
+
+
+async def _people(s: Settings) -> Check | None:
+    """The people of the deployment, and whether PEOPLE_KEYS opens every stored
+    password; None when there are none (a single-person deployment, as before)."""
+    name = "people"
+    pool = create_pool(s.conninfo, 2)
+    try:
+        await pool.open(wait=True, timeout=10)
+        rows = await PeopleStore(pool, SystemClock()).everyone()
+    except Exception as exc:  # noqa: BLE001 - reported, like every check
+        return Check(name, False, f"could not read them ({type(exc).__name__}: {str(exc)[:200]})")
+    finally:
+        await pool.close()
+    if not rows:
+        return None
+    tokens = [(row, token) for row in rows for token in (row.smtp_password, row.imap_password) if token]
+    if not tokens:
+        return Check(name, True, f"{len(rows)} person(s) besides the default person; no stored password")
+    if s.people_keys is None:
+        return Check(name, False, f"{len(rows)} person(s), {len(tokens)} stored password(s), but PEOPLE_KEYS is"
+                                  " not set: their replies cannot be sent")
+    keys = PeopleKeys(s.people_keys.get_secret_value())
+    locked = sorted({f"{row.name} (id {row.id})" for row, token in tokens if not _opens(keys, token)})
+    if locked:
+        return Check(name, False, f"PEOPLE_KEYS opens no key of the password(s) of {', '.join(locked[:10])}")
+    return Check(name, True, f"{len(rows)} person(s); PEOPLE_KEYS opens every stored password")
+
+
+def _opens(keys: PeopleKeys, token: str) -> bool:
+    try:
+        keys.decrypt(token)
+    except KeysError:
+        return False
+    return True
 
 
 async def _postgres(s: DatabaseSettings) -> Check:

@@ -10,6 +10,16 @@
     orchestrator dlq list                        the dead letters, a line each
     orchestrator dlq replay [ID ...|--all] [--dry-run]
                                                  send dead letters back to the topic they came from
+    orchestrator people add NAME --phone P --address A [--address B] [--smtp-server H --smtp-login L
+                  --smtp-password-stdin|--smtp-password-env VAR --imap-... --timezone Z --quiet-hours ...]
+                                                 add a person (streams/cli/people.py)
+    orchestrator people list                     everyone, a line each, with their workflow counts
+    orchestrator people show KEY                 every field of a person (KEY: id, phone, address or name)
+    orchestrator people set KEY FIELD VALUE ...  change fields ('' resets one to the worker's setting);
+                                                 passwords only with --smtp-password-stdin and the like
+    orchestrator people remove KEY               remove a person who has no open workflow
+    orchestrator people new-key                  print a new key for PEOPLE_KEYS
+    orchestrator people rotate-keys              encrypt every stored password again under PEOPLE_KEYS' first key
 
 A configuration problem stops the command with exit status 2 and one line per
 offending variable, before anything connects anywhere; a Kafka cluster that
@@ -24,6 +34,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from streams.cli.people import add_commands as add_people_commands
 from streams.cli.plugins import installed as installed_commands
 from streams.kafka.access import KafkaUnavailable
 from streams.observability import logs
@@ -139,6 +150,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     replay.add_argument("--all", action="store_true", help="every dead letter")
     replay.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
     replay.set_defaults(run=_dlq_replay)
+    add_people_commands(commands)
     return parser
 
 

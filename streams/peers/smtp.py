@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal
 
-from handlers.errors import OutcomeUnknownError, PermanentError, TransientError
+from handlers.errors import LoginRefusedError, OutcomeUnknownError, PermanentError, TransientError
 from streams.observability import metrics
 
 PEER = "SMTP"
@@ -102,7 +102,7 @@ class SmtpSender:
                 client.login(self.username, self.password)
             return client
         except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(PEER, f"login refused ({exc.smtp_code})") from exc
+            raise LoginRefusedError(PEER, f"login refused ({exc.smtp_code})") from exc
         except smtplib.SMTPResponseException as exc:
             raise self._classify(exc) from exc
         except ssl.SSLCertVerificationError as exc:

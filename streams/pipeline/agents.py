@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from handlers.messages import (
+    DraftReady,
     DraftUndelivered,
     EditRequested,
     EmailPending,
     InboundSms,
+    PhoneFreed,
     ReplyApproved,
     SourceRecord,
     TopicMessage,
@@ -67,7 +69,9 @@ def register(app: Any, stages: Stages, repo: WorkflowRepository, progress: Agent
         for message in messages:  # a draft SMS that did not reach the phone is withdrawn first
             if isinstance(message, DraftUndelivered):
                 await stages.withdraw_undelivered(message, source)
-        await stages.notify(source)  # drafts are ready, or the phone was freed: once for all of them
+        # Drafts are ready, or a phone was freed: once for all of them, on each person's phone.
+        await stages.notify(source, about={m.message_id for m in messages
+                                             if isinstance(m, (DraftReady, PhoneFreed, DraftUndelivered))})
 
     async def command(messages: Sequence[InboundSms], _: SourceRecord | None) -> None:
         for message in messages:  # one at a time (``together`` is off): in the order the person sent them

@@ -18,24 +18,42 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import timedelta
 
 from handlers.emails import SENDER_CHARS, SUBJECT_CHARS, bounded, intake_fields
 from handlers.messages import EmailPending
+from handlers.people import DEFAULT_PERSON
+from handlers.workflow import WorkflowState
 from streams.storage.database import run_on_notify
 from streams.storage.records import Email
 from streams.storage.repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
 
-#: Emails claimed per transaction: one round trip per statement, whatever the count.
-BATCH = 500
+#: Emails claimed per transaction: one round trip per statement, whatever the
+#: count; small enough that a newcomer's email waits for little more than one.
+BATCH = 100
+#: Emails taken in whose draft no agent has asked for yet, past which the
+#: poller waits before taking more: what it takes in queues in ``emails.pending``
+#: behind what it took before, so a backlog taken in at once would hold another
+#: person's new email behind it in the topic (docs/design.md, "Fair scheduling").
+AHEAD = BATCH
+#: The longest the poller waits for the draft agents before each batch (they
+#: may be stopped, or behind on a broker outage: intake goes on regardless).
+AHEAD_WAIT = 5.0
+#: Only workflows started this recently count as ahead (older ones in
+#: ``pending`` are the stalled sweep's, not a queue the poller made).
+AHEAD_WINDOW = timedelta(minutes=1)
+#: Whose each of the emails is: message_id -> person_id (None: nobody's).
+Router = Callable[[Sequence[Email]], Awaitable[Mapping[str, int | None]]]
 
 
 class EmailPoller:
     def __init__(self, repo: WorkflowRepository, conninfo: str, interval: float, *, on_notify: bool = True,
-                 limit: int = 0, vip_patterns: Sequence[str] = ()) -> None:
+                 limit: int = 0, vip_patterns: Sequence[str] = (), router: Router | None = None,
+                 ahead_wait: float = AHEAD_WAIT) -> None:
         self.repo = repo
         self.conninfo = conninfo
         self.interval = interval
@@ -43,6 +61,10 @@ class EmailPoller:
         self.limit = limit
         #: VIP_SENDERS: their emails start with priority 1 (with the patterns marked on the dashboard).
         self.vip_patterns = list(vip_patterns)
+        #: Whose each email is (docs/design.md, "Many people"); None: the default person's.
+        self.router = router
+        #: How long to wait for the draft agents before a batch (AHEAD_WAIT; 0: never).
+        self.ahead_wait = ahead_wait
         self.last_poll_at: float | None = None
         self.last_error: str | None = None
         self.taken = 0
@@ -59,21 +81,31 @@ class EmailPoller:
         """Take every pending email now; return how many."""
         taken = 0
         while True:
+            await self._let_the_drafting_catch_up()  # before every batch: a poll may start behind
             batch = min(BATCH, self.limit - taken) if self.limit else BATCH
             async with self.repo.transaction() as tx:
                 claimed = await tx.claim_pending_emails(batch)
                 taking = await asyncio.to_thread(_bounded, claimed)
                 emails = [email for email, _ in taking]
+                owners = await self.router(claimed) if self.router is not None and claimed else None
                 started = set(await tx.create_workflows(taking, reason="picked up by the poller",
-                                                             vip_patterns=self.vip_patterns))
+                                                             vip_patterns=self.vip_patterns, owners=owners))
                 for email in emails:
                     if email.message_id not in started:
                         log.warning("email %s is pending again but has a workflow; left as it is",
                                     email.message_id)
+                nobodys = sorted(m for m in started if owners is not None and owners.get(m, 0) is None)
+                if nobodys:
+                    await tx.transition_many(nobodys, WorkflowState.PENDING, WorkflowState.UNROUTED,
+                                             "belongs to nobody: no person has the mailbox it came to")
+                    log.warning("%d email(s) belong to nobody (no person has their mailbox): %s",
+                                len(nobodys), ", ".join(nobodys[:5]))
+                drafting = started.difference(nobodys)
                 await tx.publish_many([
                     EmailPending(message_id=email.message_id, from_address=email.from_address,
-                                 subject=email.subject, received_at=email.received_at)
-                    for email in emails if email.message_id in started])
+                                 subject=email.subject, received_at=email.received_at,
+                                 person_id=(owners or {}).get(email.message_id) or DEFAULT_PERSON)
+                    for email in emails if email.message_id in drafting])
                 taken += len(started)
             if len(emails) < batch or (self.limit and taken >= self.limit):
                 break
@@ -83,6 +115,17 @@ class EmailPoller:
         if taken:
             log.info("took %d pending email(s)", taken)
         return taken
+
+    async def _let_the_drafting_catch_up(self) -> None:
+        """Wait, at most ``ahead_wait``, until fewer than AHEAD emails taken in wait for a draft agent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ahead_wait
+        while loop.time() < deadline:
+            async with self.repo.transaction() as tx:
+                ahead = await tx.taken_in_not_drafting(self.repo.clock.now() - AHEAD_WINDOW)
+            if ahead < AHEAD:
+                return
+            await asyncio.sleep(0.05)
 
 
 def _bounded(emails: Sequence[Email]) -> list[tuple[Email, str]]:

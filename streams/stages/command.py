@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 from handlers.commands import Command, CommandKind, parse_command
 from handlers.decisions import Answer, DraftOnPhone, decide_command, is_late
@@ -48,15 +47,18 @@ async def command(ctx: StageContext, sms: InboundSms) -> None:
     """Act on one answer from the person, once. An answer that arrives while
     its draft is still being texted (the person can be quicker than the
     gateway's reply) waits for that presentation to be recorded."""
+    person = await ctx.person_of_phone(sms.phone_number)  # each phone answers only its person's drafts
+    mine = ctx.for_person(person) if person is not None else ctx
     waited = 0.0
     while True:
         try:
-            reply = await _command(ctx, sms, wait_for_presentation=waited < presentation_bound(ctx))
+            reply = await _command(mine, sms, known=person is not None,
+                                   wait_for_presentation=waited < presentation_bound(ctx))
             break
         except _BeingTexted:
             await ctx.sleep(PRESENTATION_POLL)
             waited += PRESENTATION_POLL
-    await ctx.tell_person(reply)
+    await mine.tell_person(reply)
 
 
 def presentation_bound(ctx: StageContext) -> float:
@@ -65,14 +67,15 @@ def presentation_bound(ctx: StageContext) -> float:
     return s.max_retry_attempts * (s.http_timeout + s.retry_backoff_max)
 
 
-async def _command(ctx: StageContext, sms: InboundSms, *, wait_for_presentation: bool) -> str | None:
-    """:func:`command`'s transaction; returns the SMS to text once it commits.
-    Raises :class:`_BeingTexted` (nothing written) while a live worker is
-    texting the draft the answer is for."""
+async def _command(ctx: StageContext, sms: InboundSms, *, known: bool, wait_for_presentation: bool) -> str | None:
+    """:func:`command`'s transaction, for the person ``ctx`` works for
+    (``known``: the phone is a person's); returns the SMS to text once it
+    commits. Raises :class:`_BeingTexted` (nothing written) while a live
+    worker is texting the draft the answer is for."""
     async with ctx.repo.transaction() as tx:
         if not await tx.sms.claim(sms.sms_id, sms.phone_number, sms.text, sms.received_at):
             return None  # handled before: a redelivery
-        if sms.phone_number != ctx.phone:
+        if not known:
             await tx.sms.settle(sms.sms_id, "foreign_number", None)
             return None
         latest = await tx.phone.lock(ctx.phone)  # serialises answers and presentations
@@ -131,15 +134,16 @@ async def _target(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
                   latest: Workflow | None) -> tuple[Workflow | None, tuple[str, str | None] | None] | str:
     """The draft the answer is for, and what to record and say when there is
     none (or, settled already, the SMS to text)."""
-    if sms.message_id is not None:  # the dashboard names its draft
-        return await tx.get(sms.message_id), ("unknown_draft", None)
+    if sms.message_id is not None:  # the dashboard names its draft (one of this person's)
+        named = await tx.get(sms.message_id)
+        return (named if named is not None and named.person_id == ctx.person_id else None), ("unknown_draft", None)
     if cmd.code is not None:
-        wf = await tx.phone.by_code(cmd.code)
+        wf = await tx.phone.by_code(cmd.code, person=ctx.person_id)
         if wf is None:
             log.info("answer %r names %s, which no open draft has", sms.sms_id, cmd.code)
         return wf, ("unknown_code", render_unknown_code_sms(cmd.code))
     if cmd.kind in (CommandKind.APPROVE, CommandKind.EDIT, CommandKind.IGNORE):
-        waiting = [d.draft_code for d in await tx.phone.open_drafts()
+        waiting = [d.draft_code for d in await tx.phone.open_drafts(person=ctx.person_id)
                    if d.current_state is S.AWAITING_USER and d.draft_code]
         no_latest = latest is None or latest.current_state is not S.AWAITING_USER  # decided, or being redrafted
         if waiting and (no_latest or len(waiting) > 1 and await _just_changed(ctx, tx, sms)):
@@ -216,7 +220,7 @@ async def _decide(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
     effect = decide_command(cmd, sms.text, on_phone, ctx.settings.max_edit_iterations, ctx.clock.now(),
                             written_at=sms.received_at,
                             clock_skew=timedelta(seconds=ctx.settings.answer_clock_skew), answer=answer,
-                            zone=ZoneInfo(ctx.settings.timezone))
+                            zone=ctx.zone)
     if effect.outcome == "late" and on_phone is not None:
         log.warning("answer %r, received by the gateway at %s, is older than the draft of %s"
                     " (texted from %s): not applied, the person is asked again",
@@ -237,7 +241,7 @@ async def _decide(ctx: StageContext, tx: RepositoryTransaction, sms: InboundSms,
         await lessons.learn(ctx, tx, wf, effect.target, effect.fields)  # docs/design.md, "It learns from you"
         sender = sender_name(wf.email_from or "?")
         if effect.tell_what_is_next:
-            reply = render_ignored_sms(sender, *await next_up(tx), code=wf.draft_code, from_dashboard=dashboard)
+            reply = render_ignored_sms(sender, *await next_up(ctx, tx), code=wf.draft_code, from_dashboard=dashboard)
         elif dashboard and effect.target is S.USER_EDIT_REQUESTED and cmd.instructions:
             reply = render_edit_from_dashboard_sms(draft_label(wf.draft_code, sender, wf.email_subject),
                                                    cmd.instructions)

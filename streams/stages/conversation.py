@@ -36,7 +36,7 @@ async def list_drafts(ctx: StageContext, tx: RepositoryTransaction) -> str:
                           now - (d.email_received_at or d.created_at or now),
                           _STATUS.get(d.current_state, "drafting"), vip=d.priority > 0,
                           sends=sends_at(ctx, d))
-              for d in await tx.phone.open_drafts()]
+              for d in await tx.phone.open_drafts(person=ctx.person_id)]
     return render_list_sms(drafts)
 
 
@@ -46,7 +46,7 @@ async def show(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow) -> tu
     the outcome to record and the SMS to text."""
     if wf.current_state is S.AWAITING_USER:
         await tx.phone.assign(ctx.phone, wf.message_id)
-        return "shown", draft_sms(ctx, wf, await tx.phone.count_waiting())
+        return "shown", draft_sms(ctx, wf, await tx.phone.count_waiting(person=ctx.person_id))
     if wf.current_state is READY_STATE and await tx.phone.request_presentation(wf.message_id):
         await tx.publish(DraftReady(message_id=wf.message_id, iteration=wf.edit_iteration))
         return "show_requested", None  # the notify stage texts it, even over another draft
@@ -60,7 +60,7 @@ async def confirm_ignore_all(ctx: StageContext, tx: RepositoryTransaction) -> st
     phone and awaiting an answer: the person has read them) and ask for a
     ``yes``. Only those are ignored: a draft that comes after the question,
     or one not yet texted, is not."""
-    ids = [d.message_id for d in await tx.phone.open_drafts() if d.current_state is S.AWAITING_USER]
+    ids = [d.message_id for d in await tx.phone.open_drafts(person=ctx.person_id) if d.current_state is S.AWAITING_USER]
     if not ids:
         return "No drafts on your phone to ignore."
     await tx.phone.ask_confirmation(ctx.phone, ids,
@@ -74,4 +74,4 @@ async def ignore_all(ctx: StageContext, tx: RepositoryTransaction, message_ids: 
     moved = await tx.transition_many(message_ids, S.AWAITING_USER, S.USER_IGNORED,
                                      "ignored by SMS (all 3, confirmed)",
                                      user_command="all 3", user_responded_at=ctx.clock.now())
-    return render_ignored_all_sms(len(moved), *await next_up(tx))
+    return render_ignored_all_sms(len(moved), *await next_up(ctx, tx))

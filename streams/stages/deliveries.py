@@ -69,6 +69,8 @@ async def withdraw_undelivered(ctx: StageContext, message: DraftUndelivered,
     free again) and park it, to be texted again after RETRY_PARK_BASE
     seconds, doubling, and failed past RETRY_DEADLINE (counted from the first
     failure report), as a draft the gateway would not take."""
+    wf = await ctx.repo.get(message.message_id)
+    ctx = (await ctx.about(wf) if wf is not None else None) or ctx  # the phone the draft was texted to
     async with ctx.repo.transaction() as tx:
         notice = await _withdraw(ctx, tx, message, source)
     await ctx.tell_person(notice)

@@ -9,7 +9,7 @@ from handlers.drafts import GeneratedDraft
 from handlers.edits import context_instructions
 from handlers.errors import PermanentError, TransientError
 from handlers.messages import DraftReady, EditRequested, EmailPending
-from handlers.senders import parse_patterns, skip_rule
+from handlers.senders import skip_rule
 from handlers.threads import (
     EARLIER_EMAILS,
     ClosedDraft,
@@ -43,7 +43,7 @@ async def draft(ctx: StageContext, messages: Sequence[EmailPending | EditRequest
     email closes the open drafts of the older emails of its thread
     (:func:`supersede_older`), and the person is told once it commits."""
     emails = [m for m in messages if isinstance(m, EmailPending)]
-    skipped = {m.message_id: rule for m in emails if (rule := _skip_rule(ctx, m.from_address)) is not None}
+    skipped = {m.message_id: rule for m in emails if (rule := await _skip_rule(ctx, m)) is not None}
     async with ctx.repo.transaction() as tx:
         for message_id, rule in skipped.items():
             if await tx.transition(message_id, S.PENDING, S.FILTERED, f"no draft: {rule}"):
@@ -53,11 +53,13 @@ async def draft(ctx: StageContext, messages: Sequence[EmailPending | EditRequest
         await tx.transition_many([m.message_id for m in messages if isinstance(m, EditRequested)],
                                  S.USER_EDIT_REQUESTED, S.AI_GENERATING, "edit requested")
         closed = await supersede_older(tx, started)
-    for text in closed:
-        await ctx.tell_person(text)
+    whose = {m.message_id: m.person_id for m in emails}
+    for newer_id, text in closed:
+        person = await ctx.person(whose.get(newer_id, 0))
+        await (ctx.for_person(person) if person is not None else ctx).tell_person(text)
 
 
-async def supersede_older(tx: RepositoryTransaction, newer: Sequence[str]) -> list[str]:
+async def supersede_older(tx: RepositoryTransaction, newer: Sequence[str]) -> list[tuple[str, str]]:
     """Close as ``superseded`` every open draft of an older email of the
     threads of ``newer`` (just started drafting) from the same sender (the
     storage compares them: an email of the thread from anyone else keeps its
@@ -81,23 +83,25 @@ async def supersede_older(tx: RepositoryTransaction, newer: Sequence[str]) -> li
         text = render_superseded_sms([ClosedDraft(wf.draft_code, wf.email_from, wf.email_subject)
                                       for wf in olds if wf.message_id in gone and wf.ai_reply_text])
         if text:
-            texts.append(text)
+            texts.append((newer_id, text))
     return texts
 
 
-def _skip_rule(ctx: StageContext, sender: str | None) -> str | None:
-    """Why an email from ``sender`` gets no draft (a sender rule), or None.
-    A message without the sender (written by hand, or by an older worker)
-    is drafted as before: the sender rules need the sender."""
-    if sender is None:
+async def _skip_rule(ctx: StageContext, message: EmailPending) -> str | None:
+    """Why ``message``'s email gets no draft (a sender rule of the person
+    whose email it is), or None. A message without the sender (written by
+    hand, or by an older worker) is drafted as before: the rules need the sender."""
+    if message.from_address is None:
         return None
-    return skip_rule(sender, ctx.settings.email_address, parse_patterns(ctx.settings.skip_senders))
+    person = await ctx.person(message.person_id) or ctx.default_person
+    return skip_rule(message.from_address, person.email_address, person.skip_patterns)
 
 
 async def generate(ctx: StageContext, wf: Workflow) -> None:
     """Generate the draft of ``wf``, leased in ``ai_generating`` by this
     worker's pool, and hand it on; park or fail it when the generator
     cannot. Every call waits at the generator's gate (Retry-After)."""
+    ctx = await ctx.about(wf) or ctx  # the person whose email it is: their tone, their phone for news
     message_id = wf.message_id
     history = list(wf.edit_history)
     is_edit = wf.edit_iteration > len(history)
@@ -112,8 +116,7 @@ async def generate(ctx: StageContext, wf: Workflow) -> None:
     async def ask() -> GeneratedDraft:
         await ctx.generator_gate.wait()
         try:
-            return await ctx.ai.generate(message_id, tone=ctx.settings.ai_reply_tone,
-                                         max_length=ctx.settings.ai_reply_max_length,
+            return await ctx.ai.generate(message_id, tone=ctx.me.tone, max_length=ctx.me.max_length,
                                          context_instructions=context)
         except TransientError as exc:
             if exc.retry_after:

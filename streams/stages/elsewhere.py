@@ -28,6 +28,7 @@ from handlers.errors import PeerError
 from handlers.sms_text import draft_label
 from handlers.workflow import CLOSABLE_STATES, WorkflowState
 from streams.stages.context import StageContext
+from streams.stages.ports import SentMailbox
 from streams.stages.scheduling import is_scheduled
 
 log = logging.getLogger(__name__)
@@ -45,22 +46,38 @@ async def close_answered_elsewhere(ctx: StageContext) -> int:
     returns how many. Nothing to do (the check off, no IMAP, no open draft)
     costs no IMAP connection; IMAP trouble is one WARNING and changes nothing
     (the next sweep looks again)."""
-    if ctx.sent_folder is None or not ctx.settings.answered_elsewhere_check:
+    if not ctx.settings.answered_elsewhere_check:
         return 0
     now, every = ctx.clock.now(), timedelta(seconds=ctx.settings.answered_elsewhere_interval)
-    if ctx.elsewhere_checked_at is not None and now - ctx.elsewhere_checked_at < every:
-        return 0  # looked a moment ago (ANSWERED_ELSEWHERE_INTERVAL)
-    open_emails = await ctx.repo.closable_emails()
+    closed = 0
+    for person in await ctx.everyone():  # each person's own Sent folder, for their own emails
+        last = ctx.elsewhere_checked.get(person.id)
+        if last is not None and now - last < every:
+            continue  # looked a moment ago (ANSWERED_ELSEWHERE_INTERVAL)
+        mine = ctx.for_person(person)
+        folder = mine.sent_folder_for(person)
+        if folder is None:
+            continue
+        found = await _look(mine, folder)
+        if found is not None:  # a failed look is not counted: the next sweep tries again, for them only
+            ctx.elsewhere_checked[person.id] = now
+            closed += found
+    return closed
+
+
+async def _look(ctx: StageContext, folder: SentMailbox) -> int | None:
+    """Close the drafts of the person ``ctx`` works for answered in ``folder``;
+    how many, or None when the folder could not be read."""
+    open_emails = await ctx.repo.closable_emails(ctx.person_id)
     if not open_emails:
         return 0
     since = (min(received for _, received, _ in open_emails) - SINCE_MARGIN).date()
     try:
-        replies = await ctx.sent_folder.replies_since(since, SCAN_LIMIT)
+        replies = await folder.replies_since(since, SCAN_LIMIT)
     except PeerError as exc:
         log.warning("could not look in the Sent folder for replies written elsewhere (%s); next sweep tries again",
                     exc)
-        return 0
-    ctx.elsewhere_checked_at = now  # a failed look is not counted: the next sweep tries again
+        return None
     senders = {message_id: sender for message_id, _, sender in open_emails}  # a reply went to the sender
     found = answered_elsewhere(replies, senders)
     if found:

@@ -8,7 +8,7 @@ object itself as the context.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from handlers.messages import (
     DraftUndelivered,
@@ -52,8 +52,8 @@ class Stages(StageContext):
     async def generate(self, wf: Workflow) -> None:
         await drafting.generate(self, wf)
 
-    async def notify(self, source: SourceRecord | None = None) -> None:
-        await notifying.notify(self, source)
+    async def notify(self, source: SourceRecord | None = None, about: Collection[str] | None = None) -> None:
+        await notifying.notify(self, source, about)
 
     async def withdraw_undelivered(self, message: DraftUndelivered, source: SourceRecord | None = None) -> None:
         await delivering.withdraw_undelivered(self, message, source)

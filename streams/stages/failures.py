@@ -37,6 +37,7 @@ async def fail_workflow(ctx: StageContext, wf: Workflow, expected: WorkflowState
                         *, source: SourceRecord | None = None, letter: bool = True, **fields: Any) -> None:
     """Record that ``wf`` gave up at ``stage``; dead-letter it (unless
     ``letter`` is False: already done); tell the person."""
+    ctx = await ctx.about(wf) or ctx  # the person whose email it is is told
     async with ctx.repo.transaction() as tx:
         failure_sms = await fail_in(ctx, tx, wf, expected, stage, error, source=source, letter=letter, **fields)
     await ctx.tell_person(failure_sms)
@@ -89,7 +90,7 @@ def restart_message(stage: Stage, wf: Workflow) -> TopicMessage:
     """The message that sets ``stage`` going again for ``wf``."""
     if stage is Stage.DRAFT:
         return EmailPending(message_id=wf.message_id, from_address=wf.email_from, subject=wf.email_subject,
-                            received_at=wf.email_received_at)
+                            received_at=wf.email_received_at, person_id=wf.person_id or 0)
     if stage is Stage.NOTIFY:
         return DraftReady(message_id=wf.message_id, iteration=wf.edit_iteration)
     if stage is Stage.SEND:

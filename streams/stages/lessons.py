@@ -78,12 +78,14 @@ async def learn(ctx: StageContext, tx: RepositoryTransaction, wf: Workflow, targ
     if wf.lesson_ids and wf.edit_iteration == 0:
         await tx.count_lesson_use(wf.lesson_ids, "times_edited_after")
     given = evidence(wf.message_id, wf.email_from, instruction) if instruction else None
-    if given is None or not await tx.add_lesson_evidence(given, "hand" if kind == "hand" else "edit"):
+    if given is None or not await tx.add_lesson_evidence(given, "hand" if kind == "hand" else "edit",
+                                                         person=ctx.person_id):
         return
-    learnt = learnt_from(given, await tx.recent_lesson_evidence(EVIDENCE_WINDOW), thresholds(ctx.settings))
-    if learnt is None or known_lesson(await tx.lessons_for(given.sender, given.domain), learnt):
+    recent = await tx.recent_lesson_evidence(EVIDENCE_WINDOW, person=ctx.person_id)
+    learnt = learnt_from(given, recent, thresholds(ctx.settings))
+    if learnt is None or known_lesson(await tx.lessons_for(given.sender, given.domain, person=ctx.person_id), learnt):
         return
-    lesson_id = await tx.save_lesson(learnt, "learnt")
+    lesson_id = await tx.save_lesson(learnt, "learnt", person=ctx.person_id)
     log.info("learnt lesson %d for %s %s: %r", lesson_id, learnt.scope.value, learnt.key or "", learnt.text)
 
 
@@ -99,7 +101,7 @@ async def for_draft(ctx: StageContext, wf: Workflow, *, is_edit: bool) -> tuple[
             chosen = [lesson for lesson in await tx.lessons_by_id(wf.lesson_ids or []) if lesson.enabled]
         else:
             sender, domain = sender_and_domain(wf.email_from)
-            chosen = applicable(await tx.lessons_for(sender, domain), sender, domain)
+            chosen = applicable(await tx.lessons_for(sender, domain, person=ctx.person_id), sender, domain)
     return [lesson.id for lesson in chosen], lessons_block([lesson.text for lesson in chosen])
 
 
@@ -117,7 +119,7 @@ async def answer(ctx: StageContext, tx: RepositoryTransaction, cmd: Command,
     if cmd.kind is CommandKind.REMEMBER and cmd.instructions:
         if not cmd.everyone and (wf is None or wf.email_from is None):
             return "no_sender", NO_DRAFT_TO_REMEMBER_SMS
-        return await _remember(tx, cmd.instructions, None if cmd.everyone else wf)
+        return await _remember(tx, cmd.instructions, None if cmd.everyone else wf, ctx.person_id)
     return "help", HELP_SMS
 
 
@@ -134,22 +136,23 @@ async def _forget(tx: RepositoryTransaction, wf: Workflow | None) -> tuple[str, 
     return ("forgot" if behind else "nothing_to_forget"), render_forgot_sms([lesson.text for lesson in behind])
 
 
-async def _remember(tx: RepositoryTransaction, text: str, wf: Workflow | None) -> tuple[str, str | None]:
-    """A lesson at once: for ``wf``'s sender, or for everyone when ``wf`` is None;
+async def _remember(tx: RepositoryTransaction, text: str, wf: Workflow | None, person: int) -> tuple[str, str | None]:
+    """A lesson of ``person``'s at once: for ``wf``'s sender, or for everyone when ``wf`` is None;
     its blanks normalised and cut to :data:`LESSON_CHARS`, like any lesson
     (it is sent in every request for its sender), and the SMS says so if cut."""
     text = " ".join(text.split())
     cut = len(text) > LESSON_CHARS
     text = text[:LESSON_CHARS].rstrip()
     if wf is None or wf.email_from is None:
-        learnt, who, known = Learnt(Scope.EVERYONE, None, text), None, await tx.lessons_for("", "")
+        learnt, who = Learnt(Scope.EVERYONE, None, text), None
+        known = await tx.lessons_for("", "", person=person)
     else:
         sender, domain = sender_and_domain(wf.email_from)
         learnt, who = Learnt(Scope.SENDER, sender, text), sender_name(wf.email_from)
-        known = await tx.lessons_for(sender, domain)
+        known = await tx.lessons_for(sender, domain, person=person)
     same: Lesson | None = known_lesson(known, learnt)
     if same is not None:
         await tx.update_lesson(same.id, text=text, enabled=True)
     else:
-        await tx.save_lesson(learnt, "remembered")
+        await tx.save_lesson(learnt, "remembered", person=person)
     return "remembered", render_remembered_sms(text, who, cut=cut)

@@ -3,10 +3,12 @@ reminder when it waits too long)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from handlers.emails import sender_name
 from handlers.errors import PermanentError
@@ -40,13 +42,18 @@ class _Presentation:
     text: str
 
 
-#: The most drafts one call of :func:`notify` texts (PHONE_MODE=each); the
-#: sweep and the next ``drafts.ready`` go on from there.
+#: The most drafts one call of :func:`notify` texts to one phone
+#: (PHONE_MODE=each); the sweep and the next ``drafts.ready`` go on from there.
 MAX_PRESENTATIONS = 50
+#: How many people's phones one call of :func:`notify` texts at once.
+PEOPLE_AT_ONCE = 8
 
 
-async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
-    """Put the right drafts on the phone.
+async def notify(ctx: StageContext, source: SourceRecord | None = None,
+                 about: Collection[str] | None = None) -> None:
+    """Put the right drafts on the phones of the people whose workflows
+    ``about`` names (every person with a draft waiting when not given), each
+    person's on their own phone, several people at once.
 
     PHONE_MODE=one: the phone holds one draft at a time, the one most
     recently presented, until it reaches a decision; an edited draft keeps
@@ -66,7 +73,25 @@ async def notify(ctx: StageContext, source: SourceRecord | None = None) -> None:
     texting again could only duplicate it. ``source``: the record that set
     this going, if the message loop handed one over (a failure dead-letters it).
     """
-    quiet = is_quiet(ctx.settings.quiet, ctx.clock.now())
+    async with ctx.repo.transaction() as tx:
+        people = await (tx.phone.people_of(about) if about is not None else tx.phone.people_waiting())
+    gate = asyncio.Semaphore(PEOPLE_AT_ONCE)
+
+    async def for_one(person_id: int) -> None:
+        person = await ctx.person(person_id)
+        if person is not None:
+            async with gate:
+                await _notify_person(ctx.for_person(person), source)
+
+    failed = [r for r in await asyncio.gather(*map(for_one, people), return_exceptions=True)
+              if isinstance(r, BaseException)]
+    if failed:
+        raise failed[0]
+
+
+async def _notify_person(ctx: StageContext, source: SourceRecord | None) -> None:
+    """:func:`notify` for the one person ``ctx`` works for (their phone, their quiet hours)."""
+    quiet = is_quiet(ctx.me.quiet, ctx.clock.now())
     for _ in range(MAX_PRESENTATIONS):
         if not await _present_one(ctx, source, quiet=quiet):
             return
@@ -110,11 +135,18 @@ async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction, *,
         if await tx.presenter_gone(holder.message_id):
             return await settle_cut_off_presentation(ctx, tx, holder)
         return None  # being texted right now
-    candidate = await tx.phone.requested()  # the person asked for it by its code
+    candidate = await tx.phone.requested(person=ctx.person_id)  # the person asked for it by its code
     if candidate is None and not quiet:
         candidate = await _next_candidate(ctx, tx, holder)
     if candidate is None:
         return None
+    if candidate.draft_code is None:  # a workflow from before codes, or taken in while the person had none free
+        given = await tx.give_codes([candidate.message_id])
+        if not given:  # nothing is changed or texted; the person can still answer the drafts in ``list``
+            log.warning("every draft code of person %s is in use: %s waits to be presented until one is freed",
+                        ctx.person_id, candidate.message_id)
+            return None
+        candidate = replace(candidate, draft_code=given[0])
     now = ctx.clock.now()
     if not await tx.transition(candidate.message_id, READY_STATE, S.SMS_SENDING, "presenting the draft",
                                sms_phone_number=ctx.phone, presented_at=now):
@@ -122,16 +154,14 @@ async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction, *,
     await tx.phone.assign(ctx.phone, candidate.message_id)
     if not await tx.hold_presentation(candidate.message_id):
         raise RuntimeError(f"the presentation of {candidate.message_id} is held elsewhere")
-    if candidate.draft_code is None:  # a workflow from before codes, or retried after a decision
-        candidate = replace(candidate, draft_code=(await tx.give_codes([candidate.message_id]))[0])
-    waiting = await tx.phone.count_waiting(exclude=candidate.message_id)
+    waiting = await tx.phone.count_waiting(person=ctx.person_id, exclude=candidate.message_id)
     return _Presentation(candidate, draft_sms(ctx, candidate, waiting))
 
 
 async def _next_candidate(ctx: StageContext, tx: RepositoryTransaction, holder: Workflow | None) -> Workflow | None:
     """The draft that goes on the phone next, if one should now."""
     if ctx.settings.phone_mode == "each":
-        return await tx.phone.oldest_ready()
+        return await tx.phone.oldest_ready(person=ctx.person_id)
     if holder is not None and holder.current_state is READY_STATE:
         if holder.next_attempt_at is not None and holder.next_attempt_at > ctx.clock.now():
             return None  # an edited draft keeps the phone; it waits for the gateway
@@ -139,7 +169,7 @@ async def _next_candidate(ctx: StageContext, tx: RepositoryTransaction, holder: 
     elif holder is not None and not is_terminal(holder.current_state):
         return None  # the person has a draft to answer, or it is being worked on
     else:
-        candidate = await tx.phone.oldest_ready()
+        candidate = await tx.phone.oldest_ready(person=ctx.person_id)
     return candidate
 
 
@@ -206,17 +236,22 @@ async def send_reminders(ctx: StageContext) -> int:
     refuses is unclaimed and tried again on the next sweep; a worker that
     stops between the claim and the SMS leaves it unsent (at most once).
     """
-    after, now = ctx.settings.reminder_after, ctx.clock.now()
-    if not after or is_quiet(ctx.settings.quiet, now):
+    now = ctx.clock.now()
+    shortest = min((p.reminder_after for p in await ctx.everyone() if p.reminder_after), default=0.0)
+    if not shortest:
         return 0
     sent = 0
-    for message_id in await ctx.repo.due_reminders(now - timedelta(seconds=after)):
+    for message_id in await ctx.repo.due_reminders(now - timedelta(seconds=shortest)):
         async with ctx.repo.transaction() as tx:
-            text = await _claim_reminder(ctx, tx, message_id)
+            wf = await tx.get(message_id)
+            mine = await ctx.about(wf) if wf is not None else None
+            if mine is None or not _reminder_due(mine, wf, now):
+                continue
+            text = await _claim_reminder(mine, tx, message_id)
         if text is None:
             continue
         try:
-            await call_with_retries(functools.partial(ctx.sms.send, ctx.phone, text), ctx.policy, "reminder SMS")
+            await call_with_retries(functools.partial(ctx.sms.send, mine.phone, text), ctx.policy, "reminder SMS")
         except (Exhausted, PermanentError) as exc:
             log.warning("reminder for %s not sent (%s); trying again on the next sweep", message_id, exc)
             async with ctx.repo.transaction() as tx:
@@ -226,6 +261,14 @@ async def send_reminders(ctx: StageContext) -> int:
     return sent
 
 
+def _reminder_due(ctx: StageContext, wf: Workflow | None, now: datetime) -> bool:
+    """Whether the person ``ctx`` works for is reminded of ``wf`` now (their REMINDER_AFTER and quiet hours)."""
+    after = ctx.me.reminder_after
+    if wf is None or not after or wf.sms_sent_at is None or is_quiet(ctx.me.quiet, now):
+        return False
+    return wf.sms_sent_at <= now - timedelta(seconds=after)
+
+
 async def _claim_reminder(ctx: StageContext, tx: RepositoryTransaction, message_id: str) -> str | None:
     """Under the phone's lock, briefly: claim the reminder of ``message_id``
     if its draft still awaits an answer; returns the SMS to text."""
@@ -233,12 +276,14 @@ async def _claim_reminder(ctx: StageContext, tx: RepositoryTransaction, message_
     wf = await tx.get(message_id)
     if wf is None or wf.current_state is not S.AWAITING_USER or not await tx.mark_reminded(message_id):
         return None
-    return render_reminder_sms(draft_sms(ctx, wf, await tx.phone.count_waiting()))
+    return render_reminder_sms(draft_sms(ctx, wf, await tx.phone.count_waiting(person=ctx.person_id)))
 
 
-async def next_up(tx: RepositoryTransaction) -> tuple[str | None, int, int]:
+async def next_up(ctx: StageContext, tx: RepositoryTransaction) -> tuple[str | None, int, int]:
     """Who sent the draft that goes on the phone next, how many wait for the
     phone, and how many drafts on it still await an answer."""
-    nxt = await tx.phone.oldest_ready()
-    awaiting = sum(1 for wf in await tx.phone.open_drafts() if wf.current_state is S.AWAITING_USER)
-    return (sender_name(nxt.email_from or "?") if nxt else None), await tx.phone.count_waiting(), awaiting
+    nxt = await tx.phone.oldest_ready(person=ctx.person_id)
+    awaiting = sum(1 for wf in await tx.phone.open_drafts(person=ctx.person_id)
+                   if wf.current_state is S.AWAITING_USER)
+    waiting = await tx.phone.count_waiting(person=ctx.person_id)
+    return (sender_name(nxt.email_from or "?") if nxt else None), waiting, awaiting

@@ -25,6 +25,7 @@ async def park_or_fail(ctx: StageContext, wf: Workflow, state: WorkflowState, st
     """A peer outlasted the in-call retries: park ``wf`` in ``state`` and
     try ``stage`` again later, texting the person once per outage; past
     RETRY_DEADLINE, fail it."""
+    ctx = await ctx.about(wf) or ctx  # the person whose email it is is told
     async with ctx.repo.transaction() as tx:
         sms = await park_or_fail_in(ctx, tx, wf, state, stage, error, source=source, **fail_fields)
     await ctx.tell_person(sms)
@@ -45,7 +46,7 @@ async def park_or_fail_in(ctx: StageContext, tx: RepositoryTransaction, wf: Work
                          release_send="send_attempted_at" in fail_fields):
         return None
     log.warning("%s parked at %s: %s; next try at %s", wf.message_id, stage, error.last, next_at.isoformat())
-    return render_outage_sms(peer) if await tx.note_outage(peer) else None
+    return render_outage_sms(peer) if await tx.note_outage(peer, ctx.person_id) else None
 
 
 async def resume_parked(ctx: StageContext, limit: int = 100) -> int:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from handlers.drafts import GeneratedDraft
 from handlers.elsewhere import SentReply
+from handlers.people import Person
 
 
 class ReplyGenerator(Protocol):
@@ -42,4 +43,29 @@ class SentMailbox(Protocol):
     async def replies_since(self, since: date, limit: int) -> list[SentReply]:
         """The threading headers of the ``limit`` newest messages filed in the
         Sent folder since ``since``, oldest first (one search, one fetch)."""
+        ...
+
+
+class People(Protocol):
+    """Who is who (docs/design.md, "Many people"): the people rows, each with
+    every setting resolved, and the mail logins of each person."""
+
+    async def get(self, person_id: int) -> Person | None:
+        """The person of ``person_id`` (0: the default person), or None when there is none."""
+        ...
+
+    async def everyone(self) -> list[Person]:
+        """The default person, then every person of the deployment."""
+        ...
+
+    async def by_phone(self, phone: str) -> Person | None:
+        """The person whose phone is ``phone`` (E.164), or None."""
+        ...
+
+    def mail_sender(self, person: Person) -> MailSender | None:
+        """The person's own SMTP login, or None: they use the worker's."""
+        ...
+
+    def sent_folder(self, person: Person) -> SentMailbox | None:
+        """The person's own Sent folder, or None: they have none of their own."""
         ...

@@ -49,7 +49,7 @@ def sends_at(ctx: StageContext, wf: Workflow) -> str | None:
     """When a scheduled reply leaves, as the ``list`` SMS says it (``Wed 09:00``)."""
     if not is_scheduled(wf) or wf.send_at is None:
         return None
-    return format_send_time(wf.send_at, ctx.clock.now(), ZoneInfo(ctx.settings.timezone))
+    return format_send_time(wf.send_at, ctx.clock.now(), ctx.zone)
 
 
 async def free_the_phone(tx: RepositoryTransaction, message_id: str) -> None:
@@ -78,7 +78,7 @@ async def cancel(ctx: StageContext, tx: RepositoryTransaction, cmd: Command,
     ``cancel`` means the one reply scheduled (the draft on the phone, if it
     is one); with several, the person is asked for the code."""
     if cmd.code is None and (wf is None or not is_scheduled(wf)):
-        scheduled = [d for d in await tx.phone.open_drafts() if is_scheduled(d)]
+        scheduled = [d for d in await tx.phone.open_drafts(person=ctx.person_id) if is_scheduled(d)]
         if not scheduled:
             return "nothing_scheduled", NOTHING_SCHEDULED_SMS
         if len(scheduled) > 1:

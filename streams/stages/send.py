@@ -11,10 +11,10 @@ from typing import Any
 
 from handlers.decisions import DASHBOARD_COMMAND
 from handlers.emails import Reply, build_reply, new_message_id, sender_name
-from handlers.errors import OutcomeUnknownError, PeerError, PermanentError
+from handlers.errors import LoginRefusedError, OutcomeUnknownError, PeerError, PermanentError, TransientError
 from handlers.headers import clean_reply
 from handlers.messages import SourceRecord
-from handlers.sms_text import render_sent_sms
+from handlers.sms_text import LOGIN_PEER, render_sent_sms
 from handlers.workflow import Stage, WorkflowState
 from streams.stages.context import StageContext
 from streams.stages.failures import fail_workflow
@@ -51,6 +51,11 @@ async def send(ctx: StageContext, message_id: str, source: SourceRecord | None =
     settled by the Sent folder when there is one, else by a person.
     ``source``: the record that set this going, if the message loop handed
     one over."""
+    wf = await ctx.repo.get(message_id)
+    mine = await ctx.about(wf) if wf is not None else None
+    if mine is None:  # gone, or nobody's: nothing to send
+        return
+    ctx = mine  # the person whose reply it is: their login, their address, their phone
     async with ctx.repo.session() as session:  # holds the send's lock until the reply is settled
         claim = await _claim_send(ctx, session, message_id, source)
         if claim is not None:
@@ -70,6 +75,15 @@ async def _send_claimed(ctx: StageContext, claim: _SendClaim) -> None:
                 await fail_workflow(ctx, claim.wf, S.USER_APPROVED, Stage.SEND, exc, source=claim.source)
             elif await _settle_cut_off(ctx, claim, str(exc)):
                 continue  # not in the Sent folder: sent again, once, with the same Message-ID
+            return
+        except LoginRefusedError as exc:
+            if ctx.me.is_default or ctx.me.own_mail:
+                await fail_workflow(ctx, claim.wf, S.USER_APPROVED, Stage.SEND, exc, source=claim.source,
+                                    send_attempted_at=None)
+            else:  # a person's own login: only their replies wait, until it is fixed
+                await park_or_fail(ctx, claim.wf, S.USER_APPROVED, Stage.SEND,
+                                   Exhausted(TransientError(LOGIN_PEER, str(exc)), 1), source=claim.source,
+                                   send_attempted_at=None)
             return
         except PermanentError as exc:
             # The server refused it: nothing went out, a retry may send again.
@@ -106,7 +120,7 @@ async def _claim_send(ctx: StageContext, session: RepositorySession, message_id:
                 log.info("%s: its reply is scheduled for %s: not sent before", message_id, wf.send_at.isoformat())
                 return None
             if await tx.hold_send(message_id):
-                reply_id = wf.reply_message_id or new_message_id(ctx.settings.email_address)
+                reply_id = wf.reply_message_id or new_message_id(ctx.me.email_address)
                 cut_off = not await tx.claim_send(message_id, reply_id)
                 email = await tx.email(message_id)
                 assert email is not None  # workflow_state references processed_emails
@@ -126,7 +140,7 @@ async def _hand_over(ctx: StageContext, claim: _SendClaim) -> int:
     """Give the reply to the SMTP server; returns the attempts it took."""
     wf, email = claim.wf, claim.email
     message = build_reply(clean_reply(Reply(
-        from_address=ctx.settings.email_address,
+        from_address=ctx.me.email_address,
         original_from=email.from_address,
         original_subject=email.subject,
         original_message_id=wf.message_id,
@@ -135,7 +149,8 @@ async def _hand_over(ctx: StageContext, claim: _SendClaim) -> int:
         message_id=claim.reply_id,
         date=ctx.clock.now(),
     )))
-    _, attempts = await call_with_retries(lambda: ctx.smtp.send(message), ctx.policy,
+    smtp = ctx.mail_for(ctx.me)
+    _, attempts = await call_with_retries(lambda: smtp.send(message), ctx.policy,
                                           f"reply to {wf.message_id}")
     return attempts
 
@@ -146,7 +161,7 @@ async def _record_sent(ctx: StageContext, claim: _SendClaim, reason: str, **fiel
         await tx.transition(message_id, S.USER_APPROVED, S.REPLY_SENT, reason,
                             reply_sent_at=ctx.clock.now(), **fields)
         await tx.record_sent_reply(message_id, claim.wf.ai_reply_text or "")
-        following = await next_up(tx)
+        following = await next_up(ctx, tx)
     await ctx.tell_person(render_sent_sms(
         sender_name(claim.email.from_address), *following, code=claim.wf.draft_code,
         from_dashboard=(claim.wf.user_command or "").startswith(DASHBOARD_COMMAND)))
@@ -158,8 +173,8 @@ async def _settle_cut_off(ctx: StageContext, claim: _SendClaim, what_happened: s
     send it again with the same Message-ID. No Sent folder, or it cannot be
     read: the workflow fails as "outcome unknown" for a person to decide."""
     wf, reply_id = claim.wf, claim.reply_id
-    if ctx.sent_folder is not None:
-        folder = ctx.sent_folder
+    folder = ctx.sent_folder_for(ctx.me)
+    if folder is not None:
         try:
             found, _ = await call_with_retries(lambda: folder.contains(reply_id), ctx.policy,
                                                f"Sent folder check for {reply_id}")

@@ -21,20 +21,20 @@ class ElsewhereReads:
 
     pool: Pool
 
-    async def closable_emails(self) -> list[tuple[str, datetime, str]]:
+    async def closable_emails(self, person: int = 0) -> list[tuple[str, datetime, str]]:
         """Every workflow a reply from elsewhere may close (CLOSABLE_STATES,
         and a reply scheduled for later that has not begun to leave):
         its email's Message-ID, when the email arrived (the workflow's
         creation when that is unknown) and its sender (the ``From``: a reply
-        must have gone to it), oldest first."""
+        must have gone to it), oldest first; ``person``'s alone."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT w.message_id, COALESCE(w.email_received_at, w.created_at) AS received,"
                 " COALESCE(w.email_from, p.from_address) AS sender"
                 " FROM workflow_state w JOIN processed_emails p ON p.message_id = w.message_id"
-                " WHERE w.current_state = ANY(%s) OR (w.current_state = %s AND w.send_at IS NOT NULL"
-                "  AND w.send_released_at IS NULL AND w.send_attempted_at IS NULL)"
-                " ORDER BY received, w.id", (names(CLOSABLE_STATES), WorkflowState.USER_APPROVED.value))
+                " WHERE w.person_id = %s AND (w.current_state = ANY(%s) OR (w.current_state = %s"
+                "  AND w.send_at IS NOT NULL AND w.send_released_at IS NULL AND w.send_attempted_at IS NULL))"
+                " ORDER BY received, w.id", (person, names(CLOSABLE_STATES), WorkflowState.USER_APPROVED.value))
             return [(row["message_id"], row["received"], row["sender"]) for row in await cur.fetchall()]
 
     async def own_replies(self, message_ids: Collection[str]) -> set[str]:

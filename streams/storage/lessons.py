@@ -28,34 +28,37 @@ def _lesson(row: Mapping[str, Any]) -> Lesson:
 class LessonStore(TransactionBase):
     """Evidence in, lessons out; the dashboard's edits of them."""
 
-    async def add_lesson_evidence(self, evidence: Evidence, kind: Literal["edit", "hand"] = "edit") -> bool:
-        """Keep one instruction given for one email; False when that email
-        already has it (a redelivered answer)."""
+    async def add_lesson_evidence(self, evidence: Evidence, kind: Literal["edit", "hand"] = "edit", *,
+                                  person: int = 0) -> bool:
+        """Keep one instruction ``person`` gave for one email; False when that
+        email already has it (a redelivered answer)."""
         cur = await self.conn.execute(
-            "INSERT INTO lesson_evidence (message_id, sender, domain, kind, instruction, normalised, at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (message_id, normalised) DO NOTHING",
+            "INSERT INTO lesson_evidence (message_id, sender, domain, kind, instruction, normalised, at, person_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (message_id, normalised) DO NOTHING",
             (evidence.message_id, evidence.sender, evidence.domain, kind, evidence.text, evidence.normalised,
-             self.clock.now()))
+             self.clock.now(), person))
         return cur.rowcount == 1
 
-    async def recent_lesson_evidence(self, limit: int) -> list[Evidence]:
-        """The last ``limit`` instructions given, newest first."""
+    async def recent_lesson_evidence(self, limit: int, *, person: int = 0) -> list[Evidence]:
+        """The last ``limit`` instructions ``person`` gave, newest first."""
         cur = await self.conn.execute(
             "SELECT message_id, sender, domain, instruction, normalised FROM lesson_evidence"
-            " ORDER BY id DESC LIMIT %s", (limit,))
+            " WHERE person_id = %s ORDER BY id DESC LIMIT %s", (person, limit))
         return [Evidence(r["message_id"], r["sender"], r["domain"], r["instruction"], r["normalised"])
                 for r in await cur.fetchall()]
 
-    async def lessons_for(self, sender: str, domain: str) -> list[Lesson]:
-        """Every lesson, on or off, for ``sender``, for ``domain`` or for everyone, oldest first."""
+    async def lessons_for(self, sender: str, domain: str, *, person: int = 0) -> list[Lesson]:
+        """Every lesson of ``person``, on or off, for ``sender``, for ``domain`` or for everyone, oldest first."""
         cur = await self.conn.execute(
-            "SELECT * FROM lessons WHERE scope = %s OR (scope = %s AND key = %s) OR (scope = %s AND key = %s)"
-            " ORDER BY id", (Scope.EVERYONE.value, Scope.SENDER.value, sender, Scope.DOMAIN.value, domain))
+            "SELECT * FROM lessons WHERE person_id = %s AND (scope = %s OR (scope = %s AND key = %s)"
+            " OR (scope = %s AND key = %s)) ORDER BY id",
+            (person, Scope.EVERYONE.value, Scope.SENDER.value, sender, Scope.DOMAIN.value, domain))
         return [_lesson(r) for r in await cur.fetchall()]
 
-    async def all_lessons(self) -> list[Lesson]:
-        """Every lesson (the dashboard's page), by scope, key and age."""
-        cur = await self.conn.execute("SELECT * FROM lessons ORDER BY scope, key NULLS FIRST, id")
+    async def all_lessons(self, person: int | None = None) -> list[Lesson]:
+        """Every lesson (the dashboard's page), ``person``'s alone when given, by scope, key and age."""
+        cur = await self.conn.execute("SELECT * FROM lessons WHERE %s::int IS NULL OR person_id = %s"
+                                      " ORDER BY scope, key NULLS FIRST, id", (person, person))
         return [_lesson(r) for r in await cur.fetchall()]
 
     async def lessons_by_id(self, ids: Collection[int]) -> list[Lesson]:
@@ -65,13 +68,13 @@ class LessonStore(TransactionBase):
         cur = await self.conn.execute("SELECT * FROM lessons WHERE id = ANY(%s) ORDER BY id", (list(ids),))
         return [_lesson(r) for r in await cur.fetchall()]
 
-    async def save_lesson(self, learnt: Learnt, source: Literal["learnt", "remembered"]) -> int:
-        """A new lesson, switched on; returns its id."""
+    async def save_lesson(self, learnt: Learnt, source: Literal["learnt", "remembered"], *, person: int = 0) -> int:
+        """A new lesson of ``person``'s, switched on; returns its id."""
         now = self.clock.now()
         cur = await self.conn.execute(
-            "INSERT INTO lessons (scope, key, text, source, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (learnt.scope.value, learnt.key, learnt.text, source, now, now))
+            "INSERT INTO lessons (scope, key, text, source, created_at, updated_at, person_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (learnt.scope.value, learnt.key, learnt.text, source, now, now, person))
         row = await cur.fetchone()
         assert row is not None
         return int(row["id"])

@@ -40,10 +40,14 @@ class Parking(TransactionBase):
                               park_reason(reason, next_attempt_at), reason, now)
         return True
 
-    async def note_outage(self, peer: str) -> bool:
-        """Record that ``peer`` is out; True only for the first note of an outage."""
-        row = await one(self.conn, "INSERT INTO peer_outage (peer, since) VALUES (%s, %s)"
-                        " ON CONFLICT DO NOTHING RETURNING peer", (peer, self.clock.now()))
+    async def note_outage(self, peer: str, person: int = 0) -> bool:
+        """Record that ``peer`` is out and holds work of ``person``; True only
+        for the first note of the outage for that person (who is then texted:
+        an outage of a shared peer texts each person it holds once)."""
+        await self.conn.execute("INSERT INTO peer_outage (peer, since) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                (peer, self.clock.now()))
+        row = await one(self.conn, "INSERT INTO peer_outage_told (peer, person_id) VALUES (%s, %s)"
+                        " ON CONFLICT DO NOTHING RETURNING peer", (peer, person))
         return row is not None
 
     async def claim_due_parked(self, limit: int) -> list[Workflow]:
@@ -58,8 +62,16 @@ class Parking(TransactionBase):
         return [Workflow.from_row(row) for row in await cur.fetchall()]
 
     async def end_outages(self) -> list[str]:
-        """Forget the outages of peers that hold no parked workflow any more."""
+        """Forget the outages of peers that hold no parked workflow any more,
+        and, per person, that a person was told of an outage that holds
+        none of theirs any more: a person whose own mail login failed, was
+        fixed and fails again is told again, though another person's login
+        keeps that peer out meanwhile."""
         cur = await self.conn.execute(
             "DELETE FROM peer_outage o WHERE NOT EXISTS (SELECT 1 FROM workflow_state w"
             " WHERE w.park_peer = o.peer) RETURNING peer")
-        return [row["peer"] for row in await cur.fetchall()]
+        ended = [row["peer"] for row in await cur.fetchall()]
+        await self.conn.execute(
+            "DELETE FROM peer_outage_told t WHERE NOT EXISTS (SELECT 1 FROM workflow_state w"
+            " WHERE w.park_peer = t.peer AND w.person_id = t.person_id)")
+        return ended

@@ -55,18 +55,32 @@ class PhoneSlot:
         await self._tx._audit(message_id, row["current_state"], row["current_state"], reason, None, now)
         return True
 
-    async def oldest_ready(self) -> Workflow | None:
-        """The draft that should go on the phone next: ready, VIP first, then oldest email first."""
-        row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s"
+    async def oldest_ready(self, *, person: int) -> Workflow | None:
+        """The draft that should go on ``person``'s phone next: ready, VIP first, then oldest email first."""
+        row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s AND person_id = %s"
                         " AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
-                        + READY_FIRST + " LIMIT 1", (READY_STATE.value, self._tx.clock.now()))
+                        + READY_FIRST + " LIMIT 1", (READY_STATE.value, person, self._tx.clock.now()))
         return Workflow.from_row(row) if row else None
 
-    async def count_waiting(self, exclude: str | None = None) -> int:
-        """How many emails wait for the phone (drafted or still being drafted), but ``exclude``."""
-        row = await one(self._tx.conn, "SELECT count(*) AS n FROM workflow_state"
-                        " WHERE current_state = ANY(%s) AND message_id IS DISTINCT FROM %s",
-                        (names(QUEUED_FOR_PHONE_STATES), exclude))
+    async def people_of(self, message_ids: Collection[str]) -> list[int]:
+        """Whose the workflows of ``message_ids`` are (each person once; nobody's left out)."""
+        cur = await self._tx.conn.execute("SELECT DISTINCT person_id FROM workflow_state WHERE message_id = ANY(%s)"
+                                          " AND person_id IS NOT NULL ORDER BY person_id", (list(message_ids),))
+        return [int(row["person_id"]) for row in await cur.fetchall()]
+
+    async def people_waiting(self) -> list[int]:
+        """Every person with a draft waiting for their phone or being texted to it."""
+        cur = await self._tx.conn.execute(
+            "SELECT DISTINCT person_id FROM workflow_state WHERE current_state = ANY(%s)"
+            " AND person_id IS NOT NULL ORDER BY person_id",
+            ([READY_STATE.value, WorkflowState.SMS_SENDING.value],))
+        return [int(row["person_id"]) for row in await cur.fetchall()]
+
+    async def count_waiting(self, *, person: int, exclude: str | None = None) -> int:
+        """How many of ``person``'s emails wait for the phone (drafted or still being drafted), but ``exclude``."""
+        row = await one(self._tx.conn, "SELECT count(*) AS n FROM workflow_state WHERE person_id = %s"
+                        " AND current_state = ANY(%s) AND message_id IS DISTINCT FROM %s",
+                        (person, names(QUEUED_FOR_PHONE_STATES), exclude))
         return int(row["n"]) if row else 0
 
     async def assign(self, phone: str, message_id: str) -> None:
@@ -76,28 +90,30 @@ class PhoneSlot:
             "UPDATE phone_conversation SET message_id = %s, presented_at = %s, updated_at = %s"
             " WHERE phone_number = %s", (message_id, now, now, phone))
 
-    async def by_code(self, code: str) -> Workflow | None:
-        """The open workflow whose draft has ``code`` (handlers/codes.py), if any."""
-        row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE draft_code = %s", (code.upper(),))
+    async def by_code(self, code: str, *, person: int) -> Workflow | None:
+        """``person``'s open workflow whose draft has ``code`` (handlers/codes.py),
+        if any: another person's code is unknown to them."""
+        row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE draft_code = %s AND person_id = %s",
+                        (code.upper(), person))
         return Workflow.from_row(row) if row else None
 
-    async def open_drafts(self) -> list[Workflow]:
-        """The open workflows the person may still decide on or will be asked
+    async def open_drafts(self, *, person: int) -> list[Workflow]:
+        """The open workflows of ``person`` they may still decide on or will be asked
         about (being drafted, waiting for the phone, on it), and the replies
         scheduled for later that ``cancel`` may still take back
         (``send_at`` set, no send attempted), oldest email first."""
         cur = await self._tx.conn.execute(
-            "SELECT * FROM workflow_state WHERE draft_code IS NOT NULL AND (current_state <> ALL(%s)"
-            " OR (send_at IS NOT NULL AND send_attempted_at IS NULL))"
+            "SELECT * FROM workflow_state WHERE draft_code IS NOT NULL AND person_id = %s"
+            " AND (current_state <> ALL(%s) OR (send_at IS NOT NULL AND send_attempted_at IS NULL))"
             " ORDER BY email_received_at NULLS LAST, created_at, id",
-            (names(DECIDED_OPEN_STATES),))
+            (person, names(DECIDED_OPEN_STATES)))
         return [Workflow.from_row(row) for row in await cur.fetchall()]
 
-    async def requested(self) -> Workflow | None:
-        """The oldest draft the person asked to see (by its code) that waits for the phone."""
+    async def requested(self, *, person: int) -> Workflow | None:
+        """The oldest draft ``person`` asked to see (by its code) that waits for the phone."""
         row = await one(self._tx.conn, "SELECT * FROM workflow_state WHERE current_state = %s"
-                        " AND present_requested_at IS NOT NULL ORDER BY present_requested_at LIMIT 1",
-                        (READY_STATE.value,))
+                        " AND present_requested_at IS NOT NULL AND person_id = %s"
+                        " ORDER BY present_requested_at LIMIT 1", (READY_STATE.value, person))
         return Workflow.from_row(row) if row else None
 
     async def request_presentation(self, message_id: str) -> bool:

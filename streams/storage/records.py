@@ -78,6 +78,8 @@ class Workflow:
     send_at: datetime | None = None
     #: When the sweep queued that scheduled reply's ``replies.approved`` (once).
     send_released_at: datetime | None = None
+    #: Whose email it is (handlers/people.py): 0 the default person, None nobody's.
+    person_id: int | None = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Workflow:
@@ -105,6 +107,8 @@ class Email:
     body_html: str | None = None
     in_reply_to: str | None = None
     thread_id: str | None = None
+    #: The mailbox that received it, when the monitor serves several (docs/contracts.md §1).
+    mailbox: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Email:

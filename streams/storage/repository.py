@@ -32,7 +32,7 @@ from handlers.clock import Clock
 from handlers.messages import Publishable, WorkflowEvent
 from handlers.workflow import TIMES_OUT_FROM, WorkflowState
 from streams.observability import metrics, tracing
-from streams.storage.base import READY_FIRST, Connection, Pool, ready_key
+from streams.storage.base import Connection, Pool, ready_key
 from streams.storage.deliveries import Deliveries
 from streams.storage.elsewhere import ElsewhereReads
 from streams.storage.lessons import LessonStore
@@ -183,19 +183,41 @@ class WorkflowRepository(ReadModels, ElsewhereReads):
     # ------------------------------------------------- the generation pool's leases
 
     async def lease_drafts(self, limit: int, lease_seconds: float) -> list[Workflow]:
-        """Lease up to ``limit`` drafts to generate, VIP first, then oldest email first: in
-        ``ai_generating``, not leased (or the lease lapsed: its worker died)
-        and not parked until later. SKIP LOCKED: two pools never take the same."""
+        """Lease up to ``limit`` drafts to generate: in ``ai_generating``, not
+        leased (or the lease lapsed: its worker died) and not parked until
+        later. SKIP LOCKED: two pools never take the same.
+
+        Fair across people (docs/design.md, "Many people"): each person's
+        k-th draft in their own order (VIP first, then oldest email first)
+        takes its turn k plus the drafts of theirs being generated now, and
+        the lowest turns go first; so one person's backlog of thousands
+        never delays another person's single new email by more than one
+        generation.
+
+        The lease and the parking are checked again on the locked row: the
+        ranking reads a snapshot, and a row another worker leased and
+        committed meanwhile is not skipped by SKIP LOCKED but re-read."""
         now = self.clock.now()
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "WITH free AS (SELECT id FROM workflow_state WHERE current_state = %s"
-                "  AND (lease_until IS NULL OR lease_until < %s)"
-                "  AND (next_attempt_at IS NULL OR next_attempt_at <= %s)" + READY_FIRST
-                + "  LIMIT %s FOR UPDATE SKIP LOCKED)"
-                " UPDATE workflow_state w SET lease_until = %s, next_attempt_at = NULL"
+                "WITH inflight AS (SELECT person_id, count(*) AS n FROM workflow_state"
+                "  WHERE current_state = %(state)s AND lease_until >= %(now)s GROUP BY person_id),"
+                " ranked AS (SELECT w.id, w.priority, w.email_received_at, w.created_at,"
+                "  COALESCE(i.n, 0) + row_number() OVER (PARTITION BY w.person_id"
+                "   ORDER BY w.priority DESC, w.email_received_at NULLS LAST, w.created_at, w.id) AS turn"
+                "  FROM workflow_state w LEFT JOIN inflight i ON i.person_id IS NOT DISTINCT FROM w.person_id"
+                "  WHERE w.current_state = %(state)s AND (w.lease_until IS NULL OR w.lease_until < %(now)s)"
+                "  AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= %(now)s)),"
+                " picked AS (SELECT id FROM ranked ORDER BY turn, priority DESC, email_received_at NULLS LAST,"
+                "  created_at, id LIMIT %(limit)s),"
+                " free AS (SELECT w.id FROM workflow_state w JOIN picked USING (id)"
+                "  WHERE w.current_state = %(state)s AND (w.lease_until IS NULL OR w.lease_until < %(now)s)"
+                "  AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= %(now)s)"
+                "  FOR UPDATE OF w SKIP LOCKED)"
+                " UPDATE workflow_state w SET lease_until = %(until)s, next_attempt_at = NULL"
                 " FROM free WHERE w.id = free.id RETURNING w.*",
-                (WorkflowState.AI_GENERATING.value, now, now, limit, now + timedelta(seconds=lease_seconds)))
+                {"state": WorkflowState.AI_GENERATING.value, "now": now, "limit": limit,
+                 "until": now + timedelta(seconds=lease_seconds)})
             rows = await cur.fetchall()
             await conn.commit()
         return sorted((Workflow.from_row(r) for r in rows), key=ready_key)

@@ -12,6 +12,10 @@ not at all when the draft changed since the page showed it
 What can be checked here is checked before anything is queued (CSRF, the
 workflow, its state and iteration, the text), so a refusal comes back at
 once with its reason; the command stage checks again when it applies it.
+
+The answer comes from the phone of the person whose email it is (their
+conversation, their codes: docs/design.md, "Many people"), and a person
+signed in answers only their own drafts (another's is a 404, ``access.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from aiohttp import web
 from handlers.messages import REPLY_TEXT_LIMIT, SMS_TEXT_LIMIT, InboundSms
 from handlers.workflow import DECIDABLE_STATES
 from streams.storage.records import Workflow
-from streams.web.appkeys import REPO, SETTINGS
+from streams.web.access import visible
+from streams.web.appkeys import REPO, SETTINGS, STAGES
 from streams.web.guard import GUARD
 
 #: The SMS each button stands for (README, SMS commands).
@@ -144,15 +149,17 @@ async def queue_answer(request: web.Request) -> web.StreamResponse:
     dashboard shows the page again with it)."""
     form = await request.app[GUARD].require_csrf(request)
     repo, settings = request.app[REPO], request.app[SETTINGS]
-    message_id = form.get("message_id", "")
-    wf = await repo.get(message_id) if message_id else None
+    wf = await visible(request, form.get("message_id", ""))
     if wf is None:
         raise web.HTTPNotFound(reason="no workflow with that Message-ID")
     action = request.match_info["action"]
     answer = read_answer(action, form)
     seen = seen_iteration(form)
     check_decidable(wf, seen, action, settings.max_edit_iterations)
-    sms = inbound(answer, wf, settings.your_phone_number, seen, datetime.now(UTC))
+    owner = await request.app[STAGES].person(wf.person_id)
+    if owner is None:
+        raise Refused(409, "This email is nobody's now (its person was removed): there is no phone to answer it from.")
+    sms = inbound(answer, wf, owner.phone, seen, datetime.now(UTC))
     async with repo.transaction() as tx:
         await tx.sms.record(sms.sms_id, sms.phone_number, sms.text, sms.received_at)
         await tx.publish(sms)

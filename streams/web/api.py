@@ -5,6 +5,11 @@ decodes them once. Responses are pydantic models; errors are
 ``{"error": reason}`` with 400/401/403/404/409 as fits. The views read the
 repository and ask the stages to act; which states count as what, and where
 a retry restarts, is :mod:`handlers.workflow`'s to say.
+
+Who asks decides what is answered (``access.py``): the bearer API_TOKEN is the
+admin, who sees every workflow; a person's dashboard session cookie (sent
+without an Authorization header) sees only that person's, and another
+person's workflow is a 404, as one that does not exist.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from handlers.workflow import (
 )
 from streams.stages import NotAllowedNow, UnknownWorkflow
 from streams.storage.records import AuditEntry, Workflow
+from streams.web.access import session_viewer, viewer_of, visible
 from streams.web.appkeys import REPO, SETTINGS, STAGES
-from streams.web.guard import GUARD
+from streams.web.guard import ADMIN, GUARD, VIEWER, Viewer
 
 S = WorkflowState
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -185,7 +191,7 @@ async def _listing(request: web.Request, state: WorkflowState) -> web.Response:
     if isinstance(args, web.Response):
         return args
     limit, offset = args
-    items, total = await request.app[REPO].page(state, limit, offset)
+    items, total = await request.app[REPO].page(state, limit, offset, of=viewer_of(request).person)
     return respond(WorkflowPage(items=[summary(wf) for wf in items], total=total, limit=limit, offset=offset))
 
 
@@ -198,7 +204,7 @@ async def failed(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    by_state = await request.app[REPO].count_by_state()
+    by_state = await request.app[REPO].count_by_state(of=viewer_of(request).person)
 
     def total(states: frozenset[WorkflowState]) -> int:
         return sum(by_state.get(s.value, 0) for s in states)
@@ -212,15 +218,16 @@ async def status(request: web.Request) -> web.Response:
 
 async def one(request: web.Request) -> web.Response:
     message_id = request.match_info["message_id"]
-    repo = request.app[REPO]
-    wf = await repo.get(message_id)
+    wf = await visible(request, message_id)
     if wf is None:
         return error_response(404, f"no workflow for {message_id}")
-    return respond(detail(wf, list(await repo.audit_trail(message_id))))
+    return respond(detail(wf, list(await request.app[REPO].audit_trail(message_id))))
 
 
 async def retry(request: web.Request) -> web.Response:
     message_id = request.match_info["message_id"]
+    if await visible(request, message_id) is None:
+        return error_response(404, f"no workflow for {message_id}")
     try:
         state = await request.app[STAGES].retry(message_id, "retry requested over the API")
     except UnknownWorkflow as exc:
@@ -233,6 +240,8 @@ async def retry(request: web.Request) -> web.Response:
 
 async def timeout(request: web.Request) -> web.Response:
     message_id = request.match_info["message_id"]
+    if await visible(request, message_id) is None:
+        return error_response(404, f"no workflow for {message_id}")
     try:
         await request.app[STAGES].time_out(message_id, "timed out over the API")
     except UnknownWorkflow as exc:
@@ -274,10 +283,10 @@ def bearer_refusal(request: web.Request, token: SecretStr) -> web.Response | Non
 
 def authorised(request: web.Request) -> bool:
     """Whether the caller may read what is the operator's (the /health details):
-    the API token, or a signed-in dashboard session; anyone when API_TOKEN is
-    unset, as the API itself then is."""
+    the API token, or the admin's dashboard session (not a person's); anyone
+    when API_TOKEN is unset, as the API itself then is."""
     token = request.app[SETTINGS].api_token
-    return token is None or bearer_refusal(request, token) is None or request.app[GUARD].signed_in(request)
+    return token is None or bearer_refusal(request, token) is None or request.app[GUARD].admin_session(request)
 
 
 def _unauthorized(reason: str) -> web.Response:
@@ -286,15 +295,47 @@ def _unauthorized(reason: str) -> web.Response:
     return response
 
 
+#: Methods that change nothing: a person's session needs no CSRF token for them.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
+
+async def api_viewer(request: web.Request, token: SecretStr | None) -> Viewer | web.Response:
+    """Who an API call is from, or the response refusing it.
+
+    Without an Authorization header, a person's dashboard session cookie is
+    that person (on /workflow…, not /metrics); a call that changes something
+    must then carry the session's CSRF token in ``X-CSRF-Token`` (the page's
+    ``csrf`` field), so another site cannot act with the cookie. Otherwise the
+    bearer API_TOKEN is the admin (401/403 without it); with API_TOKEN unset
+    everyone is, as before. The admin's own session cookie does not open the
+    API: the admin's key there is the bearer."""
+    if "Authorization" not in request.headers and request.path != "/metrics":
+        person = await session_viewer(request)
+        if person is not None and not person.admin:
+            if (request.method not in SAFE_METHODS
+                    and not request.app[GUARD].check_csrf(request, request.headers.get(CSRF_HEADER))):
+                return error_response(403, f"a call signed in by a session cookie must carry the session's"
+                                           f" CSRF token in {CSRF_HEADER}")
+            return person
+    if token is None:
+        return ADMIN
+    refusal = bearer_refusal(request, token)
+    return ADMIN if refusal is None else refusal
+
+
 def auth_middleware(token: SecretStr | None) -> Middleware:
-    """``Authorization: Bearer <API_TOKEN>`` on /workflow, /workflow/* and /metrics when API_TOKEN is set."""
+    """On /workflow, /workflow/* and /metrics: who asks (:func:`api_viewer`),
+    put on the request for the views; ``Authorization: Bearer <API_TOKEN>``
+    when API_TOKEN is set and no person's session is sent."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and guarded(request.path):
-            refusal = bearer_refusal(request, token)
-            if refusal is not None:
-                return refusal
+        if guarded(request.path):
+            viewer = await api_viewer(request, token)
+            if isinstance(viewer, web.Response):
+                return viewer
+            request[VIEWER] = viewer
         return await handler(request)
 
     return middleware

@@ -12,7 +12,9 @@ seconds (``?partial=1``); without script it is still a complete page.
 
 Safe by default: every value is HTML-escaped by the templates and the
 Content-Security-Policy allows only this page's own nonce-tagged script and
-style. The sign-in rule, sessions and CSRF tokens are in ``guard.py``.
+style. The sign-in rule, sessions and CSRF tokens are in ``guard.py``, the
+sign-in pages in ``signin.py``; who sees what in ``access.py`` (a person
+signed in sees only their own workflows, their phone and their figures).
 """
 
 from __future__ import annotations
@@ -34,19 +36,14 @@ from handlers.workflow import (
 from streams.stages import NotAllowedNow, UnknownWorkflow
 from streams.storage.records import AuditEntry, Email, Workflow
 from streams.web import actions, charts, pages
+from streams.web.access import page_middleware, viewer_of, visible
 from streams.web.analytics import ROUTES as ANALYTICS_ROUTES
 from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
 from streams.web.lessons import ROUTES as LESSON_ROUTES
+from streams.web.people import ROUTES as PEOPLE_ROUTES
+from streams.web.signin import ROUTES as SIGN_IN_ROUTES
 from streams.web.vips import ROUTES as VIP_ROUTES
-from streams.web.guard import (
-    GUARD,
-    SESSION_COOKIE,
-    SESSION_SECONDS,
-    Guard,
-    cookie_secure,
-    local_path,
-    sign_in_middleware,
-)
+from streams.web.guard import GUARD, Guard
 from streams.web.pages import ExtraPages, render
 
 __all__ = ["GUARD", "Guard", "ROUTES", "attach"]
@@ -59,29 +56,32 @@ OUTCOMES: tuple[tuple[WorkflowState, str], ...] = (
 
 
 async def status_page(request: web.Request) -> web.Response:
-    repo, settings = request.app[REPO], request.app[SETTINGS]
-    counts = await repo.count_by_state()
-    on_phone, queue = await repo.phone_view(settings.your_phone_number)
+    """The deployment at a glance for the admin (the default person's phone);
+    for a person, their own workflows, phone and figures alone."""
+    repo, settings, viewer = request.app[REPO], request.app[SETTINGS], viewer_of(request)
+    of = viewer.person
+    counts = await repo.count_by_state(of=of)
+    on_phone, queue = await repo.phone_view(settings.your_phone_number if viewer.admin else viewer.phone, of=of)
     days = [(datetime.now(UTC) - timedelta(days=n)).strftime("%Y-%m-%d") for n in range(13, -1, -1)]
-    outcomes = await repo.outcomes_by_day(frozenset(state for state, _ in OUTCOMES), 14)
+    outcomes = await repo.outcomes_by_day(frozenset(state for state, _ in OUTCOMES), 14, of=of)
     return render(
-        request, "status.html", "Status",
+        request, "status.html", "Status" if viewer.admin else f"Status of {viewer.name}",
         total=sum(counts.values()),
         counts=[(state.value, counts[state.value]) for state in WorkflowState if counts.get(state.value)],
         pool=request.app[HEALTH].generation,
-        parked=await repo.parked(),
+        parked=await repo.parked(of=of),
         on_phone=on_phone,
         queue=[wf for wf in queue if on_phone is None or wf.message_id != on_phone.message_id],
-        awaiting=await repo.recent(AWAITING_STATES),
-        finished=await repo.recent(TERMINAL_STATES - {S.FAILED, S.TIMEOUT}, limit=15),
-        failed=await repo.recent(frozenset({S.FAILED, S.TIMEOUT}), limit=30),
-        letters=await repo.dead_letters(limit=10),
+        awaiting=await repo.recent(AWAITING_STATES, of=of),
+        finished=await repo.recent(TERMINAL_STATES - {S.FAILED, S.TIMEOUT}, limit=15, of=of),
+        failed=await repo.recent(frozenset({S.FAILED, S.TIMEOUT}), limit=30, of=of),
+        letters=await repo.dead_letters(limit=10) if viewer.admin else [],
         # The charts escape their own labels (charts.py): markup made here, not given.
         outcome_chart=Markup(charts.stacked_bars(
             "Workflows by outcome per day (last 14 days, UTC)", days,
             [(state.value, colour) for state, colour in OUTCOMES], dict(outcomes), column_label="day")),
         decision_chart=Markup(charts.histogram("Time from the draft reaching the phone to the answer",
-                                               await repo.decision_seconds())))
+                                               await repo.decision_seconds(of=of))))
 
 
 def draft_versions(wf: Workflow) -> list[tuple[str, str | None]]:
@@ -111,9 +111,10 @@ async def workflow_page(request: web.Request) -> web.Response:
 
 async def show_workflow(request: web.Request, message_id: str, *, queued: str = "", problem: str = "",
                         status: int = 200) -> web.Response:
-    """The workflow's page; ``queued`` names an answer just given on it (``actions.note``)."""
+    """The workflow's page; ``queued`` names an answer just given on it (``actions.note``).
+    Another person's workflow is answered as one that does not exist."""
     repo = request.app[REPO]
-    wf = await repo.get(message_id)
+    wf = await visible(request, message_id)
     if wf is None:
         raise web.HTTPNotFound(reason=f"no workflow for {message_id}")
     note = actions.note(queued, pending=wf.current_state in DECIDABLE_STATES)
@@ -130,6 +131,8 @@ async def dead_letters_page(request: web.Request) -> web.Response:
 async def retry_action(request: web.Request) -> web.StreamResponse:
     form = await request.app[GUARD].require_csrf(request)
     message_id = form.get("message_id", "")
+    if await visible(request, message_id) is None:
+        raise web.HTTPNotFound(reason=f"no workflow for {message_id}")
     try:
         await request.app[STAGES].retry(message_id, "retried from the dashboard")
     except UnknownWorkflow as exc:
@@ -150,48 +153,17 @@ async def answer_action(request: web.Request) -> web.StreamResponse:
                                    status=refused.status)
 
 
-# ---------------------------------------------------------------------- sign-in
-
-
-async def signin_page(request: web.Request, problem: str = "") -> web.Response:
-    """The sign-in form; 401 with the reason when a token or session cookie was refused."""
-    problem = problem or request.app[GUARD].session_problem(request)
-    return render(request, "signin.html", "Sign in", status=401 if problem else 200, problem=problem,
-                  next=local_path(request.query.get("next")))
-
-
-async def signin(request: web.Request) -> web.StreamResponse:
-    guard, settings = request.app[GUARD], request.app[SETTINGS]
-    if not guard.required or settings.api_token is None:
-        raise web.HTTPSeeOther("/")
-    form = await guard.require_csrf(request)
-    if not guard.token_matches(form.get("token", ""), settings.api_token.get_secret_value()):
-        return await signin_page(request, "That is not the API token.")
-    response = web.HTTPSeeOther(local_path(form.get("next")))
-    response.set_cookie(SESSION_COOKIE, guard.new_session(), max_age=SESSION_SECONDS, httponly=True,
-                        samesite="Strict", secure=cookie_secure(request, settings.cookie_secure), path="/")
-    raise response
-
-
-async def signout(request: web.Request) -> web.StreamResponse:
-    await request.app[GUARD].require_csrf(request)
-    response = web.HTTPSeeOther("/signin")
-    response.del_cookie(SESSION_COOKIE, path="/")
-    raise response
-
-
 ROUTES = [
     web.get("/", status_page),
     web.get("/workflows/{message_id:.+}", workflow_page),
     web.get("/dead-letters", dead_letters_page),
     web.post("/actions/retry", retry_action),
     web.post(actions.PATH, answer_action),
-    web.get("/signin", signin_page),
-    web.post("/signin", signin),
-    web.post("/signout", signout),
+    *SIGN_IN_ROUTES,
     *LESSON_ROUTES,
     *ANALYTICS_ROUTES,
     *VIP_ROUTES,
+    *PEOPLE_ROUTES,
 ]
 
 
@@ -202,7 +174,7 @@ def attach(web_app: web.Application, api_token: str | None, *, demo: bool = Fals
     guard = Guard.for_token(api_token)
     web_app[GUARD] = guard
     handed_over = {route.path for more in extra for route in more.routes}
-    web_app.middlewares.append(sign_in_middleware(guard, handed_over))
+    web_app.middlewares.append(page_middleware(guard, handed_over))
     pages.setup(web_app, demo=demo, extra=extra)
     web_app.add_routes(ROUTES)
     for more in extra:

@@ -6,6 +6,12 @@ Secure when the sign-in came over TLS (``COOKIE_SECURE``). Every
 state-changing form carries a CSRF token bound to the session. After the
 sign-in the browser goes only to a local path (:func:`local_path`).
 
+A session says who signed in (docs/design.md, "Many people"): the admin, with
+the API token (or anyone while API_TOKEN is unset), who sees everyone; or one
+person, with a code texted to their phone (``signin.py``), who sees only their
+own workflows (``access.py``). The person is part of what the session's MAC
+signs, so it cannot be changed without the key.
+
 Everything here reads what a client sent and may hold any bytes (aiohttp hands
 undecodable header bytes over as surrogates): it compares and hashes them
 without raising, and a value it cannot read is simply not valid.
@@ -18,20 +24,23 @@ import hmac
 import secrets
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 SESSION_COOKIE = "orchestrator_session"
 SESSION_SECONDS = 12 * 3600
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: The dashboard's own pages (and their forms) under its sign-in rule.
-PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/", "/analytics", "/lessons", "/vips")
+PAGE_PREFIXES = ("/workflows/", "/dead-letters", "/actions/", "/analytics", "/lessons", "/vips", "/people")
+#: The sign-in pages and forms: dashboard pages, open to anyone.
+SIGN_IN_PATHS = ("/signin", "/signin/phone", "/signin/code", "/signout")
+#: The most digits a session's expiry and a person's id in it may have.
+MAX_EXPIRY_DIGITS = 12
+MAX_PERSON_DIGITS = 10
 
 
 #: Where a sign-in may send the browser on: a path of this site, at most this long.
@@ -100,7 +109,30 @@ def cookie_secure(request: web.Request, mode: CookieSecure) -> bool:
 
 def is_page(path: str, extra: Collection[str] = ()) -> bool:
     """A dashboard page, or one of the ``extra`` paths another package handed over."""
-    return path == "/" or path.startswith(PAGE_PREFIXES) or path in ("/signin", "/signout") or path in extra
+    return path == "/" or path.startswith(PAGE_PREFIXES) or path in SIGN_IN_PATHS or path in extra
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who a request is from: the admin (``person`` None), who sees and manages
+    everyone, or one person (``Workflow.person_id``; 0 is the default person),
+    who sees only their own workflows. ``name`` and ``phone`` are the person's
+    once their session is checked against the people (``access.py``)."""
+
+    person: int | None = None
+    name: str = ""
+    phone: str = ""
+
+    @property
+    def admin(self) -> bool:
+        return self.person is None
+
+    def sees(self, person_id: int | None) -> bool:
+        """Whether a workflow of ``person_id`` (None: nobody's) is this viewer's to see."""
+        return self.person is None or person_id == self.person
+
+
+ADMIN = Viewer()
 
 
 @dataclass(frozen=True)
@@ -119,19 +151,44 @@ class Guard:
     def _mac(self, text: str) -> str:
         return hmac.new(self.key, _bytes(text), hashlib.sha256).hexdigest()
 
-    def new_session(self) -> str:
+    def new_session(self, person: int | None = None) -> str:
+        """A session for the admin (``<expires>.<mac>``) or for ``person``
+        (``<expires>.p<id>.<mac>``); the MAC signs the expiry and who."""
         expires = int(time.time()) + SESSION_SECONDS
-        return f"{expires}.{self._mac(f'session:{expires}')}"
+        if person is None:
+            return f"{expires}.{self._mac(f'session:{expires}')}"
+        return f"{expires}.p{person}.{self._mac(f'session:{expires}:person:{person}')}"
+
+    def session_of(self, value: str | None) -> Viewer | None:
+        """Who the session ``value`` signed in (not yet checked against the
+        people), or None when it is missing, malformed, forged or expired."""
+        if not value or not value.isascii():
+            return None
+        parts = value.split(".")
+        if (len(parts) not in (2, 3) or not parts[0].isdigit() or len(parts[0]) > MAX_EXPIRY_DIGITS
+                or int(parts[0]) <= time.time()):
+            return None
+        expires, mac = parts[0], parts[-1]
+        if len(parts) == 2:
+            return ADMIN if same(mac, self._mac(f"session:{expires}")) else None
+        who = parts[1]
+        if not (who.startswith("p") and who[1:].isdigit() and len(who) <= MAX_PERSON_DIGITS + 1):
+            return None
+        person = int(who[1:])
+        if who != f"p{person}":  # one spelling per person (no leading zeros)
+            return None
+        return Viewer(person) if same(mac, self._mac(f"session:{expires}:person:{person}")) else None
 
     def valid_session(self, value: str | None) -> bool:
-        if not value or not value.isascii() or "." not in value:
-            return False
-        expires, mac = value.split(".", 1)
-        return (expires.isdigit() and int(expires) > time.time()
-                and same(mac, self._mac(f"session:{expires}")))
+        return self.session_of(value) is not None
 
     def signed_in(self, request: web.Request) -> bool:
         return self.valid_session(request.cookies.get(SESSION_COOKIE))
+
+    def admin_session(self, request: web.Request) -> bool:
+        """Whether the request's session cookie is the admin's (signed in with the API token)."""
+        found = self.session_of(request.cookies.get(SESSION_COOKIE))
+        return found is not None and found.admin
 
     def session_problem(self, request: web.Request) -> str:
         """Why the session cookie the request carries does not sign it in ("" when none is sent, or it does)."""
@@ -160,20 +217,5 @@ class Guard:
 
 
 GUARD: web.AppKey[Guard] = web.AppKey("dashboard_guard", Guard)
-
-
-def sign_in_middleware(guard: Guard, extra: Collection[str] = ()) -> Middleware:
-    """When API_TOKEN is set, dashboard pages (and the ``extra`` paths of pages
-    handed over by other packages) need a session: pages redirect to /signin,
-    forms are refused."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (guard.required and is_page(request.path, extra) and request.path not in ("/signin", "/signout")
-                and not guard.signed_in(request)):
-            if request.method == "GET":
-                raise web.HTTPSeeOther("/signin?" + urlencode({"next": request.path_qs}))
-            raise web.HTTPForbidden(reason="sign in first")
-        return await handler(request)
-
-    return middleware
+#: Who a request is answered for, once the sign-in rule or the API's has looked (``access.py``, ``api.py``).
+VIEWER: web.RequestKey[Viewer] = web.RequestKey("viewer", Viewer)

@@ -70,11 +70,16 @@ def document() -> dict[str, Any]:
         "info": {"title": "Email Auto-Reply Orchestrator", "version": "1.0.0"},
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "API_TOKEN, required when it is set"}},
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "API_TOKEN, required when it is set: the admin, who sees every workflow. Without"
+                               " an Authorization header, a person's dashboard session cookie (signed in with a"
+                               " code texted to their phone) answers /workflow calls with that person's"
+                               " workflows alone (another's is 404); a POST with it must carry the session's"
+                               " CSRF token in X-CSRF-Token."}},
         },
         "paths": {
-            "/health": {"get": {"summary": "Health; the dependency checks and workflow counts only with API_TOKEN or a session when API_TOKEN is set",
+            "/health": {"get": {"summary": "Health; the dependency checks and workflow counts only with API_TOKEN or the admin's session when API_TOKEN is set",
                                 "responses": {"200": _json({"type": "object"}, "Ready and healthy"),
                                               "503": _json({"type": "object"}, "Starting or unhealthy")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format)", "security": MANAGEMENT,

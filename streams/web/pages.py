@@ -28,7 +28,7 @@ from aiohttp import web
 
 from handlers.workflow import plan_retry
 from streams.storage.records import Workflow
-from streams.web.guard import GUARD
+from streams.web.guard import ADMIN, GUARD, SESSION_COOKIE, VIEWER
 
 LIVE_SECONDS = 3
 
@@ -134,8 +134,12 @@ def render(request: web.Request, template: str, title: str, status: int = 200, *
     """A whole page, or only its live part for ``?partial=1`` (``base.html`` says which)."""
     guard = request.app[GUARD]
     partial = bool(request.query.get("partial"))
+    session = guard.session_of(request.cookies.get(SESSION_COOKIE))
+    # Which links to offer: the admin's, else a person's own (what each may read is access.py's to say).
+    viewer = request.get(VIEWER) or session or ADMIN
     page = {"title": title, "partial": partial, "nonce": nonce(request), "chrome": request.app[CHROME],
-            "csrf": guard.csrf(request), "signed_in": guard.required and guard.signed_in(request)}
+            "csrf": guard.csrf(request), "admin": viewer.admin, "viewer_name": viewer.name,
+            "signed_in": session is not None and (guard.required or not session.admin)}
     response = aiohttp_jinja2.render_template(template, request, page | context, status=status)
     response.headers.update(HEADERS)
     response.headers["Content-Security-Policy"] = policy(request)

@@ -29,14 +29,16 @@ from handlers.inbound import (
 )
 from handlers.links import token_matches
 from handlers.messages import InboundSms
-from handlers.phones import normalise_phone, printable
+from handlers.phones import printable
 from streams.observability import metrics
+from streams.people.directory import Directory
 from streams.settings import Settings
 from streams.stages import Stages, deliveries
+from streams.storage.people import PeopleStore
 from streams.storage.repository import WorkflowRepository
 from streams.web import api, dashboard, openapi, pages
 from streams.web.api import error_response
-from streams.web.appkeys import HEALTH, REPO, SETTINGS, STAGES
+from streams.web.appkeys import DIRECTORY, HEALTH, PEOPLE_STORE, REPO, SETTINGS, STAGES
 from streams.web.health import HealthReporter
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,9 @@ async def _take(request: web.Request, event: WebhookEvent) -> dict[str, Any]:
     if sms is None:
         log.info("webhook: %s; nothing done", event.ignored)
         return {"status": "ignored", "reason": event.ignored}
-    own = sms.phone_number is not None and sms.phone_number == normalise_phone(settings.your_phone_number)
-    number = settings.your_phone_number if own else (sms.phone_number or printable(sms.sender))
+    person = await request.app[STAGES].person_of_phone(sms.phone_number)  # any person's phone is ours
+    own = person is not None
+    number = person.phone if person is not None else (sms.phone_number or printable(sms.sender))
     async with request.app[REPO].transaction() as tx:
         fresh = await tx.sms.record(sms.sms_id, number, sms.text, sms.received_at,
                                     outcome=None if own else "foreign_number")
@@ -131,7 +134,8 @@ async def _take(request: web.Request, event: WebhookEvent) -> dict[str, Any]:
             await tx.publish(InboundSms(sms_id=sms.sms_id, phone_number=number, text=sms.text,
                                         received_at=sms.received_at))
     if not own:
-        log.warning("ignored an SMS from %r (read as %s with PHONE_REGION=%s): not YOUR_PHONE_NUMBER",
+        log.warning("ignored an SMS from %r (read as %s with PHONE_REGION=%s): not YOUR_PHONE_NUMBER"
+                    " nor any person's phone",
                     sms.sender, sms.phone_number or "no phone number", settings.phone_region)
         return {"status": "ignored", "reason": "sender is not the configured phone"}
     if not fresh:
@@ -218,8 +222,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def attach(web_app: web.Application, settings: Settings, repo: WorkflowRepository, stages: Stages,
-           health_reporter: HealthReporter) -> None:
-    """Add the views, what they read and the middlewares to faust's aiohttp application."""
+           health_reporter: HealthReporter, people_store: PeopleStore | None = None,
+           directory: Directory | None = None) -> None:
+    """Add the views, what they read and the middlewares to faust's aiohttp
+    application. ``people_store`` and ``directory``: the people the admin
+    page manages and the worker's cache of them (docs/design.md, "Many people")."""
     document = openapi.document()
 
     async def openapi_json(request: web.Request) -> web.Response:
@@ -229,6 +236,8 @@ def attach(web_app: web.Application, settings: Settings, repo: WorkflowRepositor
     web_app[REPO] = repo
     web_app[STAGES] = stages
     web_app[HEALTH] = health_reporter
+    web_app[PEOPLE_STORE] = people_store or PeopleStore(repo.pool, repo.clock)
+    web_app[DIRECTORY] = directory
     web_app.middlewares.extend([json_errors, api.auth_middleware(settings.api_token)])
     web_app.add_routes(ROUTES + api.ROUTES + [web.get("/openapi.json", openapi_json)])
     # Pages another package handed over with pages.register (the demo's phone and sent mail).

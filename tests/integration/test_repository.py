@@ -137,3 +137,28 @@ async def test_random_event_sequences_keep_the_invariants(
     for prev, row in zip(trail, trail[1:]):
         assert row.from_state == prev.to_state
         assert is_allowed(S(row.from_state), S(row.to_state))
+
+
+async def test_a_person_with_every_code_in_use_gets_none_and_holds_nobody_else(
+        repo: WorkflowRepository, pool: Pool) -> None:
+    from handlers.codes import MAX_DIGITS, capacity
+
+    full = capacity(MAX_DIGITS)
+    async with pool.connection() as conn:  # Ann's 11,264 open drafts, each with a code of hers
+        await conn.execute(
+            "INSERT INTO processed_emails (message_id, from_address, received_at)"
+            " SELECT '<full' || n || '@x>', 'z@x.example', now() FROM generate_series(1, %s) AS n", (full,))
+        await conn.execute(
+            "INSERT INTO workflow_state (message_id, current_state, person_id, draft_code)"
+            " SELECT '<full' || n || '@x>', %s, 1, 'C' || n FROM generate_series(1, %s) AS n",
+            (WorkflowState.AWAITING_USER.value, full))
+    anns, bobs = await start_workflow(repo, pool), await start_workflow(repo, pool)
+    async with pool.connection() as conn:
+        for mid, person in ((anns, 1), (bobs, 2)):
+            await conn.execute("UPDATE workflow_state SET person_id = %s, draft_code = NULL WHERE message_id = %s",
+                               (person, mid))
+    async with repo.transaction() as tx:
+        given = await tx.give_codes([anns, bobs])  # one call for both, as intake makes it
+    ann, bob = await repo.get(anns), await repo.get(bobs)
+    assert ann is not None and ann.draft_code is None  # none free: she waits for one
+    assert bob is not None and bob.draft_code is not None and given == [bob.draft_code]

@@ -32,7 +32,8 @@ class Backend:
     #: Typed as the protocol: the contract is what the stages may use.
     repo: Repository
     clock: OffsetClock
-    start: Callable[[str], Awaitable[None]]
+    #: start(message_id, person=0): an email taken on, whose workflow is ``person``'s.
+    start: Callable[..., Awaitable[None]]
     #: (topic, message_id) of every message queued, in order.
     queued: Callable[[], Awaitable[list[tuple[str, str | None]]]]
     #: An inbound SMS as stored: (handled, outcome, message_id), None when unknown.
@@ -64,8 +65,12 @@ async def backend(database_or_none: str | None, clock: OffsetClock) -> AsyncIter
     await pool.open(wait=True)
     repo = WorkflowRepository(pool, clock)
 
-    async def start(mid: str) -> None:
+    async def start(mid: str, person: int | None = 0) -> None:
         await start_workflow(repo, pool, message_id=mid)
+        async with repo.transaction() as tx:  # the code is the person's, as when the poller routes it
+            await tx.conn.execute("UPDATE workflow_state SET person_id = %s, draft_code = NULL WHERE message_id = %s",
+                                  (person, mid))
+            await tx.give_codes([mid])
 
     async def queued() -> list[tuple[str, str | None]]:
         async with pool.connection() as conn:
@@ -102,8 +107,8 @@ def _fake_backend(fake: FakeRepository, clock: OffsetClock) -> Backend:
     async def reply_draft(mid: str) -> str | None:
         return fake.data.reply_drafts.get(mid)
 
-    async def start(mid: str) -> None:
-        await fake.start(mid)
+    async def start(mid: str, person: int | None = 0) -> None:
+        await fake.start(mid, person=person)
 
     return Backend(fake, clock, start, queued, sms, reply_draft)
 
@@ -140,10 +145,10 @@ async def test_the_phone_slot_holds_one_draft_until_a_decision_frees_it(backend:
         await walk(backend, mid, TO_AWAITING[:2])
     async with backend.repo.transaction() as tx:
         assert await tx.phone.lock(PHONE) is None
-        oldest = await tx.phone.oldest_ready()
+        oldest = await tx.phone.oldest_ready(person=0)
         assert oldest is not None and oldest.message_id == "<a@x>"
-        assert await tx.phone.count_waiting() == 2
-        assert await tx.phone.count_waiting(exclude="<a@x>") == 1
+        assert await tx.phone.count_waiting(person=0) == 2
+        assert await tx.phone.count_waiting(person=0, exclude="<a@x>") == 1
         await tx.phone.assign(PHONE, "<a@x>")
     await walk(backend, "<a@x>", TO_AWAITING[2:])
     async with backend.repo.transaction() as tx:
@@ -376,6 +381,23 @@ async def test_an_outage_is_noted_once_and_ends_with_its_last_parked_workflow(ba
     async with backend.repo.transaction() as tx:
         assert await tx.end_outages() == [PEER]
         assert await tx.note_outage(PEER)  # a new outage
+
+
+async def test_a_person_is_told_again_once_the_outage_holds_none_of_theirs(backend: Backend) -> None:
+    """One person's mail login (a peer name shared by everyone's logins) failing again after a fix."""
+    await backend.start("<ann@x>", 1)
+    await backend.start("<bob@x>", 2)
+    for mid, person in (("<ann@x>", 1), ("<bob@x>", 2)):
+        await walk(backend, mid, TO_AWAITING[:1])
+        async with backend.repo.transaction() as tx:
+            assert await tx.park(mid, S.AI_GENERATING, stage="draft", peer=PEER, reason="535", attempts=1,
+                                 since=backend.clock.now(), next_attempt_at=backend.clock.now())
+            assert await tx.note_outage(PEER, person)
+    assert await backend.repo.transition("<ann@x>", S.AI_GENERATING, S.AI_GENERATED, "drafted")  # Ann's fixed
+    async with backend.repo.transaction() as tx:
+        assert await tx.end_outages() == []  # Bob's still holds the peer out
+        assert await tx.note_outage(PEER, 1)  # Ann's fails again: she is told again
+        assert not await tx.note_outage(PEER, 2)  # Bob was told, and still is held
 
 
 async def test_due_parked_workflows_are_claimed_once_most_overdue_first(backend: Backend) -> None:
@@ -661,26 +683,37 @@ async def test_codes_name_the_open_drafts_and_a_decision_gives_its_code_up(backe
     a, b = await backend.repo.get("<a@x>"), await backend.repo.get("<b@x>")
     assert a is not None and b is not None and a.draft_code and b.draft_code and a.draft_code != b.draft_code
     async with backend.repo.transaction() as tx:
-        found = await tx.phone.by_code(a.draft_code.lower())  # as typed on a phone
+        found = await tx.phone.by_code(a.draft_code.lower(), person=0)  # as typed on a phone
         assert found is not None and found.message_id == "<a@x>"
-        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<a@x>", "<b@x>"]
+        assert [wf.message_id for wf in await tx.phone.open_drafts(person=0)] == ["<a@x>", "<b@x>"]
         assert not await tx.phone.request_presentation("<b@x>")  # not drafted yet
     await walk(backend, "<a@x>", TO_AWAITING)
     await walk(backend, "<b@x>", TO_AWAITING[:2])
     async with backend.repo.transaction() as tx:
-        assert await tx.phone.requested() is None
+        assert await tx.phone.requested(person=0) is None
         assert await tx.phone.request_presentation("<b@x>")
-        requested = await tx.phone.requested()
+        requested = await tx.phone.requested(person=0)
         assert requested is not None and requested.message_id == "<b@x>"
     await walk(backend, "<a@x>", [(S.AWAITING_USER, S.USER_IGNORED)])
     async with backend.repo.transaction() as tx:
-        assert await tx.phone.by_code(a.draft_code) is None  # given up: a later draft may have it
-        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<b@x>"]
+        assert await tx.phone.by_code(a.draft_code, person=0) is None  # given up: a later draft may have it
+        assert [wf.message_id for wf in await tx.phone.open_drafts(person=0)] == ["<b@x>"]
         [code] = await tx.give_codes(["<a@x>"])
         assert code != b.draft_code
     await walk(backend, "<b@x>", [(S.AI_GENERATED, S.SMS_SENDING)])
     async with backend.repo.transaction() as tx:
-        assert await tx.phone.requested() is None  # any move answers the request
+        assert await tx.phone.requested(person=0) is None  # any move answers the request
+
+
+async def test_codes_are_each_persons_own_so_another_persons_stay_short(backend: Backend) -> None:
+    anns = [f"<a{i}@x>" for i in range(100)]  # more than half the two-character codes
+    for mid in anns:
+        await backend.start(mid, person=1)
+    await backend.start("<b@x>", person=2)
+    codes = [wf.draft_code for mid in anns if (wf := await backend.repo.get(mid)) is not None]
+    assert len(set(codes)) == 100 and any(code and len(code) == 3 for code in codes)
+    bob = await backend.repo.get("<b@x>")
+    assert bob is not None and bob.draft_code and len(bob.draft_code) == 2  # Ann's drafts do not lengthen his
 
 
 async def test_an_all_3_question_is_used_up_by_any_answer_and_remembered_until_ended(backend: Backend) -> None:
@@ -751,7 +784,7 @@ async def test_a_scheduled_reply_is_listed_and_taken_once_when_due(backend: Back
     for mid in ("<a@x>", "<b@x>"):
         assert await backend.repo.transition(mid, S.AWAITING_USER, S.USER_APPROVED, "later", send_at=at)
     async with backend.repo.transaction() as tx:
-        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<a@x>", "<b@x>"]
+        assert [wf.message_id for wf in await tx.phone.open_drafts(person=0)] == ["<a@x>", "<b@x>"]
         assert await tx.claim_due_sends(10) == []  # not yet
     assert await backend.repo.transition("<b@x>", S.USER_APPROVED, S.AWAITING_USER, "cancel", send_at=None)
     backend.clock.advance(timedelta(hours=1))
@@ -763,7 +796,7 @@ async def test_a_scheduled_reply_is_listed_and_taken_once_when_due(backend: Back
     assert (await backend.repo.audit_trail("<a@x>"))[-1].transition_reason == SEND_DUE
     async with backend.repo.transaction() as tx:
         assert await tx.claim_send("<a@x>", "<r@x>")
-        assert [wf.message_id for wf in await tx.phone.open_drafts()] == ["<b@x>"]  # being sent: not listed
+        assert [wf.message_id for wf in await tx.phone.open_drafts(person=0)] == ["<b@x>"]  # being sent: not listed
 
 
 async def test_open_workflows_without_a_code_are_given_one(backend: Backend) -> None:
@@ -778,3 +811,53 @@ async def test_open_workflows_without_a_code_are_given_one(backend: Backend) -> 
     a, b, c = [await backend.repo.get(m) for m in ("<a@x>", "<b@x>", "<c@x>")]
     assert a is not None and b is not None and c is not None
     assert a.draft_code and b.draft_code and a.draft_code != b.draft_code and c.draft_code is None
+
+
+async def test_each_person_sees_only_their_own_drafts_codes_and_queue(backend: Backend) -> None:
+    """Many people (docs/design.md): every phone query is one person's."""
+    await backend.start("<ann@x>", 1)
+    await backend.start("<bob@x>", 2)
+    await backend.start("<bob2@x>", 2)
+    await backend.start("<nobody@x>", None)
+    for mid in ("<ann@x>", "<bob@x>", "<bob2@x>"):
+        await walk(backend, mid, TO_AWAITING[:2])
+    ann, bob = await workflow(backend, "<ann@x>"), await workflow(backend, "<bob@x>")
+    assert ann.person_id == 1 and bob.person_id == 2 and ann.draft_code and bob.draft_code
+    async with backend.repo.transaction() as tx:
+        ready = await tx.phone.oldest_ready(person=1)
+        assert ready is not None and ready.message_id == "<ann@x>"
+        assert await tx.phone.oldest_ready(person=0) is None
+        assert await tx.phone.count_waiting(person=2) == 2 and await tx.phone.count_waiting(person=1) == 1
+        # Codes are each person's own: Bob's names no draft of Ann's, or her own draft with the same code.
+        mine = await tx.phone.by_code(bob.draft_code, person=1)
+        assert mine is None or (mine.message_id == "<ann@x>" and ann.draft_code == bob.draft_code)
+        found = await tx.phone.by_code(bob.draft_code, person=2)
+        assert found is not None and found.message_id == "<bob@x>"
+        assert [d.message_id for d in await tx.phone.open_drafts(person=1)] == ["<ann@x>"]
+        assert await tx.phone.request_presentation("<bob2@x>")
+        assert await tx.phone.requested(person=1) is None
+        asked = await tx.phone.requested(person=2)
+        assert asked is not None and asked.message_id == "<bob2@x>"
+        assert await tx.phone.people_of(["<ann@x>", "<bob@x>", "<bob2@x>", "<nobody@x>", "<gone@x>"]) == [1, 2]
+        assert await tx.phone.people_waiting() == [1, 2]
+
+
+async def test_a_persons_lessons_and_evidence_are_theirs_alone(backend: Backend) -> None:
+    """docs/design.md, "Many people": what Ann taught never shapes Bob's drafts."""
+    from handlers.lessons import Learnt, Scope, evidence
+
+    given = evidence("<a@x>", "Zed <z@x.example>", "sign as Ann")
+    assert given is not None
+    async with backend.repo.transaction() as tx:
+        assert await tx.add_lesson_evidence(given, person=1)
+        assert [e.message_id for e in await tx.recent_lesson_evidence(10, person=1)] == ["<a@x>"]
+        assert await tx.recent_lesson_evidence(10, person=2) == []
+        anns = await tx.save_lesson(Learnt(Scope.SENDER, "z@x.example", "sign as Ann"), "learnt", person=1)
+        everyone = await tx.save_lesson(Learnt(Scope.EVERYONE, None, "no emoji"), "remembered", person=1)
+        bobs = await tx.save_lesson(Learnt(Scope.EVERYONE, None, "be brief"), "remembered", person=2)
+    async with backend.repo.transaction() as tx:
+        assert [lesson.id for lesson in await tx.lessons_for("z@x.example", "x.example", person=1)] == [anns, everyone]
+        assert [lesson.id for lesson in await tx.lessons_for("z@x.example", "x.example", person=2)] == [bobs]
+        assert await tx.lessons_for("z@x.example", "x.example") == []  # the default person taught nothing
+        assert [lesson.id for lesson in await tx.all_lessons(2)] == [bobs]
+        assert sorted(lesson.id for lesson in await tx.all_lessons()) == sorted([anns, everyone, bobs])

@@ -55,7 +55,7 @@ async def test_the_poller_starts_vip_emails_first_in_line_and_says_why(
         assert await repo.transition(mid, S.AI_GENERATING, S.AI_GENERATED, "draft generated",
                                      ai_reply_text="Sure.")
     async with repo.transaction() as tx:
-        ready = await tx.phone.oldest_ready()
+        ready = await tx.phone.oldest_ready(person=0)
     assert ready is not None and ready.message_id == ids[1] and ready.priority == 1
 
 

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal
 
 from handlers.clock import Clock
-from handlers.codes import new_codes
+from handlers.codes import MAX_DIGITS, capacity, new_codes
 from handlers.deliveries import Delivery, DeliveryReport, audit_reason, moves_forward
 from handlers.errors import PermanentError, TransientError
 from handlers.drafts import GeneratedDraft
@@ -61,6 +61,8 @@ class _Data:
     sms: dict[str, dict[str, Any]] = field(default_factory=dict)
     reply_drafts: dict[str, str] = field(default_factory=dict)
     outages: set[str] = field(default_factory=set)
+    #: (peer, person) told of each outage (peer_outage_told).
+    told: set[tuple[str, int]] = field(default_factory=set)
     #: Presentations held by a live worker (an advisory lock on its session, in PostgreSQL).
     presenting: set[str] = field(default_factory=set)
     #: Replies being sent by a live worker (an advisory lock on its session, in PostgreSQL).
@@ -76,6 +78,9 @@ class _Data:
     #: lesson_evidence rows as (evidence, kind), oldest first; lessons by id.
     evidence: list[tuple[Evidence, str]] = field(default_factory=list)
     lessons: dict[int, Lesson] = field(default_factory=dict)
+    #: Whose each evidence row (same order) and each lesson (by id) is.
+    evidence_people: list[int] = field(default_factory=list)
+    lesson_people: dict[int, int] = field(default_factory=dict)
 
 
 class _Part:
@@ -89,17 +94,27 @@ class FakePhoneSlot(_Part):
         held = self.data.phones.setdefault(phone, None)
         return self.data.workflows.get(held) if held else None
 
-    async def oldest_ready(self) -> Workflow | None:
+    async def oldest_ready(self, *, person: int) -> Workflow | None:
         now = self.tx.clock.now()
         ready = [wf for wf in self.data.workflows.values() if wf.current_state is READY_STATE
+                 and wf.person_id == person
                  and (wf.next_attempt_at is None or wf.next_attempt_at <= now)]
         ready.sort(key=lambda wf: (-wf.priority, wf.email_received_at or datetime.max.replace(tzinfo=UTC),
                                    wf.created_at or datetime.max.replace(tzinfo=UTC)))
         return ready[0] if ready else None
 
-    async def count_waiting(self, exclude: str | None = None) -> int:
+    async def people_of(self, message_ids: Collection[str]) -> list[int]:
+        return sorted({wf.person_id for m in message_ids if (wf := self.data.workflows.get(m)) is not None
+                       and wf.person_id is not None})
+
+    async def people_waiting(self) -> list[int]:
+        return sorted({wf.person_id for wf in self.data.workflows.values() if wf.person_id is not None
+                       and wf.current_state in (READY_STATE, S.SMS_SENDING)})
+
+    async def count_waiting(self, *, person: int, exclude: str | None = None) -> int:
         return sum(1 for wf in self.data.workflows.values()
-                   if wf.current_state in QUEUED_FOR_PHONE_STATES and wf.message_id != exclude)
+                   if wf.current_state in QUEUED_FOR_PHONE_STATES and wf.message_id != exclude
+                   and wf.person_id == person)
 
     async def assign(self, phone: str, message_id: str) -> None:
         self.data.phones[phone] = message_id
@@ -116,20 +131,23 @@ class FakePhoneSlot(_Part):
         self.tx._audit(message_id, wf.current_state.value, wf.current_state.value, reason, None)
         return True
 
-    async def by_code(self, code: str) -> Workflow | None:
-        return next((wf for wf in self.data.workflows.values() if wf.draft_code == code.upper()), None)
+    async def by_code(self, code: str, *, person: int) -> Workflow | None:
+        return next((wf for wf in self.data.workflows.values()
+                     if wf.draft_code == code.upper() and wf.person_id == person), None)
 
-    async def open_drafts(self) -> list[Workflow]:
+    async def open_drafts(self, *, person: int) -> list[Workflow]:
         found = [wf for wf in self.data.workflows.values()
-                 if wf.draft_code is not None and (wf.current_state is not S.USER_APPROVED or (
+                 if wf.draft_code is not None and wf.person_id == person
+                 and (wf.current_state is not S.USER_APPROVED or (
                      wf.send_at is not None and wf.send_attempted_at is None))]
         found.sort(key=lambda wf: (wf.email_received_at or datetime.max.replace(tzinfo=UTC),
                                    wf.created_at or datetime.max.replace(tzinfo=UTC)))
         return found
 
-    async def requested(self) -> Workflow | None:
+    async def requested(self, *, person: int) -> Workflow | None:
         waiting = sorted((at, m) for m, at in self.data.requested.items()
-                         if self.data.workflows[m].current_state is READY_STATE)
+                         if self.data.workflows[m].current_state is READY_STATE
+                         and self.data.workflows[m].person_id == person)
         return self.data.workflows[waiting[0][1]] if waiting else None
 
     async def request_presentation(self, message_id: str) -> bool:
@@ -328,10 +346,11 @@ class FakeTransaction:
                         park_reason(reason, next_attempt_at), reason)
         return True
 
-    async def note_outage(self, peer: str) -> bool:
-        if peer in self.data.outages:
-            return False
+    async def note_outage(self, peer: str, person: int = 0) -> bool:
         self.data.outages.add(peer)
+        if (peer, person) in self.data.told:
+            return False
+        self.data.told.add((peer, person))
         return True
 
     async def claim_due_parked(self, limit: int) -> list[Workflow]:
@@ -347,6 +366,8 @@ class FakeTransaction:
         parked = {wf.park_peer for wf in self.data.workflows.values()}
         ended = sorted(self.data.outages - parked)
         self.data.outages -= set(ended)
+        holding = {(wf.park_peer, wf.person_id) for wf in self.data.workflows.values()}
+        self.data.told = {(peer, who) for peer, who in self.data.told if (peer, who) in holding}
         return ended
 
     async def mark_reminded(self, message_id: str) -> bool:
@@ -390,13 +411,19 @@ class FakeTransaction:
         return True
 
     async def give_codes(self, message_ids: Sequence[str]) -> list[str]:
-        taken = [wf.draft_code for wf in self.data.workflows.values() if wf.draft_code]
-        codes = new_codes(len(message_ids), taken, random.Random(len(taken)))
-        for message_id, code in zip(message_ids, codes):
+        given = []
+        for message_id in message_ids:  # each person's codes are their own
             wf = self.data.workflows[message_id]
-            if wf.draft_code is None:
-                self.data.workflows[message_id] = replace(wf, draft_code=code)
-        return codes
+            if wf.draft_code is not None:
+                continue
+            taken = [w.draft_code for w in self.data.workflows.values() if w.draft_code and
+                     w.person_id == wf.person_id]
+            if len(taken) >= capacity(MAX_DIGITS):
+                continue  # every code of this person is in use: none for this one
+            [code] = new_codes(1, taken, random.Random(len(taken)))
+            self.data.workflows[message_id] = replace(wf, draft_code=code)
+            given.append(code)
+        return given
 
     async def give_missing_codes(self, limit: int) -> int:
         ids = [m for m, wf in self.data.workflows.items()
@@ -420,7 +447,8 @@ class FakeTransaction:
                 if o.received_at < n.received_at and o.message_id in self.data.workflows
                 and self.data.workflows[o.message_id].current_state in states
                 and continues(n.thread_id, n.in_reply_to, o.message_id, o.thread_id)
-                and same_sender(n.from_address, o.from_address)]
+                and same_sender(n.from_address, o.from_address)
+                and self.data.workflows[o.message_id].person_id == self.data.workflows[n.message_id].person_id]
 
     async def record_superseded(self, message_ids: Collection[str], newer: str) -> None:
         self.data.superseded_by.update({m: newer for m in message_ids})
@@ -439,30 +467,37 @@ class FakeTransaction:
                         body_html=e.body_html and e.body_html[:EARLIER_HTML_CHARS])  # read bounded
                 for e in (found[-limit:] if limit > 0 else [])]
 
-    async def add_lesson_evidence(self, evidence: Evidence, kind: Literal["edit", "hand"] = "edit") -> bool:
+    async def add_lesson_evidence(self, evidence: Evidence, kind: Literal["edit", "hand"] = "edit", *,
+                                  person: int = 0) -> bool:
         if any(e.message_id == evidence.message_id and e.normalised == evidence.normalised
                for e, _ in self.data.evidence):
             return False
         self.data.evidence.append((evidence, kind))
+        self.data.evidence_people.append(person)
         return True
 
-    async def recent_lesson_evidence(self, limit: int) -> list[Evidence]:
-        return [e for e, _ in reversed(self.data.evidence)][:limit]
+    async def recent_lesson_evidence(self, limit: int, *, person: int = 0) -> list[Evidence]:
+        mine = [e for (e, _), who in zip(self.data.evidence, self.data.evidence_people) if who == person]
+        return list(reversed(mine))[:limit]
 
-    async def lessons_for(self, sender: str, domain: str) -> list[Lesson]:
-        return [lesson for _, lesson in sorted(self.data.lessons.items())
-                if lesson.scope is Scope.EVERYONE or (lesson.scope is Scope.SENDER and lesson.key == sender)
-                or (lesson.scope is Scope.DOMAIN and lesson.key == domain)]
+    async def lessons_for(self, sender: str, domain: str, *, person: int = 0) -> list[Lesson]:
+        return [lesson for i, lesson in sorted(self.data.lessons.items())
+                if self.data.lesson_people.get(i, 0) == person and (
+                    lesson.scope is Scope.EVERYONE or (lesson.scope is Scope.SENDER and lesson.key == sender)
+                    or (lesson.scope is Scope.DOMAIN and lesson.key == domain))]
 
-    async def all_lessons(self) -> list[Lesson]:
-        return sorted(self.data.lessons.values(), key=lambda lesson: (lesson.scope.value, lesson.key is not None,
-                                                                     lesson.key or "", lesson.id))
+    async def all_lessons(self, person: int | None = None) -> list[Lesson]:
+        mine = (lesson for i, lesson in self.data.lessons.items()
+                if person is None or self.data.lesson_people.get(i, 0) == person)
+        return sorted(mine, key=lambda lesson: (lesson.scope.value, lesson.key is not None, lesson.key or "", lesson.id))
 
     async def lessons_by_id(self, ids: Collection[int]) -> list[Lesson]:
         return [self.data.lessons[i] for i in sorted(set(ids)) if i in self.data.lessons]
 
-    async def save_lesson(self, learnt: Learnt, source: Literal["learnt", "remembered"]) -> int:
+    async def save_lesson(self, learnt: Learnt, source: Literal["learnt", "remembered"], *,
+                          person: int = 0) -> int:
         lesson_id = max(self.data.lessons, default=0) + 1
+        self.data.lesson_people[lesson_id] = person
         self.data.lessons[lesson_id] = Lesson(lesson_id, learnt.scope, learnt.key, learnt.text, source=source)
         return lesson_id
 
@@ -558,10 +593,11 @@ class FakeRepository:
                and wf.sms_sent_at is not None and wf.sms_sent_at <= presented_before]
         return [wf.message_id for wf in sorted(due, key=lambda wf: wf.sms_sent_at or presented_before)]
 
-    async def closable_emails(self) -> list[tuple[str, datetime, str]]:
+    async def closable_emails(self, person: int = 0) -> list[tuple[str, datetime, str]]:
         found = [(wf.message_id, wf.email_received_at or wf.created_at or self.clock.now(),
                   wf.email_from or self.data.emails[wf.message_id].from_address)
-                 for wf in self.data.workflows.values() if wf.current_state in CLOSABLE_STATES]
+                 for wf in self.data.workflows.values() if wf.current_state in CLOSABLE_STATES
+                 and wf.person_id == person]
         return sorted(found, key=lambda pair: pair[1])
 
     async def own_replies(self, message_ids: Collection[str]) -> set[str]:
@@ -580,12 +616,16 @@ class FakeRepository:
                                              status=EmailStatus.ORCHESTRATING.value, body_text=body_text,
                                              thread_id=thread_id, in_reply_to=in_reply_to)
 
-    async def start(self, message_id: str, **email: Any) -> None:
-        """An email taken on by the poller: its workflow in ``pending``."""
+    async def start(self, message_id: str, *, person: int | None = 0, **email: Any) -> None:
+        """An email taken on by the poller: its workflow in ``pending``, ``person``'s."""
         self.add_email(message_id, **email)
         async with self.transaction() as tx:
             assert await tx.create_workflow(self.data.emails[message_id], body_preview="Shall we?",
                                             reason="test")
+        # The code is the person's, as when the poller routes the email.
+        self.data.workflows[message_id] = replace(self.data.workflows[message_id], person_id=person, draft_code=None)
+        async with self.transaction() as tx:
+            await tx.give_codes([message_id])
 
     def published(self, kind: type[Publishable]) -> list[Any]:
         return [m for m in self.data.outbox if isinstance(m, kind)]
@@ -614,7 +654,8 @@ class FakeGenerator:
 
     async def generate(self, email_message_id: str, *, tone: str, max_length: int | None = None,
                        context_instructions: str | None = None) -> GeneratedDraft:
-        self.calls.append({"email_message_id": email_message_id, "context_instructions": context_instructions})
+        self.calls.append({"email_message_id": email_message_id, "context_instructions": context_instructions,
+                           "tone": tone, "max_length": max_length})
         if self.fail_with:
             raise self.fail_with.pop(0)
         text = f"Draft {len(self.calls)}"
