@@ -94,7 +94,9 @@ async def test_a_backlog_is_taken_in_as_fast_as_it_is_drafted_so_a_newcomer_is_n
                     (WorkflowState.AI_GENERATING.value, WorkflowState.PENDING.value))
             await asyncio.sleep(0.05)
 
-    poller = EmailPoller(repo, database, interval=60)
+    # However slow this machine makes the draft agent, the poller waits for it
+    # (the default AHEAD_WAIT gives up after 5 s: right for a stopped agent, not for a test).
+    poller = EmailPoller(repo, database, interval=60, ahead_wait=60)
     agent = asyncio.create_task(draft_agent())
     polling = asyncio.create_task(poller.poll_once())
     try:
