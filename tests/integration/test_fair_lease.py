@@ -5,6 +5,7 @@ person's new email."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from handlers.workflow import WorkflowState
@@ -85,3 +86,30 @@ async def test_intake_of_one_mailbox_is_oldest_first_as_before(repo: WorkflowRep
     older = await _pending(pool, 5, old)
     async with repo.transaction() as tx:
         assert [e.message_id for e in await tx.claim_pending_emails(7)] == [*older, *newer[:2]]
+
+
+async def test_lessees_at_once_never_lease_the_same_draft(repo: WorkflowRepository, pool: Pool) -> None:
+    """Six generation pools (several workers) leasing at once: each draft is
+    leased once. The ranking reads a snapshot, so a draft another pool leases
+    and commits while this one ranks must be checked again once locked (a
+    race: without that check, each round finds drafts leased twice about two
+    times in three, so four rounds)."""
+    old = datetime.now(UTC) - timedelta(days=1)
+    drafts = [*await _drafts_asked(repo, pool, 1, 150, old), *await _drafts_asked(repo, pool, 2, 100, old),
+              *await _drafts_asked(repo, pool, 0, 50, old)]
+
+    async def lessee() -> list[str]:
+        mine: list[str] = []
+        for _ in range(200):  # a bound: 300 drafts, at least one each call while any is left
+            leased = await repo.lease_drafts(3, 60)
+            if not leased:
+                break
+            mine += [wf.message_id for wf in leased]
+        return mine
+
+    for _ in range(4):
+        leased = [mid for one in await asyncio.gather(*(lessee() for _ in range(6))) for mid in one]
+        twice = sorted({mid for mid in leased if leased.count(mid) > 1})
+        assert twice == [] and sorted(leased) == sorted(drafts)
+        async with pool.connection() as conn:  # the next round: every lease lapsed
+            await conn.execute("UPDATE workflow_state SET lease_until = NULL")
