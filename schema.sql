@@ -139,8 +139,9 @@ CREATE INDEX IF NOT EXISTS workflow_state_timeout_idx
 CREATE INDEX IF NOT EXISTS workflow_state_created_idx ON workflow_state (created_at);
 CREATE INDEX IF NOT EXISTS workflow_state_parked_idx
     ON workflow_state (next_attempt_at) WHERE park_peer IS NOT NULL;
--- The generation lease's order, VIP first since issue 20: workflow_state_ready_idx
--- below (after the priority column); the older workflow_state_generating_idx is dropped there.
+-- The generation lease's order, VIP first since issue 20, each person's since
+-- issue 19: workflow_state_lease_idx below (after the person_id column); the
+-- older workflow_state_generating_idx and workflow_state_ready_idx are dropped there.
 
 -- ---------------------------------------------------------------------------
 -- workflow_audit_log: every won transition, in order (id is monotonic).
@@ -350,8 +351,8 @@ CREATE INDEX IF NOT EXISTS processed_emails_thread_idx ON processed_emails (thre
 -- email from a sender matching VIP_SENDERS or a pattern in vip_senders (marked
 -- on the dashboard) starts with priority 1; drafts are generated and put on
 -- the phone highest priority first, then oldest email first (READY_FIRST in
--- streams/storage/base.py), and the generation lease reads that order from
--- workflow_state_ready_idx.
+-- streams/storage/base.py), and the generation lease reads that order, each
+-- person's, from workflow_state_lease_idx (below, with the people).
 -- ---------------------------------------------------------------------------
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS priority SMALLINT NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS vip_senders (
@@ -359,8 +360,7 @@ CREATE TABLE IF NOT EXISTS vip_senders (
     added_at    TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 DROP INDEX IF EXISTS workflow_state_generating_idx;
-CREATE INDEX IF NOT EXISTS workflow_state_ready_idx
-    ON workflow_state (priority DESC, email_received_at, created_at, id) WHERE current_state = 'ai_generating';
+DROP INDEX IF EXISTS workflow_state_ready_idx;  -- one order for everyone: now each person's (below)
 
 -- ---------------------------------------------------------------------------
 -- It learns from you (docs/design.md, "It learns from you"). Every edit
@@ -461,6 +461,15 @@ CREATE TABLE IF NOT EXISTS person_addresses (
 CREATE INDEX IF NOT EXISTS person_addresses_person_idx ON person_addresses (person_id, position);
 ALTER TABLE workflow_state ADD COLUMN IF NOT EXISTS person_id INTEGER DEFAULT 0;
 CREATE INDEX IF NOT EXISTS workflow_state_person_idx ON workflow_state (person_id, current_state);
+-- The generation lease (docs/design.md, "Fair scheduling"): each person's next
+-- drafts in their order, VIP first then oldest, read from the index a few at a
+-- time however long their backlog; and the drafts being generated now, counted
+-- per person, read from the second.
+CREATE INDEX IF NOT EXISTS workflow_state_lease_idx
+    ON workflow_state (person_id, priority DESC, email_received_at, created_at, id)
+    WHERE current_state = 'ai_generating';
+CREATE INDEX IF NOT EXISTS workflow_state_leased_idx
+    ON workflow_state (lease_until) WHERE current_state = 'ai_generating';
 -- Codes are each person's own: unique among one person's open drafts, so they
 -- stay short however many people share the deployment. (Until many people,
 -- they were unique across the deployment: that index is dropped.)

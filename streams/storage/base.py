@@ -24,8 +24,8 @@ Connection = psycopg.AsyncConnection[dict[str, Any]]
 Pool = AsyncConnectionPool[Connection]
 
 #: VIP senders first, then oldest email first: the order drafts are
-#: generated and go on the phone in (schema.sql's workflow_state_ready_idx
-#: serves it for the generation lease; docs/design.md, "Senders who come first").
+#: generated and go on the phone in (schema.sql's workflow_state_lease_idx
+#: serves it, per person, for the generation lease; docs/design.md, "Senders who come first").
 READY_FIRST = " ORDER BY priority DESC, email_received_at NULLS LAST, created_at, id"
 
 

@@ -187,37 +187,22 @@ class WorkflowRepository(ReadModels, ElsewhereReads):
         leased (or the lease lapsed: its worker died) and not parked until
         later. SKIP LOCKED: two pools never take the same.
 
-        Fair across people (docs/design.md, "Many people"): each person's
+        Fair across people (docs/design.md, "Fair scheduling"): each person's
         k-th draft in their own order (VIP first, then oldest email first)
         takes its turn k plus the drafts of theirs being generated now, and
         the lowest turns go first; so one person's backlog of thousands
         never delays another person's single new email by more than one
-        generation.
+        generation. Only each person's first ``limit`` drafts can win, so
+        only those are read (:data:`LEASE`): the cost grows with the people
+        waiting, not with their backlogs.
 
         The lease and the parking are checked again on the locked row: the
         ranking reads a snapshot, and a row another worker leased and
         committed meanwhile is not skipped by SKIP LOCKED but re-read."""
         now = self.clock.now()
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "WITH inflight AS (SELECT person_id, count(*) AS n FROM workflow_state"
-                "  WHERE current_state = %(state)s AND lease_until >= %(now)s GROUP BY person_id),"
-                " ranked AS (SELECT w.id, w.priority, w.email_received_at, w.created_at,"
-                "  COALESCE(i.n, 0) + row_number() OVER (PARTITION BY w.person_id"
-                "   ORDER BY w.priority DESC, w.email_received_at NULLS LAST, w.created_at, w.id) AS turn"
-                "  FROM workflow_state w LEFT JOIN inflight i ON i.person_id IS NOT DISTINCT FROM w.person_id"
-                "  WHERE w.current_state = %(state)s AND (w.lease_until IS NULL OR w.lease_until < %(now)s)"
-                "  AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= %(now)s)),"
-                " picked AS (SELECT id FROM ranked ORDER BY turn, priority DESC, email_received_at NULLS LAST,"
-                "  created_at, id LIMIT %(limit)s),"
-                " free AS (SELECT w.id FROM workflow_state w JOIN picked USING (id)"
-                "  WHERE w.current_state = %(state)s AND (w.lease_until IS NULL OR w.lease_until < %(now)s)"
-                "  AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= %(now)s)"
-                "  FOR UPDATE OF w SKIP LOCKED)"
-                " UPDATE workflow_state w SET lease_until = %(until)s, next_attempt_at = NULL"
-                " FROM free WHERE w.id = free.id RETURNING w.*",
-                {"state": WorkflowState.AI_GENERATING.value, "now": now, "limit": limit,
-                 "until": now + timedelta(seconds=lease_seconds)})
+            cur = await conn.execute(LEASE, {"state": WorkflowState.AI_GENERATING.value, "now": now,
+                                             "limit": limit, "until": now + timedelta(seconds=lease_seconds)})
             rows = await cur.fetchall()
             await conn.commit()
         return sorted((Workflow.from_row(r) for r in rows), key=ready_key)
@@ -232,6 +217,42 @@ class WorkflowRepository(ReadModels, ElsewhereReads):
                 (self.clock.now() + timedelta(seconds=lease_seconds), list(message_ids),
                  WorkflowState.AI_GENERATING.value))
             await conn.commit()
+
+
+#: The generation lease (:meth:`WorkflowRepository.lease_drafts`). ``waiting``
+#: finds the people with drafts to generate by skipping through
+#: workflow_state_lease_idx a person at a time; ``theirs`` reads each one's
+#: first ``limit`` free drafts from it in their order; ``inflight`` counts what
+#: each is generating now from workflow_state_leased_idx. (A workflow in
+#: ``ai_generating`` always has a person: an email that is nobody's ends
+#: ``unrouted`` before it is drafted.)
+LEASE = (
+    "WITH RECURSIVE waiting AS ("
+    "  (SELECT person_id FROM workflow_state WHERE current_state = %(state)s AND person_id IS NOT NULL"
+    "   ORDER BY person_id LIMIT 1)"
+    "  UNION ALL"
+    "  SELECT (SELECT w.person_id FROM workflow_state w WHERE w.current_state = %(state)s"
+    "   AND w.person_id > waiting.person_id ORDER BY w.person_id LIMIT 1)"
+    "  FROM waiting WHERE waiting.person_id IS NOT NULL),"
+    " inflight AS (SELECT person_id, count(*) AS n FROM workflow_state"
+    "  WHERE current_state = %(state)s AND lease_until >= %(now)s GROUP BY person_id),"
+    " ranked AS (SELECT theirs.*, COALESCE(i.n, 0) + row_number() OVER (PARTITION BY p.person_id"
+    "   ORDER BY theirs.priority DESC, theirs.email_received_at NULLS LAST, theirs.created_at, theirs.id) AS turn"
+    "  FROM waiting p CROSS JOIN LATERAL (SELECT w.id, w.priority, w.email_received_at, w.created_at"
+    "   FROM workflow_state w WHERE w.current_state = %(state)s AND w.person_id = p.person_id"
+    "   AND (w.lease_until IS NULL OR w.lease_until < %(now)s)"
+    "   AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= %(now)s)"
+    "   ORDER BY w.priority DESC, w.email_received_at NULLS LAST, w.created_at, w.id LIMIT %(limit)s) theirs"
+    "  LEFT JOIN inflight i ON i.person_id = p.person_id WHERE p.person_id IS NOT NULL),"
+    " picked AS (SELECT id FROM ranked ORDER BY turn, priority DESC, email_received_at NULLS LAST,"
+    "  created_at, id LIMIT %(limit)s),"
+    " free AS (SELECT w.id FROM workflow_state w JOIN picked USING (id)"
+    "  WHERE w.current_state = %(state)s AND (w.lease_until IS NULL OR w.lease_until < %(now)s)"
+    "  AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= %(now)s)"
+    "  FOR UPDATE OF w SKIP LOCKED)"
+    " UPDATE workflow_state w SET lease_until = %(until)s, next_attempt_at = NULL"
+    " FROM free WHERE w.id = free.id RETURNING w.*"
+)
 
 
 if TYPE_CHECKING:
