@@ -470,6 +470,10 @@ CREATE INDEX IF NOT EXISTS workflow_state_lease_idx
     WHERE current_state = 'ai_generating';
 CREATE INDEX IF NOT EXISTS workflow_state_leased_idx
     ON workflow_state (lease_until) WHERE current_state = 'ai_generating';
+-- Settings the person may have of their own since people were added (NULL: the worker's).
+ALTER TABLE people ADD COLUMN IF NOT EXISTS vip_senders TEXT;
+ALTER TABLE people ADD COLUMN IF NOT EXISTS phone_mode VARCHAR(8);
+ALTER TABLE people ADD COLUMN IF NOT EXISTS sms_format VARCHAR(12);
 -- Codes are each person's own: unique among one person's open drafts, so they
 -- stay short however many people share the deployment. (Until many people,
 -- they were unique across the deployment: that index is dropped.)

@@ -20,17 +20,22 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from email.utils import getaddresses
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from handlers.phones import normalise_phone
 from handlers.quiet import QuietHours
-from handlers.senders import parse_patterns
+from handlers.senders import parse_patterns, read_vip_pattern
 
 #: ``workflow_state.person_id`` of the default person (the worker's settings).
 DEFAULT_PERSON = 0
 #: The tones the AI Reply Generator takes (docs/contracts.md §2).
 TONES = ("professional", "casual", "technical", "friendly")
+#: PHONE_MODE and SMS_FORMAT (streams/settings.py).
+PhoneMode = Literal["one", "each"]
+SmsFormat = Literal["condensed", "full"]
+PHONE_MODES: tuple[PhoneMode, ...] = get_args(PhoneMode)
+SMS_FORMATS: tuple[SmsFormat, ...] = get_args(SmsFormat)
 SECURITIES = ("ssl", "starttls", "plain")
 #: A person's name, at most.
 NAME_CHARS = 200
@@ -72,6 +77,12 @@ class Person:
     skip_senders: str
     tone: str
     max_length: int | None
+    #: VIP_SENDERS: the senders whose drafts come first (with those marked on the dashboard).
+    vip_senders: str = ""
+    #: PHONE_MODE: one draft on the phone at a time, or each as soon as it is ready.
+    phone_mode: PhoneMode = "one"
+    #: SMS_FORMAT: how a draft SMS is laid out (condensed or full).
+    sms_format: SmsFormat = "condensed"
     #: None: the worker's own SMTP login (the default person, or a person who set none).
     smtp: MailLogin | None = None
     #: None: the worker's own IMAP login, when ``own_imap`` (else no Sent-folder checks).
@@ -89,6 +100,10 @@ class Person:
     @property
     def skip_patterns(self) -> list[str]:
         return parse_patterns(self.skip_senders)
+
+    @property
+    def vip_patterns(self) -> list[str]:
+        return parse_patterns(self.vip_senders)
 
     @property
     def is_default(self) -> bool:
@@ -120,6 +135,9 @@ class PersonRow:
     skip_senders: str | None = None
     tone: str | None = None
     max_length: int | None = None
+    vip_senders: str | None = None
+    phone_mode: str | None = None
+    sms_format: str | None = None
 
     def shown(self) -> dict[str, Any]:
         """Every field for a person to read: passwords only as set or not."""
@@ -136,7 +154,7 @@ SETTABLE: Mapping[str, type] = {
     "smtp_server": str, "smtp_port": int, "smtp_security": str, "smtp_login": str, "smtp_password": str,
     "imap_server": str, "imap_port": int, "imap_login": str, "imap_password": str, "imap_sent_folder": str,
     "timezone": str, "quiet_hours": str, "reminder_after": float, "skip_senders": str, "tone": str,
-    "max_length": int,
+    "max_length": int, "vip_senders": str, "phone_mode": str, "sms_format": str,
 }
 SECRET_FIELDS = frozenset({"smtp_password", "imap_password"})
 
@@ -211,6 +229,15 @@ def check_field(name: str, value: str, region: str | None = None) -> Any:
         raise PersonError(f"smtp_security: one of {', '.join(SECURITIES)}")
     if name == "tone" and text.lower() not in TONES:
         raise PersonError(f"tone: one of {', '.join(TONES)}")
+    if name == "phone_mode" and text.lower() not in PHONE_MODES:
+        raise PersonError(f"phone_mode: one of {', '.join(PHONE_MODES)}")
+    if name == "sms_format" and text.lower() not in SMS_FORMATS:
+        raise PersonError(f"sms_format: one of {', '.join(SMS_FORMATS)}")
+    if name == "vip_senders":
+        try:
+            return ", ".join(read_vip_pattern(p) for p in text.split(",") if p.strip())
+        except ValueError as exc:
+            raise PersonError(f"vip_senders: {exc}") from None
     if name == "timezone":
         try:
             ZoneInfo(text)
@@ -221,7 +248,7 @@ def check_field(name: str, value: str, region: str | None = None) -> Any:
             QuietHours.parse(text, "UTC")
         except ValueError as exc:
             raise PersonError(f"quiet_hours: {exc}") from None
-    if name in ("smtp_security", "tone"):
+    if name in ("smtp_security", "tone", "phone_mode", "sms_format"):
         return text.lower()
     return number if number is not None else text
 
@@ -278,5 +305,20 @@ def resolve(row: PersonRow, base: Person, *, smtp_password: str | None, imap_pas
         reminder_after=row.reminder_after if row.reminder_after is not None else base.reminder_after,
         skip_senders=row.skip_senders if row.skip_senders is not None else base.skip_senders,
         tone=row.tone or base.tone, max_length=row.max_length or base.max_length,
+        vip_senders=row.vip_senders if row.vip_senders is not None else base.vip_senders,
+        phone_mode=_one_of(row.phone_mode, PHONE_MODES, base.phone_mode),
+        sms_format=_one_of(row.sms_format, SMS_FORMATS, base.sms_format),
         smtp=smtp, imap=imap, own_mail=smtp is None,
     )
+
+
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _one_of(value: str | None, choices: tuple[_Choice, ...], otherwise: _Choice) -> _Choice:
+    """``value`` when it is one of ``choices`` (a row written by hand may hold
+    anything), else ``otherwise``: the worker's setting."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    return otherwise

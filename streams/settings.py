@@ -286,7 +286,8 @@ class Settings(DatabaseSettings, KafkaSettings):
             id=DEFAULT_PERSON, name="default", phone=self.your_phone_number,
             addresses=(self.email_address.lower(),), timezone=self.timezone, quiet_hours=self.quiet_hours,
             reminder_after=self.reminder_after, skip_senders=self.skip_senders, tone=self.ai_reply_tone,
-            max_length=self.ai_reply_max_length,
+            max_length=self.ai_reply_max_length, vip_senders=self.vip_senders, phone_mode=self.phone_mode,
+            sms_format=self.sms_format,
             smtp=MailLogin(self.gmail_smtp_server, self.gmail_smtp_port, self.email_address,
                            self.email_password.get_secret_value(), self.smtp_security_mode),
             imap=None, own_mail=True)

@@ -29,8 +29,8 @@ from psycopg_pool import PoolTimeout
 from pydantic import SecretStr, field_validator
 
 from handlers.clock import SystemClock
-from handlers.people import (SECRET_FIELDS, SECURITIES, SETTABLE, TONES, PersonError, PersonRow, check_field,
-                             read_phone, taken_by_default)
+from handlers.people import (PHONE_MODES, SECRET_FIELDS, SECURITIES, SETTABLE, SMS_FORMATS, TONES, PersonError,
+                             PersonRow, check_field, read_phone, taken_by_default)
 from handlers.people_keys import KeysError, PeopleKeys
 from handlers.phones import check_region, region_of
 from streams.cli.terminal import for_terminal
@@ -44,7 +44,8 @@ from streams.storage.people import PeopleStore, PersonTaken
 OPTION_FIELDS = tuple(f for f in SETTABLE if f not in ("name", "phone", "addresses") and f not in SECRET_FIELDS)
 #: How ``people add --help`` spells the values it takes.
 METAVARS = {"smtp_security": "|".join(SECURITIES), "tone": "|".join(TONES), "quiet_hours": "HH:MM-HH:MM",
-            "reminder_after": "SECONDS", "max_length": "CHARS", "skip_senders": "PATTERNS", "timezone": "ZONE"}
+            "reminder_after": "SECONDS", "max_length": "CHARS", "skip_senders": "PATTERNS", "timezone": "ZONE",
+            "vip_senders": "PATTERNS", "phone_mode": "|".join(PHONE_MODES), "sms_format": "|".join(SMS_FORMATS)}
 #: Each login's password, in the order stdin gives them when both are read from it.
 LOGINS = ("smtp", "imap")
 

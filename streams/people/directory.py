@@ -42,6 +42,7 @@ class Directory:
         self._people: dict[int, Person] = {}
         self._phones: dict[str, Person] = {}
         self._owners: dict[str, int] = {}
+        self._vips: dict[int, list[str]] = {}
         self._loaded_at: float | None = None
         self._version: tuple[int, datetime | None] | None = None
         self._lock = asyncio.Lock()
@@ -65,6 +66,7 @@ class Directory:
             self._people = people
             self._phones = {p.phone: p for p in people.values()}
             self._owners = {a: p.id for p in people.values() for a in p.addresses}
+            self._vips = {p.id: p.vip_patterns for p in people.values()}
             self._loaded_at = time.monotonic()
 
     def _fresh(self) -> bool:
@@ -111,6 +113,11 @@ class Directory:
         """The default person, then every person in id order."""
         await self.refresh()
         return [self.default, *sorted(self._people.values(), key=lambda p: p.id)]
+
+    async def vips(self) -> dict[int, list[str]]:
+        """Every person's VIP_SENDERS (their own, else the worker's), parsed, by id."""
+        await self.refresh()
+        return self._vips
 
     def mail_sender(self, person: Person) -> MailSender | None:
         login = person.smtp

@@ -48,12 +48,14 @@ AHEAD_WAIT = 5.0
 AHEAD_WINDOW = timedelta(minutes=1)
 #: Whose each of the emails is: message_id -> person_id (None: nobody's).
 Router = Callable[[Sequence[Email]], Awaitable[Mapping[str, int | None]]]
+#: Each person's VIP_SENDERS, parsed: person_id -> patterns.
+PeopleVips = Callable[[], Awaitable[Mapping[int, Sequence[str]]]]
 
 
 class EmailPoller:
     def __init__(self, repo: WorkflowRepository, conninfo: str, interval: float, *, on_notify: bool = True,
                  limit: int = 0, vip_patterns: Sequence[str] = (), router: Router | None = None,
-                 ahead_wait: float = AHEAD_WAIT) -> None:
+                 ahead_wait: float = AHEAD_WAIT, people_vips: PeopleVips | None = None) -> None:
         self.repo = repo
         self.conninfo = conninfo
         self.interval = interval
@@ -63,6 +65,8 @@ class EmailPoller:
         self.vip_patterns = list(vip_patterns)
         #: Whose each email is (docs/design.md, "Many people"); None: the default person's.
         self.router = router
+        #: Each person's own VIP senders (theirs, else ``vip_patterns``).
+        self.people_vips = people_vips
         #: How long to wait for the draft agents before a batch (AHEAD_WAIT; 0: never).
         self.ahead_wait = ahead_wait
         self.last_poll_at: float | None = None
@@ -88,8 +92,10 @@ class EmailPoller:
                 taking = await asyncio.to_thread(_bounded, claimed)
                 emails = [email for email, _ in taking]
                 owners = await self.router(claimed) if self.router is not None and claimed else None
+                vips = await self.people_vips() if self.people_vips is not None and claimed else None
                 started = set(await tx.create_workflows(taking, reason="picked up by the poller",
-                                                             vip_patterns=self.vip_patterns, owners=owners))
+                                                             vip_patterns=self.vip_patterns, owners=owners,
+                                                             person_vips=vips))
                 for email in emails:
                     if email.message_id not in started:
                         log.warning("email %s is pending again but has a workflow; left as it is",

@@ -168,7 +168,7 @@ async def _just_changed(ctx: StageContext, tx: RepositoryTransaction, sms: Inbou
     the answer was written that the answer may mean the one before."""
     presented = await tx.phone.presented_at(ctx.phone)
     written = sms.received_at
-    if ctx.settings.phone_mode != "each" or presented is None or written is None or written.tzinfo is None:
+    if ctx.me.phone_mode != "each" or presented is None or written is None or written.tzinfo is None:
         return False
     return written < presented + timedelta(seconds=ctx.settings.answer_clock_skew) + EACH_MODE_GRACE
 

@@ -160,7 +160,7 @@ async def _start_presentation(ctx: StageContext, tx: RepositoryTransaction, *,
 
 async def _next_candidate(ctx: StageContext, tx: RepositoryTransaction, holder: Workflow | None) -> Workflow | None:
     """The draft that goes on the phone next, if one should now."""
-    if ctx.settings.phone_mode == "each":
+    if ctx.me.phone_mode == "each":
         return await tx.phone.oldest_ready(person=ctx.person_id)
     if holder is not None and holder.current_state is READY_STATE:
         if holder.next_attempt_at is not None and holder.next_attempt_at > ctx.clock.now():
@@ -222,7 +222,7 @@ def draft_sms(ctx: StageContext, wf: Workflow, waiting: int) -> str:
             vip=wf.priority > 0,
             lessons=len(wf.lesson_ids or []),
         ),
-        ctx.settings.sms_format,
+        ctx.me.sms_format,
     )
 
 

@@ -80,7 +80,8 @@ class Intake(OutboxWrites):
 
     async def create_workflows(self, emails: Sequence[tuple[Email, str]], *, reason: str,
                                vip_patterns: Sequence[str] = (),
-                               owners: Mapping[str, int | None] | None = None) -> list[str]:
+                               owners: Mapping[str, int | None] | None = None,
+                               person_vips: Mapping[int, Sequence[str]] | None = None) -> list[str]:
         """Start a workflow in ``pending`` for each (email, body preview),
         audited, with the same four statements whatever the number; returns
         the message_ids started (not those that had one). An email from a
@@ -88,13 +89,22 @@ class Intake(OutboxWrites):
         pattern marked on the dashboard) starts with ``priority`` 1, and its
         audit row names the pattern (docs/design.md, "Senders who come first").
         ``owners``: whose each email is (message_id -> ``person_id``, None
-        for nobody's; handlers/people.py ``route``); not given, the default person's."""
+        for nobody's; handlers/people.py ``route``); not given, the default person's.
+        ``person_vips``: each person's own VIP_SENDERS (their ``people.vip_senders``,
+        else the worker's); a person not in it has ``vip_patterns``."""
         if not emails:
             return []
         now = self.clock.now()
         start = WorkflowState.PENDING
-        patterns = [*vip_patterns, *await self.vip_patterns()]
-        vip = {e.message_id: p for e, _ in emails if (p := vip_pattern(e.from_address, patterns)) is not None}
+        marked = await self.vip_patterns()
+        whose = {e.message_id: (owners or {}).get(e.message_id, DEFAULT_PERSON) for e, _ in emails}
+
+        def patterns(message_id: str) -> list[str]:
+            person = whose[message_id]
+            return [*(person_vips or {}).get(person if person is not None else DEFAULT_PERSON, vip_patterns), *marked]
+
+        vip = {e.message_id: p for e, _ in emails
+               if (p := vip_pattern(e.from_address, patterns(e.message_id))) is not None}
         cur = await self.conn.execute(
             "INSERT INTO workflow_state (message_id, email_subject, email_from, email_to,"
             " email_body_preview, email_received_at, priority, person_id, current_state, created_at, updated_at)"
@@ -104,7 +114,7 @@ class Intake(OutboxWrites):
              [e.from_address for e, _ in emails], [", ".join(e.to_addresses or []) for e, _ in emails],
              [preview for _, preview in emails], [e.received_at for e, _ in emails],
              [VIP_PRIORITY if e.message_id in vip else 0 for e, _ in emails],
-             [(owners or {}).get(e.message_id, DEFAULT_PERSON) for e, _ in emails]),
+             [whose[e.message_id] for e, _ in emails]),
         )
         created = {row["message_id"] for row in await cur.fetchall()}
         started = [e.message_id for e, _ in emails if e.message_id in created]

@@ -10,7 +10,7 @@ follows what the dashboard says at once. Each such move is audited.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,26 +47,31 @@ async def mark(tx: TransactionBase, pattern: str) -> list[str] | None:
     return await _reprioritise(tx, [pattern], raise_=True, why=f"sender marked VIP on the dashboard ({pattern})")
 
 
-async def unmark(tx: TransactionBase, pattern: str, kept: Sequence[str]) -> list[str] | None:
+async def unmark(tx: TransactionBase, pattern: str, kept: Sequence[str],
+                 kept_by: Mapping[int, Sequence[str]] | None = None) -> list[str] | None:
     """Unmark ``pattern``; the open workflows no pattern left names (the
-    others marked, and ``kept``: VIP_SENDERS) move down, returned. None when
-    ``pattern`` was not marked."""
+    others marked, and ``kept``: VIP_SENDERS, or ``kept_by`` their person's
+    own) move down, returned. None when ``pattern`` was not marked."""
     cur = await tx.conn.execute("DELETE FROM vip_senders WHERE pattern = %s RETURNING pattern", (pattern,))
     if await cur.fetchone() is None:
         return None
-    left = [*kept, *(v.pattern for v in await marked(tx))]
-    return await _reprioritise(tx, left, raise_=False, why=f"sender no longer VIP ({pattern} unmarked)")
+    left = [v.pattern for v in await marked(tx)]
+    return await _reprioritise(tx, left, raise_=False, why=f"sender no longer VIP ({pattern} unmarked)",
+                               kept=kept, kept_by=kept_by or {})
 
 
-async def _reprioritise(tx: TransactionBase, patterns: Sequence[str], *, raise_: bool, why: str) -> list[str]:
+async def _reprioritise(tx: TransactionBase, patterns: Sequence[str], *, raise_: bool, why: str,
+                        kept: Sequence[str] = (), kept_by: Mapping[int, Sequence[str]] | None = None) -> list[str]:
     """Raise the open workflows of normal priority ``patterns`` match, or
-    lower the VIP ones none of ``patterns`` match; audited in their state."""
+    lower the VIP ones none of ``patterns`` match (nor their person's own,
+    ``kept_by`` else ``kept``); audited in their state."""
     cur = await tx.conn.execute(
-        "SELECT message_id, email_from, current_state FROM workflow_state WHERE current_state = ANY(%s)"
-        " AND priority " + ("= 0" if raise_ else "> 0") + " ORDER BY id LIMIT %s",
+        "SELECT message_id, email_from, current_state, person_id FROM workflow_state"
+        " WHERE current_state = ANY(%s) AND priority " + ("= 0" if raise_ else "> 0") + " ORDER BY id LIMIT %s",
         (names(OPEN_STATES), RECHECKED_AT_MOST))
     moving = {row["message_id"]: row["current_state"] for row in await cur.fetchall()
-              if (vip_pattern(row["email_from"] or "", patterns) is not None) is raise_}
+              if (vip_pattern(row["email_from"] or "", [*patterns, *(kept_by or {}).get(row["person_id"], kept)])
+                  is not None) is raise_}
     if not moving:
         return []
     await tx.conn.execute("UPDATE workflow_state SET priority = %s, updated_at = %s WHERE message_id = ANY(%s)",

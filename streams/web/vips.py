@@ -16,7 +16,7 @@ from aiohttp import web
 
 from handlers.senders import parse_patterns, read_vip_pattern
 from streams.storage import vips
-from streams.web.appkeys import REPO, SETTINGS
+from streams.web.appkeys import DIRECTORY, REPO, SETTINGS
 from streams.web.guard import GUARD, local_path
 from streams.web.pages import render
 
@@ -56,8 +56,10 @@ async def remove_vip(request: web.Request) -> web.StreamResponse:
     """Unmark the posted ``pattern``; back to ``/vips``."""
     form = await request.app[GUARD].require_csrf(request)
     kept = parse_patterns(request.app[SETTINGS].vip_senders)
+    directory = request.app.get(DIRECTORY)
+    kept_by = await directory.vips() if directory is not None else None  # a person's own VIP_SENDERS keep theirs
     async with request.app[REPO].transaction() as tx:
-        moved = await vips.unmark(tx, form.get("pattern", ""), kept)
+        moved = await vips.unmark(tx, form.get("pattern", ""), kept, kept_by)
     raise web.HTTPSeeOther(f"/vips?done={'absent' if moved is None else 'removed'}")
 
 

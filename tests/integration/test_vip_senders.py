@@ -6,13 +6,14 @@ unmarking move the open ones, and the lease still reads an index."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from handlers.workflow import WorkflowState
 from streams.pipeline.poller import EmailPoller
 from streams.storage import vips
-from streams.storage.base import READY_FIRST
+from streams.storage.records import Email
 from streams.storage.repository import LEASE, Pool, WorkflowRepository
 from tests.support.factories import insert_email
 
@@ -78,6 +79,35 @@ async def test_marking_moves_the_open_emails_up_and_unmarking_moves_them_down(
         assert await vips.unmark(tx, "ann@one.example", kept=[]) is None
         assert await vips.marked(tx) == []
     assert await _priorities(pool, ids) == [0, 0, 1]
+
+
+async def test_each_persons_own_vip_senders_raise_only_their_emails(
+        repo: WorkflowRepository, pool: Pool, database: str) -> None:
+    """Ann's VIP_SENDERS (her ``people.vip_senders``) name the board; Bob has
+    none of his own, so the worker's; the same sender writes to both."""
+    async with pool.connection() as conn:
+        ids = [await insert_email(conn, from_address="Chair <chair@board.example>", to_addresses=[to],
+                                  received_at=T0 + timedelta(minutes=n))
+               for n, to in enumerate(["ann@a.example", "bob@b.example", "me@example.com"])]
+    owners = {ids[0]: 1, ids[1]: 2, ids[2]: 0}
+
+    async def route(emails: Sequence[Email]) -> Mapping[str, int | None]:
+        return {e.message_id: owners[e.message_id] for e in emails}
+
+    async def people_vips() -> Mapping[int, Sequence[str]]:
+        return {1: ["*@board.example"], 2: ["*@worker-vip.example"]}
+
+    await EmailPoller(repo, database, interval=60, vip_patterns=["*@worker-vip.example"], router=route,
+                      people_vips=people_vips).poll_once()
+    assert await _priorities(pool, ids) == [1, 0, 0]  # Ann's only: not Bob's, not the default person's
+
+    async with repo.transaction() as tx:  # a pattern marked on the dashboard is everyone's ...
+        assert sorted(await vips.mark(tx, "board.example") or []) == sorted(ids[1:])
+    assert await _priorities(pool, ids) == [1, 1, 1]
+    async with repo.transaction() as tx:  # ... and unmarked, Ann's own pattern keeps hers
+        moved = await vips.unmark(tx, "board.example", kept=["*@worker-vip.example"], kept_by=await people_vips())
+    assert sorted(moved or []) == sorted(ids[1:])
+    assert await _priorities(pool, ids) == [1, 0, 0]
 
 
 def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

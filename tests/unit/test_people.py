@@ -40,6 +40,9 @@ from handlers.people_keys import KeysError, PeopleKeys
     ("quiet_hours", "22-07", "quiet_hours: must look like 22:00-07:00"),
     ("quiet_hours", "25:00-07:00", "quiet_hours: hours are 00-23"),
     ("quiet_hours", "07:00-07:00", "quiet_hours: start and end must differ"),
+    ("phone_mode", "all", "phone_mode: one of one, each"),
+    ("sms_format", "tiny", "sms_format: one of condensed, full"),
+    ("vip_senders", "boss@x.com, a@b@c", "vip_senders: A pattern has at most one @."),
 ])
 def test_a_bad_value_is_refused_naming_its_field(field: str, value: str, said: str) -> None:
     with pytest.raises(PersonError) as raised:
@@ -62,13 +65,18 @@ def test_a_bad_value_is_refused_naming_its_field(field: str, value: str, said: s
     ("quiet_hours", "22:00-07:00", "22:00-07:00"),
     ("skip_senders", "*@news.example, ads.example", "*@news.example, ads.example"),
     ("smtp_server", " smtp.example.org ", "smtp.example.org"),
+    ("phone_mode", "EACH", "each"),
+    ("sms_format", "Full", "full"),
+    ("vip_senders", "Boss@X.com, *@board.example,, Ann Lee <ann@lee.example>", "boss@x.com, *@board.example,"
+     " ann@lee.example"),
 ])
 def test_a_good_value_is_read_into_its_stored_form(field: str, value: str, stored: object) -> None:
     assert check_field(field, value) == stored
 
 
 @pytest.mark.parametrize("field", ["smtp_server", "smtp_port", "tone", "timezone", "quiet_hours", "reminder_after",
-                                   "max_length", "imap_sent_folder", "skip_senders"])
+                                   "max_length", "imap_sent_folder", "skip_senders", "vip_senders", "phone_mode",
+                                   "sms_format"])
 def test_an_empty_value_is_the_workers_setting_again(field: str) -> None:
     assert check_field(field, "  ") is None
 
@@ -129,7 +137,8 @@ def test_without_a_default_person_an_unmatched_email_is_nobodys() -> None:
 WORKER_SMTP = MailLogin("smtp.gmail.com", 465, "me@example.com", "worker-pw", "ssl")
 BASE = Person(id=DEFAULT_PERSON, name="default", phone="+15550000000", addresses=("me@example.com",),
               timezone="Europe/Berlin", quiet_hours="22:00-07:00", reminder_after=14400.0,
-              skip_senders="*@ads.example", tone="professional", max_length=None, smtp=WORKER_SMTP)
+              skip_senders="*@ads.example", tone="professional", max_length=None, smtp=WORKER_SMTP,
+              vip_senders="ceo@example.com", phone_mode="one", sms_format="condensed")
 ALICE = PersonRow(id=7, name="Alice", phone="+15551230001", addresses=("alice@x.com", "alice@home.example"))
 
 
@@ -138,6 +147,7 @@ def test_unset_fields_are_the_default_persons() -> None:
     assert (alice.id, alice.name, alice.phone, alice.email_address) == (7, "Alice", "+15551230001", "alice@x.com")
     assert (alice.timezone, alice.quiet_hours, alice.reminder_after, alice.skip_senders, alice.tone,
             alice.max_length) == ("Europe/Berlin", "22:00-07:00", 14400.0, "*@ads.example", "professional", None)
+    assert (alice.vip_patterns, alice.phone_mode, alice.sms_format) == (["ceo@example.com"], "one", "condensed")
     # No login of her own: the worker's SMTP login (and Sent folder) send her replies.
     assert (alice.smtp, alice.imap, alice.own_mail, alice.is_default) == (None, None, True, False)
 
@@ -149,6 +159,15 @@ def test_set_fields_are_the_persons_own_even_when_empty_or_zero() -> None:
     assert (alice.timezone, alice.quiet_hours, alice.reminder_after, alice.skip_senders, alice.tone,
             alice.max_length) == ("America/New_York", "23:00-06:00", 0.0, "", "casual", 300)
     assert alice.quiet is not None and str(alice.quiet.zone) == "America/New_York"
+    own = resolve(replace(ALICE, vip_senders="", phone_mode="each", sms_format="full"), BASE, smtp_password=None,
+                  imap_password=None)
+    assert (own.vip_patterns, own.phone_mode, own.sms_format) == ([], "each", "full")  # no VIPs: none of the worker's
+
+
+def test_a_mode_written_into_the_row_by_hand_that_is_none_is_the_workers() -> None:
+    odd = resolve(replace(ALICE, phone_mode="sometimes", sms_format="huge"), BASE, smtp_password=None,
+                  imap_password=None)
+    assert (odd.phone_mode, odd.sms_format) == ("one", "condensed")
 
 
 def test_a_person_with_their_own_smtp_login_sends_through_it() -> None:

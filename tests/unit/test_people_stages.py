@@ -203,3 +203,17 @@ async def test_a_draft_whose_person_has_every_code_in_use_waits_and_holds_nobody
     await w.stages.notify()  # no error: Bob's draft goes out, Ann's waits for a code
     assert w.to(ANN.phone) == [] and len(w.to(BOB.phone)) == 1
     assert w.state("<a@x>") is S.AI_GENERATED
+
+
+async def test_each_persons_phone_mode_and_sms_format_are_their_own() -> None:
+    """Ann has every draft texted as it is ready, in the full layout; Bob
+    keeps the worker's: one draft at a time, condensed."""
+    w = World(person(1, "Ann", ANN.phone, "ann@a.example", phone_mode="each", sms_format="full"), BOB)
+    for mid, who in (("<a1@x>", 1), ("<a2@x>", 1), ("<b1@x>", 2), ("<b2@x>", 2)):
+        await w.drafted(mid, who)
+    await w.stages.notify()
+    assert len(w.to(ANN.phone)) == 2 and len(w.to(BOB.phone)) == 1
+    assert w.state("<a2@x>") is S.AWAITING_USER and w.state("<b2@x>") is S.AI_GENERATED
+    # The full layout names the sender and the subject on lines of their own; the condensed one does not.
+    assert all(text.startswith("From: ") and "\nSubject: " in text for text in w.to(ANN.phone))
+    assert not w.to(BOB.phone)[0].startswith("From: ") and "\nSubject: " not in w.to(BOB.phone)[0]
