@@ -64,7 +64,7 @@ class Runtime:
         self.poller = EmailPoller(self.repo, settings.conninfo, settings.poll_interval,
                                   on_notify=settings.poll_on_notify, limit=settings.poll_limit,
                                   vip_patterns=parse_patterns(settings.vip_senders), router=self.people.route,
-                                  people_vips=self.people.vips)
+                                  people_vips=self.people.vips, shared=self.people.shared)
         self.relay = OutboxRelay(self.pool, settings.conninfo, new_producer(settings),
                                  settings.kafka_topic_prefix)
         self.housekeeping = Housekeeping(self.stages, settings.timeout_check_interval,

@@ -114,6 +114,11 @@ class Directory:
         await self.refresh()
         return [self.default, *sorted(self._people.values(), key=lambda p: p.id)]
 
+    async def shared(self) -> bool:
+        """Whether people share this deployment (any people rows): the default person alone, not."""
+        await self.refresh()
+        return bool(self._people)
+
     async def vips(self) -> dict[int, list[str]]:
         """Every person's VIP_SENDERS (their own, else the worker's), parsed, by id."""
         await self.refresh()

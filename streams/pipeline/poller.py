@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 #: Emails claimed per transaction: one round trip per statement, whatever the
 #: count; small enough that a newcomer's email waits for little more than one.
 BATCH = 100
+#: Emails claimed per transaction when one person has the deployment to
+#: themselves: no newcomer of another's to wait, so fewer, larger claims.
+ALONE_BATCH = 500
 #: Emails taken in whose draft no agent has asked for yet, past which the
 #: poller waits before taking more: what it takes in queues in ``emails.pending``
 #: behind what it took before, so a backlog taken in at once would hold another
@@ -50,12 +53,15 @@ AHEAD_WINDOW = timedelta(minutes=1)
 Router = Callable[[Sequence[Email]], Awaitable[Mapping[str, int | None]]]
 #: Each person's VIP_SENDERS, parsed: person_id -> patterns.
 PeopleVips = Callable[[], Awaitable[Mapping[int, Sequence[str]]]]
+#: Whether people share the deployment (there are people rows).
+Shared = Callable[[], Awaitable[bool]]
 
 
 class EmailPoller:
     def __init__(self, repo: WorkflowRepository, conninfo: str, interval: float, *, on_notify: bool = True,
                  limit: int = 0, vip_patterns: Sequence[str] = (), router: Router | None = None,
-                 ahead_wait: float = AHEAD_WAIT, people_vips: PeopleVips | None = None) -> None:
+                 ahead_wait: float = AHEAD_WAIT, people_vips: PeopleVips | None = None,
+                 shared: Shared | None = None) -> None:
         self.repo = repo
         self.conninfo = conninfo
         self.interval = interval
@@ -67,6 +73,10 @@ class EmailPoller:
         self.router = router
         #: Each person's own VIP senders (theirs, else ``vip_patterns``).
         self.people_vips = people_vips
+        #: Whether people share the deployment: then intake is fair and paced;
+        #: one person's alone is taken oldest first, as fast as it comes (not
+        #: given: shared).
+        self.shared = shared
         #: How long to wait for the draft agents before a batch (AHEAD_WAIT; 0: never).
         self.ahead_wait = ahead_wait
         self.last_poll_at: float | None = None
@@ -85,10 +95,13 @@ class EmailPoller:
         """Take every pending email now; return how many."""
         taken = 0
         while True:
-            await self._let_the_drafting_catch_up()  # before every batch: a poll may start behind
-            batch = min(BATCH, self.limit - taken) if self.limit else BATCH
+            fair = await self.shared() if self.shared is not None else True
+            if fair:  # before every batch: a poll may start behind
+                await self._let_the_drafting_catch_up()
+            size = BATCH if fair else ALONE_BATCH
+            batch = min(size, self.limit - taken) if self.limit else size
             async with self.repo.transaction() as tx:
-                claimed = await tx.claim_pending_emails(batch)
+                claimed = await tx.claim_pending_emails(batch, fair=fair)
                 taking = await asyncio.to_thread(_bounded, claimed)
                 emails = [email for email, _ in taking]
                 owners = await self.router(claimed) if self.router is not None and claimed else None

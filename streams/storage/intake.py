@@ -20,6 +20,25 @@ from streams.storage.records import Email
 
 log = logging.getLogger(__name__)
 
+#: The pending emails a claim takes, each mailbox's k-th oldest in turn k.
+_FAIR_PICK = (
+    "WITH ranked AS ("
+    "  SELECT id, row_number() OVER (PARTITION BY"
+    "   lower(coalesce(nullif(btrim(mailbox), ''), array_to_string(to_addresses, ',')))"
+    "   ORDER BY received_at, id) AS turn"
+    "  FROM processed_emails WHERE status = %(waiting)s),"
+    " picked AS ("
+    "  SELECT e.id FROM processed_emails e JOIN ranked USING (id) WHERE e.status = %(waiting)s"
+    "  ORDER BY ranked.turn, e.received_at, e.id LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED)"
+)
+#: The oldest pending emails (read from processed_emails_pending_idx, no sort).
+_OLDEST_PICK = (
+    "WITH picked AS ("
+    "  SELECT id FROM processed_emails WHERE status = %(waiting)s"
+    "  ORDER BY received_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+)
+
+
 #: The advisory lock class under which draft codes are given (pg_advisory_xact_lock).
 CODES_LOCK = 0x0E4A16
 
@@ -27,16 +46,19 @@ CODES_LOCK = 0x0E4A16
 class Intake(OutboxWrites):
     """The poller's claims and the workflows it starts; ``processed_emails.status``."""
 
-    async def claim_pending_emails(self, limit: int) -> list[Email]:
+    async def claim_pending_emails(self, limit: int, *, fair: bool = True) -> list[Email]:
         """Take up to ``limit`` pending emails, marking them ``orchestrating``:
-        fairly across the mailboxes they came to, oldest first within each.
+        fairly across the mailboxes they came to, oldest first within each
+        (``fair``; else plain oldest first, all one person's anyway).
 
         Each mailbox's k-th oldest pending email takes turn k (the mailbox is
         ``processed_emails.mailbox``, else the recipients as stored), and the
         lowest turns go first: a backlog of thousands in one mailbox takes
         one place per batch from another mailbox's new email, which is taken
         in the next batch, not after the backlog (docs/design.md, "Fair
-        scheduling"). One mailbox: plain oldest first, as before.
+        scheduling"). One mailbox: plain oldest first, as before; and the
+        poller asks for plain oldest first (not ``fair``) while no people share
+        the deployment.
 
         ``FOR UPDATE SKIP LOCKED`` under the LIMIT: two pollers never claim
         the same email, and rows another poller holds are passed over.
@@ -47,15 +69,7 @@ class Intake(OutboxWrites):
         bodies, against 220 ms to move them whole.
         """
         cur = await self.conn.execute(
-            "WITH ranked AS ("
-            "  SELECT id, row_number() OVER (PARTITION BY"
-            "   lower(coalesce(nullif(btrim(mailbox), ''), array_to_string(to_addresses, ',')))"
-            "   ORDER BY received_at, id) AS turn"
-            "  FROM processed_emails WHERE status = %(waiting)s),"
-            " picked AS ("
-            "  SELECT e.id FROM processed_emails e JOIN ranked USING (id) WHERE e.status = %(waiting)s"
-            "  ORDER BY ranked.turn, e.received_at, e.id LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED)"
-            " UPDATE processed_emails p SET status = %(taken)s, updated_at = %(now)s"
+            (_FAIR_PICK if fair else _OLDEST_PICK) + " UPDATE processed_emails p SET status = %(taken)s, updated_at = %(now)s"
             " FROM picked WHERE p.id = picked.id RETURNING p.message_id, substr(p.subject, 1, %(subject)s) AS subject,"
             " p.from_address, p.to_addresses, p.received_at, p.status, p.in_reply_to, p.thread_id,"
             " substr(p.body_text, 1, %(text)s) AS body_text, substr(p.body_html, 1, %(html)s) AS body_html,"

@@ -34,6 +34,23 @@ async def test_a_poll_takes_everything_pending_oldest_first_in_one_go(
     assert await poller.poll_once() == 0  # each once
 
 
+async def test_one_person_alone_has_their_backlog_taken_at_once_oldest_first(
+        repo: WorkflowRepository, pool: Pool, database: str) -> None:
+    """No people share the deployment: nobody's newcomer can wait behind the
+    backlog, so it is neither paced nor ranked by mailbox (as before people)."""
+    now = datetime.now(UTC)
+    async with pool.connection() as conn:
+        ids = [await insert_email(conn, to_addresses=[f"alias{n // 600}@example.com"],
+                                  received_at=now - timedelta(minutes=n)) for n in range(1200)]
+
+    async def alone() -> bool:
+        return False
+
+    poller = EmailPoller(repo, database, interval=60, ahead_wait=60, shared=alone)  # no draft agent: pacing would wait
+    assert await asyncio.wait_for(poller.poll_once(), 30) == 1200
+    assert await outbox(pool, "emails.pending") == ids[::-1]  # oldest first, whichever address each came to
+
+
 async def test_poll_limit_caps_each_poll(repo: WorkflowRepository, pool: Pool, database: str) -> None:
     async with pool.connection() as conn:
         ids = [await insert_email(conn) for _ in range(5)]
