@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -45,7 +46,11 @@ class Browser:
         for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
                          "--disable-gpu"):
             options.add_argument(argument)
-        self.driver = webdriver.Chrome(service=Service(driver), options=options)
+        # Chromium's profile and its singleton socket go in a folder of this
+        # browser's, removed on close (in /tmp they were left behind).
+        self._tmp = tempfile.mkdtemp(prefix="orch-chromium-")
+        self.driver = webdriver.Chrome(service=Service(driver, env={**os.environ, "TMPDIR": self._tmp}),
+                                       options=options)
         self.base_url = base_url
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -104,4 +109,7 @@ class Browser:
         raise AssertionError(f"the page never showed {text!r}; it shows:\n{body[-2000:]}")
 
     def close(self) -> None:
-        self.driver.quit()
+        try:
+            self.driver.quit()
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
