@@ -235,7 +235,7 @@ def check_field(name: str, value: str, region: str | None = None) -> Any:
         raise PersonError(f"sms_format: one of {', '.join(SMS_FORMATS)}")
     if name == "vip_senders":
         try:
-            return ", ".join(read_vip_pattern(p) for p in text.split(",") if p.strip())
+            return ", ".join(read_vip_pattern(p) for p in parse_patterns(text))
         except ValueError as exc:
             raise PersonError(f"vip_senders: {exc}") from None
     if name == "timezone":

@@ -57,7 +57,7 @@ async def unmark(tx: TransactionBase, pattern: str, kept: Sequence[str],
         return None
     left = [v.pattern for v in await marked(tx)]
     return await _reprioritise(tx, left, raise_=False, why=f"sender no longer VIP ({pattern} unmarked)",
-                               kept=kept, kept_by=kept_by or {})
+                               kept=kept, kept_by=kept_by)
 
 
 async def _reprioritise(tx: TransactionBase, patterns: Sequence[str], *, raise_: bool, why: str,
